@@ -1,0 +1,147 @@
+/* bf_pq: libpq wrapper (see bf_pq.h). */
+#include "bf_pq.h"
+#include "bf_log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void log_failure(bf_log_level_e level, PGconn *conn, PGresult *res,
+                        const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    char line[512];
+    const char *p, *nl;
+    size_t n;
+
+    if (!msg || !*msg)
+        msg = PQerrorMessage(conn);
+    if (!msg || !*msg)
+        msg = "(no message)";
+    /* one log line per line of the server's message */
+    for (p = msg; *p; p = nl ? nl + 1 : p + strlen(p)) {
+        nl = strchr(p, '\n');
+        n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n == 0)
+            continue;
+        if (n >= sizeof line)
+            n = sizeof line - 1;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        bf_log(level, "BF00001: %s: SQLSTATE %s: %s", what,
+               state ? state : "-----", line);
+    }
+}
+
+static bool exec_at(bf_log_level_e level, PGconn *conn, const char *what,
+                    const char *sql, int nparams, const char *const *values,
+                    PGresult **out, char sqlstate[6])
+{
+    PGresult *res;
+    ExecStatusType st;
+    const char *state;
+
+    if (out)
+        *out = NULL;
+    if (sqlstate)
+        sqlstate[0] = '\0';
+    if (!conn) {
+        bf_log(level, "BF00002: %s: no database connection", what);
+        return false;
+    }
+    res = PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        if (out)
+            *out = res;
+        else
+            PQclear(res);
+        return true;
+    }
+    state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (sqlstate && state) {
+        strncpy(sqlstate, state, 5);
+        sqlstate[5] = '\0';
+    }
+    log_failure(level, conn, res, what);
+    PQclear(res);
+    return false;
+}
+
+bool bf_pq_exec(PGconn *conn, const char *what, const char *sql, int nparams,
+                const char *const *values, PGresult **out, char sqlstate[6])
+{
+    return exec_at(BF_LOG_WARN, conn, what, sql, nparams, values, out,
+                   sqlstate);
+}
+
+bool bf_pq_exec_quiet(PGconn *conn, const char *what, const char *sql,
+                      int nparams, const char *const *values, PGresult **out,
+                      char sqlstate[6])
+{
+    return exec_at(BF_LOG_DEBUG, conn, what, sql, nparams, values, out,
+                   sqlstate);
+}
+
+bool bf_pq_begin(PGconn *conn, const char *what)
+{
+    return bf_pq_exec(conn, what, "BEGIN", 0, NULL, NULL, NULL);
+}
+
+bool bf_pq_commit(PGconn *conn, const char *what)
+{
+    return bf_pq_exec(conn, what, "COMMIT", 0, NULL, NULL, NULL);
+}
+
+void bf_pq_rollback(PGconn *conn, const char *what)
+{
+    if (conn && PQstatus(conn) == CONNECTION_OK
+        && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        bf_pq_exec_quiet(conn, what, "ROLLBACK", 0, NULL, NULL, NULL);
+}
+
+bool bf_pq_healthy(PGconn *conn)
+{
+    if (!conn || PQstatus(conn) != CONNECTION_OK)
+        return false;
+    switch (PQtransactionStatus(conn)) {
+    case PQTRANS_IDLE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+PGconn *bf_pq_connect(const char *conninfo, const char *appname)
+{
+    const char *keys[] = { "dbname", "application_name", NULL };
+    const char *vals[] = { conninfo ? conninfo : "", appname, NULL };
+    PGconn *conn;
+
+    /* expand_dbname=1: the conninfo string (or URI) is parsed as dbname */
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (!conn) {
+        bf_log(BF_LOG_WARN, "BF00003: database connect: out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char msg[512];
+        char *nl;
+
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(conn));
+        while ((nl = strchr(msg, '\n')) != NULL)
+            *nl = ' ';
+        bf_log(BF_LOG_WARN, "BF00004: database connect failed (%s): %s",
+               appname, msg);
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+bool bf_pq_state_is_connection(const char *sqlstate)
+{
+    if (!sqlstate || !*sqlstate)
+        return true;
+    return strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0;
+}
