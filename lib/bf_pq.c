@@ -112,12 +112,18 @@ bool bf_pq_healthy(PGconn *conn)
     }
 }
 
-PGconn *bf_pq_connect(const char *conninfo, const char *appname)
+PGconn *bf_pq_connect(const char *conninfo, const char *appname,
+                      int connect_timeout_s)
 {
-    const char *keys[] = { "dbname", "application_name", NULL };
-    const char *vals[] = { conninfo ? conninfo : "", appname, NULL };
+    /* connect_timeout comes first so that a value in conninfo overrides it */
+    const char *keys[] = { "connect_timeout", "dbname", "application_name",
+                           NULL };
+    const char *vals[] = { NULL, conninfo ? conninfo : "", appname, NULL };
+    char timeout[16];
     PGconn *conn;
 
+    snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
+    vals[0] = connect_timeout_s > 0 ? timeout : NULL;
     /* expand_dbname=1: the conninfo string (or URI) is parsed as dbname */
     conn = PQconnectdbParams(keys, vals, 1);
     if (!conn) {

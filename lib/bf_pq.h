@@ -32,8 +32,10 @@ void bf_pq_rollback(PGconn *conn, const char *what);
 bool bf_pq_healthy(PGconn *conn);
 
 /* Connect; logs a warn line (without the password) on failure and returns
- * NULL.  application_name is set to `appname`. */
-PGconn *bf_pq_connect(const char *conninfo, const char *appname);
+ * NULL.  application_name is set to `appname`; connect_timeout defaults to
+ * connect_timeout_s (0: libpq's default) unless the conninfo sets one. */
+PGconn *bf_pq_connect(const char *conninfo, const char *appname,
+                      int connect_timeout_s);
 
 /* SQLSTATE classes callers care about. */
 bool bf_pq_state_is_connection(const char *sqlstate); /* "" or 08xxx, 57Pxx */
