@@ -1,0 +1,45 @@
+/* bf_typefilter: _typeFilter as real FHIR search over the stored JSON
+ * (SPEC R28, R29).  A filter is one FHIR REST query with a single resource
+ * type, e.g. "Observation?category=laboratory&date=ge2020-01-01".  Supported
+ * parameter types: token (code, system|code, |code, system|; :not),
+ * string (starts-with, :exact, :contains), date (eq ne gt lt ge le sa eb),
+ * reference (Type/id, id, absolute URL, :Type), uri; :missing on all.
+ * Anything else (chains, _has, quantity/number/composite parameters, other
+ * modifiers, result parameters such as _sort or _include) is refused at parse
+ * time so the client learns of it, never silently ignored. */
+#ifndef BF_TYPEFILTER_H
+#define BF_TYPEFILTER_H
+
+#include <stdbool.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+#include "bf_searchparam.h"
+
+typedef struct bf_tf_clause {
+    const bf_searchparam *sp;
+    const char *modifier;          /* NULL, missing, not, exact, contains, or a type */
+    apr_array_header_t *values;    /* const char *, ORed */
+} bf_tf_clause;
+
+typedef struct bf_typefilter {
+    const char *text;              /* as given */
+    const char *type;              /* the resource type before '?' */
+    apr_array_header_t *clauses;   /* bf_tf_clause, ANDed */
+} bf_typefilter;
+
+/* Parse and validate one filter.  On failure *err names the problem in words
+ * a client can act on. */
+bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
+                         const char **err);
+
+/* A SQL boolean expression over the jsonb column `resource` that is true for
+ * resources matching ANY of the filters (all of one type).  Values are
+ * embedded as escaped literals (for COPY, which takes no parameters). */
+bool bf_typefilter_sql(apr_pool_t *p, const apr_array_header_t *filters,
+                       const char **sql, const char **err);
+
+/* An escaped SQL string literal (E'...') for s. */
+const char *bf_sql_literal(apr_pool_t *p, const char *s);
+
+#endif
