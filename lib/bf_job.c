@@ -1,1 +1,236 @@
-/* placeholder: being written */
+/* bf_job: job statements used by the module (see bf_job.h). */
+#include "bf_job.h"
+#include "bf_manifest.h"
+#include "bf_pq.h"
+
+#include <apr_strings.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *dup_or_null(apr_pool_t *p, PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL
+                                      : apr_pstrdup(p, PQgetvalue(res, row, col));
+}
+
+bool bf_job_is_uuid(const char *s)
+{
+    int i;
+
+    if (!s || strlen(s) != 36)
+        return false;
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+        }
+        else if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms)
+{
+    char ms[32];
+    const char *v[1] = { ms };
+
+    snprintf(ms, sizeof ms, "%d", statement_timeout_ms);
+    return bf_pq_exec(conn, "session setup",
+                      "SELECT set_config('statement_timeout', $1, false)", 1,
+                      v, NULL, NULL);
+}
+
+bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
+                    const char **job_id, char sqlstate[6])
+{
+    const char *v[9] = { k->client_id, k->level, k->group_id, k->params,
+                         k->since, k->until, k->request_url,
+                         k->requires_token ? "true" : "false", k->types };
+    PGresult *res;
+
+    *job_id = NULL;
+    if (!bf_pq_exec(conn, "kick-off",
+                    "SELECT bulkfhir.kickoff($1, $2, $3, $4::jsonb, "
+                    "$5::timestamptz, $6::timestamptz, $7, $8::boolean, "
+                    "$9::text[])",
+                    9, v, &res, sqlstate))
+        return false;
+    *job_id = apr_pstrdup(p, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
+                         char sqlstate[6])
+{
+    const char *v[1] = { group_id };
+    PGresult *res;
+
+    *exists = false;
+    if (!bf_pq_exec(conn, "group lookup",
+                    "SELECT 1 FROM fhir.resource_version "
+                    "WHERE resource_type = 'Group' AND id = $1 "
+                    "AND superseded_at IS NULL AND NOT deleted",
+                    1, v, &res, sqlstate))
+        return false;
+    *exists = PQntuples(res) > 0;
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
+                bf_job_t **job, char sqlstate[6])
+{
+    const char *v[1] = { job_id };
+    PGresult *res;
+    bf_job_t *j;
+    char what[80];
+
+    *job = NULL;
+    snprintf(what, sizeof what, "job %s: status", job_id);
+    if (!bf_pq_exec(
+            conn, what,
+            "SELECT j.id, j.state, j.client_id, j.request_url, "
+            "j.requires_token, "
+            "to_char(j.transaction_time AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+            "coalesce(extract(epoch FROM j.finished_at), 0), j.error::text, "
+            "(SELECT count(*) FROM bulkfhir.task t WHERE t.job_id = j.id "
+            "  AND t.state <> 'cancelled'), "
+            "(SELECT count(*) FROM bulkfhir.task t WHERE t.job_id = j.id "
+            "  AND t.state IN ('done', 'failed')) "
+            "FROM bulkfhir.job j WHERE j.id = $1::uuid",
+            1, v, &res, sqlstate))
+        return false;
+    if (PQntuples(res) == 1) {
+        j = apr_pcalloc(p, sizeof *j);
+        j->id = apr_pstrdup(p, PQgetvalue(res, 0, 0));
+        j->state = apr_pstrdup(p, PQgetvalue(res, 0, 1));
+        j->client_id = dup_or_null(p, res, 0, 2);
+        j->request_url = apr_pstrdup(p, PQgetvalue(res, 0, 3));
+        j->requires_token = PQgetvalue(res, 0, 4)[0] == 't';
+        j->transaction_time = apr_pstrdup(p, PQgetvalue(res, 0, 5));
+        j->finished_at = strtod(PQgetvalue(res, 0, 6), NULL);
+        j->error = dup_or_null(p, res, 0, 7);
+        j->tasks_total = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
+        j->tasks_done = strtoll(PQgetvalue(res, 0, 9), NULL, 10);
+        *job = j;
+    }
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
+                  apr_array_header_t **files, char sqlstate[6])
+{
+    const char *v[1] = { job_id };
+    PGresult *res;
+    int i, n;
+    char what[80];
+
+    *files = NULL;
+    snprintf(what, sizeof what, "job %s: files", job_id);
+    if (!bf_pq_exec(conn, what,
+                    "SELECT kind, resource_type, part, name, count "
+                    "FROM bulkfhir.file WHERE job_id = $1::uuid "
+                    "ORDER BY kind, resource_type, part, name",
+                    1, v, &res, sqlstate))
+        return false;
+    n = PQntuples(res);
+    *files = apr_array_make(p, n + 1, sizeof(bf_manifest_file_t));
+    for (i = 0; i < n; i++) {
+        bf_manifest_file_t *f = apr_array_push(*files);
+
+        f->kind = apr_pstrdup(p, PQgetvalue(res, i, 0));
+        f->type = apr_pstrdup(p, PQgetvalue(res, i, 1));
+        f->part = atoi(PQgetvalue(res, i, 2));
+        f->name = apr_pstrdup(p, PQgetvalue(res, i, 3));
+        f->count = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+    }
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
+                   char sqlstate[6])
+{
+    const char *v[1] = { job_id };
+    PGresult *res;
+    char what[80];
+
+    *found = false;
+    snprintf(what, sizeof what, "job %s: cancel", job_id);
+    /* one statement: the job row and its live tasks change together */
+    if (!bf_pq_exec(conn, what,
+                    "WITH j AS ("
+                    "  UPDATE bulkfhir.job SET state = 'cancelled', "
+                    "         finished_at = coalesce(finished_at, now()) "
+                    "   WHERE id = $1::uuid AND state IN ('queued', "
+                    "         'running', 'completed', 'failed') "
+                    "  RETURNING id), "
+                    "t AS ("
+                    "  UPDATE bulkfhir.task SET state = 'cancelled', "
+                    "         finished_at = now() "
+                    "   WHERE job_id IN (SELECT id FROM j) "
+                    "     AND state IN ('queued', 'running') "
+                    "  RETURNING 1) "
+                    "SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM t)",
+                    1, v, &res, sqlstate))
+        return false;
+    *found = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
+                        const char *name, bool *found, const char **client_id,
+                        char sqlstate[6])
+{
+    const char *v[2] = { job_id, name };
+    PGresult *res;
+    char what[80];
+
+    *found = false;
+    *client_id = NULL;
+    snprintf(what, sizeof what, "job %s: file lookup", job_id);
+    if (!bf_pq_exec(conn, what,
+                    "SELECT j.client_id FROM bulkfhir.file f "
+                    "JOIN bulkfhir.job j ON j.id = f.job_id "
+                    "WHERE f.job_id = $1::uuid AND f.name = $2 "
+                    "AND j.state <> 'cancelled'",
+                    2, v, &res, sqlstate))
+        return false;
+    if (PQntuples(res) > 0) {
+        *found = true;
+        *client_id = dup_or_null(p, res, 0, 0);
+    }
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
+                        bool *found, const char **client_id,
+                        const char **scope, char sqlstate[6])
+{
+    const char *v[1] = { hash_hex };
+    PGresult *res;
+
+    *found = false;
+    *client_id = *scope = NULL;
+    if (!bf_pq_exec(conn, "token check",
+                    "SELECT t.client_id, t.scope FROM bulkfhir.token t "
+                    "WHERE t.hash = $1::bytea AND t.expires_at > now()",
+                    1, v, &res, sqlstate))
+        return false;
+    if (PQntuples(res) > 0) {
+        *found = true;
+        *client_id = apr_pstrdup(p, PQgetvalue(res, 0, 0));
+        *scope = apr_pstrdup(p, PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return true;
+}

@@ -1,1 +1,77 @@
-/* placeholder: being written */
+/* bf_job: the job statements the module runs (kick-off, status, cancel,
+ * files, token check).  All SQL is parameterised; results are copied into
+ * the caller's pool.  Each call returns false on a database failure with
+ * the SQLSTATE in sqlstate ("" when the connection broke). */
+#ifndef BF_JOB_H
+#define BF_JOB_H
+
+#include <stdbool.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <libpq-fe.h>
+
+/* New connections: SET statement_timeout (milliseconds; 0 = none). */
+bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms);
+
+typedef struct bf_job_kickoff_t {
+    const char *client_id; /* NULL: no authorization */
+    const char *level;     /* system | patient | group */
+    const char *group_id;  /* group level only */
+    const char *params;    /* normalized JSON */
+    const char *since;     /* instant or NULL */
+    const char *until;     /* instant or NULL */
+    const char *request_url;
+    bool requires_token;
+    const char *types; /* text[] literal or NULL (every stored type) */
+} bf_job_kickoff_t;
+
+bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
+                    const char **job_id, char sqlstate[6]);
+
+/* A current, non-deleted Group resource with this id exists. */
+bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
+                         char sqlstate[6]);
+
+typedef struct bf_job_t {
+    const char *id;
+    const char *state; /* queued running completed failed cancelled */
+    const char *client_id; /* NULL when none */
+    const char *request_url;
+    bool requires_token;
+    const char *transaction_time; /* instant, UTC, microseconds */
+    double finished_at;           /* epoch seconds, 0 when not finished */
+    const char *error;            /* OperationOutcome JSON or NULL */
+    long long tasks_total;        /* tasks that are not cancelled */
+    long long tasks_done;         /* done or failed */
+} bf_job_t;
+
+/* *job is NULL when no such job.  job_id must be a valid uuid. */
+bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
+                bf_job_t **job, char sqlstate[6]);
+
+/* Published files of a job (bf_manifest_file_t), ordered kind, type, part. */
+bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
+                  apr_array_header_t **files, char sqlstate[6]);
+
+/* Cancel: job (queued|running|completed|failed) -> cancelled and its
+ * queued/running tasks -> cancelled, in one statement.  *found is false when
+ * the job does not exist or is already cancelled. */
+bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
+                   char sqlstate[6]);
+
+/* A published file of a job that is not cancelled.  *found false if none;
+ * *client_id is the job's client (NULL when none). */
+bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
+                        const char *name, bool *found, const char **client_id,
+                        char sqlstate[6]);
+
+/* Bearer token check: hash_hex is the bytea literal "\x<sha256 hex>".
+ * *found false when unknown or expired. */
+bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
+                        bool *found, const char **client_id,
+                        const char **scope, char sqlstate[6]);
+
+/* True when s is a canonical textual uuid (8-4-4-4-12 hex digits). */
+bool bf_job_is_uuid(const char *s);
+
+#endif

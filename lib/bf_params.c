@@ -1,1 +1,504 @@
-/* placeholder: being written */
+/* bf_params: $export kick-off parameters (see bf_params.h). */
+#include "bf_params.h"
+#include "bf_r4.h"
+#include "bf_time.h"
+
+#include <apr_strings.h>
+#include <ctype.h>
+#include <json-c/json.h>
+#include <string.h>
+
+typedef enum {
+    PK_FORMAT,  /* _outputFormat: one string, aliases normalised */
+    PK_INSTANT, /* one FHIR instant */
+    PK_TYPES,   /* comma list of R4 resource types, repeats merged (R31) */
+    PK_LIST,    /* comma list of strings, repeats merged */
+    PK_QUERY,   /* one query per value, repeats kept (_typeFilter) */
+    PK_REF,     /* references (POST valueReference; GET comma list) */
+    PK_RTYPE,   /* one R4 resource type */
+    PK_BOOL     /* one boolean */
+} param_kind_e;
+
+/* The known kick-off parameters.  `supported` says whether the workers
+ * implement the parameter; flip it when they do. */
+static const struct {
+    const char *name;
+    param_kind_e kind;
+    bool supported;
+} known[] = {
+    { "_outputFormat", PK_FORMAT, true },
+    { "_since", PK_INSTANT, true },
+    { "_type", PK_TYPES, true },
+    { "_until", PK_INSTANT, false },
+    { "_elements", PK_LIST, false },
+    { "_typeFilter", PK_QUERY, false },
+    { "patient", PK_REF, false },
+    { "includeAssociatedData", PK_LIST, false },
+    { "organizeOutputBy", PK_RTYPE, false },
+    { "allowPartialManifests", PK_BOOL, false },
+};
+#define NKNOWN (sizeof known / sizeof known[0])
+
+#define NDJSON "application/fhir+ndjson"
+
+typedef struct {
+    apr_pool_t *p;
+    bool lenient;
+    json_object *obj; /* the normalized parameters being built */
+    bf_params_t *prm;
+    int seen[NKNOWN];
+} ctx_t;
+
+/* Values are echoed in messages; keep them short and printable. */
+static const char *shown(apr_pool_t *p, const char *v)
+{
+    char *s = apr_pstrndup(p, v, 80);
+    char *c;
+
+    for (c = s; *c; c++)
+        if (!isprint((unsigned char)*c))
+            *c = '?';
+    return strlen(v) > 80 ? apr_pstrcat(p, s, "...", NULL) : s;
+}
+
+static bool fail(ctx_t *c, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool fail(ctx_t *c, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    c->prm->error = apr_pvsprintf(c->p, fmt, ap);
+    va_end(ap);
+    c->prm->error_code = code;
+    return false;
+}
+
+static void ignore(ctx_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void ignore(ctx_t *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    APR_ARRAY_PUSH(c->prm->ignored, const char *) = apr_pvsprintf(c->p, fmt,
+                                                                  ap);
+    va_end(ap);
+}
+
+static int find_known(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < NKNOWN; i++)
+        if (strcmp(known[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static json_object *list_of(ctx_t *c, const char *name)
+{
+    json_object *a;
+
+    if (!json_object_object_get_ex(c->obj, name, &a)) {
+        a = json_object_new_array();
+        json_object_object_add(c->obj, name, a);
+    }
+    return a;
+}
+
+static bool list_has(json_object *a, const char *v)
+{
+    size_t i, n = json_object_array_length(a);
+
+    for (i = 0; i < n; i++)
+        if (strcmp(json_object_get_string(json_object_array_get_idx(a, i)), v)
+            == 0)
+            return true;
+    return false;
+}
+
+static const char *normal_format(const char *v)
+{
+    static const char *const ok[] = { NDJSON, "application/fhir ndjson",
+                                      "application/ndjson", "ndjson", NULL };
+    int i;
+
+    for (i = 0; ok[i]; i++)
+        if (strcmp(v, ok[i]) == 0)
+            return NDJSON;
+    return NULL;
+}
+
+/* Add one value of known parameter k (already decoded). */
+static bool add_value(ctx_t *c, int k, const char *v)
+{
+    const char *name = known[k].name;
+    char *item, *last, *copy;
+    json_object *a;
+
+    switch (known[k].kind) {
+    case PK_FORMAT:
+    case PK_INSTANT:
+    case PK_RTYPE:
+    case PK_BOOL:
+        if (c->seen[k])
+            return fail(c, "invalid", "parameter %s given more than once",
+                        name);
+        break;
+    default:
+        break;
+    }
+    c->seen[k]++;
+
+    switch (known[k].kind) {
+    case PK_FORMAT:
+        if (!normal_format(v))
+            return fail(c, "not-supported",
+                        "_outputFormat '%s' is not supported: use "
+                        "application/fhir+ndjson, application/ndjson or "
+                        "ndjson",
+                        shown(c->p, v));
+        json_object_object_add(c->obj, name, json_object_new_string(NDJSON));
+        return true;
+    case PK_INSTANT:
+        if (!bf_time_parse_instant(v, NULL))
+            return fail(c, "invalid",
+                        "parameter %s: '%s' is not a FHIR instant "
+                        "(e.g. 2024-01-31T12:00:00Z)",
+                        name, shown(c->p, v));
+        json_object_object_add(c->obj, name, json_object_new_string(v));
+        return true;
+    case PK_RTYPE:
+        if (!bf_r4_is_type(v))
+            return fail(c, "invalid",
+                        "parameter %s: '%s' is not an R4 resource type", name,
+                        shown(c->p, v));
+        json_object_object_add(c->obj, name, json_object_new_string(v));
+        return true;
+    case PK_BOOL:
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+            return fail(c, "invalid",
+                        "parameter %s: '%s' is not a boolean (true|false)",
+                        name, shown(c->p, v));
+        json_object_object_add(c->obj, name,
+                               json_object_new_boolean(v[0] == 't'));
+        return true;
+    case PK_QUERY:
+        if (!*v)
+            return fail(c, "invalid", "parameter %s: empty value", name);
+        json_object_array_add(list_of(c, name), json_object_new_string(v));
+        return true;
+    case PK_TYPES:
+    case PK_LIST:
+    case PK_REF:
+        a = list_of(c, name);
+        copy = apr_pstrdup(c->p, v);
+        for (item = apr_strtok(copy, ",", &last); item;
+             item = apr_strtok(NULL, ",", &last)) {
+            item = apr_collapse_spaces(item, item);
+            if (!*item)
+                continue;
+            if (known[k].kind == PK_TYPES && !bf_r4_is_type(item)) {
+                if (!c->lenient)
+                    return fail(c, "not-supported",
+                                "_type: '%s' is not an R4 resource type",
+                                shown(c->p, item));
+                ignore(c, "_type: unknown resource type '%s' ignored",
+                       shown(c->p, item));
+                continue;
+            }
+            if (!list_has(a, item))
+                json_object_array_add(a, json_object_new_string(item));
+        }
+        return true;
+    }
+    return true;
+}
+
+static bool add_param(ctx_t *c, const char *name, const char *value)
+{
+    int k = find_known(name);
+
+    if (k < 0) {
+        if (!c->lenient)
+            return fail(c, "not-supported",
+                        "unknown parameter '%s' (send Prefer: "
+                        "handling=lenient to ignore it)",
+                        shown(c->p, name));
+        ignore(c, "unknown parameter '%s' ignored", shown(c->p, name));
+        return true;
+    }
+    return add_value(c, k, value);
+}
+
+/* Unsupported known parameters: refuse, or (lenient) drop and report. */
+static bool finish(ctx_t *c)
+{
+    json_object *v;
+    size_t i, n;
+    bf_params_t *prm = c->prm;
+
+    for (i = 0; i < NKNOWN; i++) {
+        if (!c->seen[i] || known[i].supported)
+            continue;
+        if (!c->lenient)
+            return fail(c, "not-supported",
+                        "parameter %s is not supported by this server (send "
+                        "Prefer: handling=lenient to ignore it)",
+                        known[i].name);
+        ignore(c, "parameter %s is not supported and was ignored",
+               known[i].name);
+        json_object_object_del(c->obj, known[i].name);
+    }
+    if (!json_object_object_get_ex(c->obj, "_outputFormat", NULL))
+        json_object_object_add(c->obj, "_outputFormat",
+                               json_object_new_string(NDJSON));
+    prm->output_format = NDJSON;
+    if (json_object_object_get_ex(c->obj, "_since", &v))
+        prm->since = apr_pstrdup(c->p, json_object_get_string(v));
+    if (json_object_object_get_ex(c->obj, "_until", &v))
+        prm->until = apr_pstrdup(c->p, json_object_get_string(v));
+    if (json_object_object_get_ex(c->obj, "_type", &v)) {
+        n = json_object_array_length(v);
+        prm->types = apr_array_make(c->p, (int)n + 1, sizeof(const char *));
+        for (i = 0; i < n; i++)
+            APR_ARRAY_PUSH(prm->types, const char *) = apr_pstrdup(
+                c->p, json_object_get_string(json_object_array_get_idx(v, i)));
+    }
+    prm->json = apr_pstrdup(
+        c->p, json_object_to_json_string_ext(
+                  c->obj, JSON_C_TO_STRING_PLAIN
+                              | JSON_C_TO_STRING_NOSLASHESCAPE));
+    return true;
+}
+
+static void ctx_init(ctx_t *c, apr_pool_t *p, bool lenient)
+{
+    memset(c, 0, sizeof *c);
+    c->p = p;
+    c->lenient = lenient;
+    c->obj = json_object_new_object();
+    c->prm = apr_pcalloc(p, sizeof *c->prm);
+    c->prm->ignored = apr_array_make(p, 2, sizeof(const char *));
+}
+
+char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
+{
+    char *out = apr_palloc(p, len + 1), *o = out;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            *o++ = ' ';
+        }
+        else if (s[i] == '%') {
+            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1])
+                || !isxdigit((unsigned char)s[i + 2]))
+                return NULL;
+            {
+                char hex[3] = { s[i + 1], s[i + 2], 0 };
+                int ch = (int)strtol(hex, NULL, 16);
+
+                if (ch == 0)
+                    return NULL;
+                *o++ = (char)ch;
+            }
+            i += 2;
+        }
+        else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+bool bf_params_from_query(apr_pool_t *p, const char *query, bool lenient,
+                          bf_params_t **out)
+{
+    ctx_t c;
+    const char *seg, *end, *eq;
+    char *name, *value;
+    bool ok = false;
+
+    ctx_init(&c, p, lenient);
+    *out = c.prm;
+    for (seg = query ? query : ""; *seg; seg = *end ? end + 1 : end) {
+        end = seg + strcspn(seg, "&");
+        if (end == seg)
+            continue;
+        eq = memchr(seg, '=', (size_t)(end - seg));
+        if (!eq)
+            eq = end;
+        name = bf_params_form_decode(p, seg, (size_t)(eq - seg));
+        value = bf_params_form_decode(p, eq < end ? eq + 1 : end,
+                                      (size_t)(end - (eq < end ? eq + 1 : end)));
+        if (!name || !value) {
+            fail(&c, "invalid", "malformed %%-escape in the query string");
+            goto leave;
+        }
+        if (!*name) {
+            fail(&c, "invalid", "query string has a parameter without name");
+            goto leave;
+        }
+        if (!add_param(&c, name, value))
+            goto leave;
+    }
+    ok = finish(&c);
+leave:
+    json_object_put(c.obj);
+    return ok;
+}
+
+/* The string form of a Parameters.parameter value for known kind k. */
+static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
+{
+    static const char *const vx[] = { "valueString", "valueInstant",
+                                      "valueDateTime", "valueCode",
+                                      "valueBoolean", "valueReference",
+                                      "valueCoding", "valueUri", NULL };
+    const char *name = known[k].name, *which = NULL;
+    json_object *val = NULL, *sub;
+    int i;
+
+    for (i = 0; vx[i]; i++) {
+        json_object *o;
+
+        if (json_object_object_get_ex(e, vx[i], &o)) {
+            if (which)
+                return fail(c, "invalid", "parameter %s has more than one "
+                                          "value[x]", name);
+            which = vx[i];
+            val = o;
+        }
+    }
+    if (!which)
+        return fail(c, "invalid", "parameter %s has no value[x]", name);
+
+    switch (known[k].kind) {
+    case PK_BOOL:
+        if (strcmp(which, "valueBoolean") != 0
+            || !json_object_is_type(val, json_type_boolean))
+            return fail(c, "invalid", "parameter %s needs valueBoolean", name);
+        *v = json_object_get_boolean(val) ? "true" : "false";
+        return true;
+    case PK_REF:
+        if (strcmp(which, "valueReference") != 0
+            || !json_object_is_type(val, json_type_object)
+            || !json_object_object_get_ex(val, "reference", &sub)
+            || !json_object_is_type(sub, json_type_string))
+            return fail(c, "invalid",
+                        "parameter %s needs valueReference with a reference",
+                        name);
+        *v = json_object_get_string(sub);
+        return true;
+    case PK_INSTANT:
+        if (strcmp(which, "valueInstant") != 0
+            && strcmp(which, "valueDateTime") != 0
+            && strcmp(which, "valueString") != 0)
+            return fail(c, "invalid", "parameter %s needs valueInstant", name);
+        break;
+    case PK_LIST:
+        if (strcmp(which, "valueCoding") == 0) {
+            if (!json_object_is_type(val, json_type_object)
+                || !json_object_object_get_ex(val, "code", &sub)
+                || !json_object_is_type(sub, json_type_string))
+                return fail(c, "invalid", "parameter %s: valueCoding needs a "
+                                          "code", name);
+            *v = json_object_get_string(sub);
+            return true;
+        }
+        /* fall through */
+    default:
+        if (strcmp(which, "valueString") != 0 && strcmp(which, "valueCode") != 0
+            && strcmp(which, "valueUri") != 0)
+            return fail(c, "invalid", "parameter %s needs valueString", name);
+        break;
+    }
+    if (!json_object_is_type(val, json_type_string))
+        return fail(c, "invalid", "parameter %s: %s must be a string", name,
+                    which);
+    *v = json_object_get_string(val);
+    return true;
+}
+
+bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
+                         bool lenient, bf_params_t **out)
+{
+    ctx_t c;
+    json_tokener *tok;
+    json_object *root = NULL, *rt, *list = NULL, *e, *n;
+    size_t i, count, off;
+    const char *v = NULL;
+    bool ok = false;
+    int k;
+
+    ctx_init(&c, p, lenient);
+    *out = c.prm;
+    tok = json_tokener_new();
+    if (len > 0)
+        root = json_tokener_parse_ex(tok, body, (int)len);
+    off = len > 0 ? json_tokener_get_parse_end(tok) : 0;
+    while (off < len && isspace((unsigned char)body[off]))
+        off++;
+    if (!root || json_tokener_get_error(tok) != json_tokener_success
+        || off != len) {
+        fail(&c, "invalid", "the body is not a JSON document");
+        goto leave;
+    }
+    if (!json_object_is_type(root, json_type_object)
+        || !json_object_object_get_ex(root, "resourceType", &rt)
+        || !json_object_is_type(rt, json_type_string)
+        || strcmp(json_object_get_string(rt), "Parameters") != 0) {
+        fail(&c, "invalid", "the body must be a FHIR Parameters resource");
+        goto leave;
+    }
+    if (json_object_object_get_ex(root, "parameter", &list)
+        && !json_object_is_type(list, json_type_array)) {
+        fail(&c, "invalid", "Parameters.parameter must be an array");
+        goto leave;
+    }
+    count = list ? json_object_array_length(list) : 0;
+    for (i = 0; i < count; i++) {
+        e = json_object_array_get_idx(list, i);
+        if (!json_object_is_type(e, json_type_object)
+            || !json_object_object_get_ex(e, "name", &n)
+            || !json_object_is_type(n, json_type_string)
+            || !*json_object_get_string(n)) {
+            fail(&c, "invalid", "Parameters.parameter[%d] needs a name",
+                 (int)i);
+            goto leave;
+        }
+        k = find_known(json_object_get_string(n));
+        if (k < 0) {
+            if (!add_param(&c, json_object_get_string(n), ""))
+                goto leave;
+            continue;
+        }
+        if (!entry_value(&c, k, e, &v) || !add_value(&c, k, v))
+            goto leave;
+    }
+    ok = finish(&c);
+leave:
+    json_object_put(c.obj);
+    if (root)
+        json_object_put(root);
+    json_tokener_free(tok);
+    return ok;
+}
+
+const char *bf_params_types_literal(apr_pool_t *p, const bf_params_t *prm)
+{
+    const char *s = "{";
+    int i;
+
+    if (!prm->types)
+        return NULL;
+    /* the names are validated R4 type names: letters only, safe to quote */
+    for (i = 0; i < prm->types->nelts; i++)
+        s = apr_pstrcat(p, s, i ? "," : "", "\"",
+                        APR_ARRAY_IDX(prm->types, i, const char *), "\"",
+                        NULL);
+    return apr_pstrcat(p, s, "}", NULL);
+}

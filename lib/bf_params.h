@@ -1,1 +1,46 @@
-/* placeholder: being written */
+/* bf_params: $export kick-off parameters (httpd-free).
+ *
+ * Parses a GET query string or a POST FHIR Parameters body into one
+ * normalized form: the JSON stored in bulkfhir.job.params (keys are the FHIR
+ * parameter names) plus the values the kick-off needs as columns.
+ *
+ * Every known parameter is parsed and validated.  Those the workers do not
+ * implement yet (see the table in bf_params.c) are refused with code
+ * "not-supported" unless the client sent Prefer: handling=lenient; then they
+ * are dropped from the normalized form and listed in `ignored`. */
+#ifndef BF_PARAMS_H
+#define BF_PARAMS_H
+
+#include <stdbool.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+typedef struct bf_params_t {
+    const char *output_format;     /* always application/fhir+ndjson */
+    const char *since;             /* FHIR instant or NULL */
+    const char *until;             /* FHIR instant or NULL (when supported) */
+    apr_array_header_t *types;     /* const char *; NULL: no _type given */
+    const char *json;              /* normalized params, serialised */
+    apr_array_header_t *ignored;   /* const char *: messages, lenient only */
+    /* on failure */
+    const char *error;             /* human readable, names the parameter */
+    const char *error_code;        /* OperationOutcome issue code */
+} bf_params_t;
+
+/* Parse an already raw (not yet decoded) query string; NULL or "" is no
+ * parameters.  Returns false with prm->error/error_code set on bad input. */
+bool bf_params_from_query(apr_pool_t *p, const char *query, bool lenient,
+                          bf_params_t **out);
+
+/* Parse a FHIR Parameters resource (JSON text of len bytes). */
+bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
+                         bool lenient, bf_params_t **out);
+
+/* Decode one application/x-www-form-urlencoded component ('+' is a space,
+ * %XX escapes).  Returns NULL on a malformed escape or an embedded NUL. */
+char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len);
+
+/* The PostgreSQL text[] literal for prm->types ({"A","B"}), or NULL. */
+const char *bf_params_types_literal(apr_pool_t *p, const bf_params_t *prm);
+
+#endif

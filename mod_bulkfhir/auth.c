@@ -1,1 +1,96 @@
-/* placeholder: being written */
+/* mod_bulkfhir authorization.  BulkFhirAuth none: everyone may do
+ * everything.  smart: a SMART Backend Services bearer token issued by the
+ * token endpoint; only its sha256 is stored (bulkfhir.token.hash, hashed
+ * by bf_token_hash_hex). */
+#include "mod_bulkfhir.h"
+#include "bf_job.h"
+#include "bf_scope.h"
+#include "bf_token.h"
+
+#include <apr_strings.h>
+
+static int login_required(bf_req_t *rq, const char *error, const char *text)
+{
+    apr_table_setn(rq->r->headers_out, "WWW-Authenticate",
+                   error ? apr_psprintf(rq->r->pool,
+                                        "Bearer error=\"%s\"", error)
+                         : "Bearer");
+    return bf_http_oo(rq, HTTP_UNAUTHORIZED, "login", "%s", text);
+}
+
+bool bf_auth_request(bf_req_t *rq, int *rc)
+{
+    const char *h, *token, *hash, *client, *scope;
+    char sqlstate[6];
+    bool found;
+
+    if (bf_dir_auth(rq->dc) != BF_AUTH_SMART)
+        return true;
+    h = apr_table_get(rq->r->headers_in, "Authorization");
+    if (!h) {
+        *rc = login_required(rq, NULL, "a bearer access token is required");
+        return false;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        *rc = login_required(rq, "invalid_request",
+                             "the Authorization header must use the Bearer "
+                             "scheme");
+        return false;
+    }
+    for (token = h + 7; *token == ' '; token++)
+        ;
+    if (!*token) {
+        *rc = login_required(rq, "invalid_request", "empty bearer token");
+        return false;
+    }
+    hash = bf_token_hash_hex(rq->r->pool, token);
+    if (!bf_db_acquire(rq)) {
+        *rc = bf_http_unavailable(rq, "authorization");
+        return false;
+    }
+    if (!bf_job_token_check(rq->conn, rq->r->pool, hash, &found, &client,
+                            &scope, sqlstate)) {
+        *rc = bf_http_db_error(rq, sqlstate, "authorization");
+        return false;
+    }
+    if (!found) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
+                      "unknown or expired bearer token");
+        *rc = login_required(rq, "invalid_token",
+                             "the access token is unknown or expired");
+        return false;
+    }
+    rq->client_id = client;
+    rq->scope = scope;
+    apr_table_setn(rq->r->subprocess_env, "BULKFHIR_CLIENT", client);
+    rq->r->user = apr_pstrdup(rq->r->pool, client); /* for the access log */
+    return true;
+}
+
+bool bf_auth_may_see(const bf_req_t *rq, const char *job_client)
+{
+    if (bf_dir_auth(rq->dc) != BF_AUTH_SMART)
+        return true;
+    return job_client && rq->client_id && strcmp(job_client, rq->client_id) == 0;
+}
+
+bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
+                          const apr_array_header_t *types,
+                          const char **missing)
+{
+    int i;
+
+    *missing = "*";
+    if (!scope)
+        return false;
+    /* no _type: every type, which needs a wildcard read+search scope */
+    if (!types)
+        return bf_scope_can_export(p, scope, "*");
+    for (i = 0; i < types->nelts; i++) {
+        *missing = APR_ARRAY_IDX(types, i, const char *);
+        if (!bf_scope_can_export(p, scope, *missing))
+            return false;
+    }
+    *missing = NULL;
+    return true;
+}

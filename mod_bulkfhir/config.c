@@ -1,1 +1,308 @@
-/* placeholder: being written */
+/* mod_bulkfhir directives, scope checks and the start-up configuration log.
+ * The structs and their merge live in config.h / config_merge.c. */
+#include "mod_bulkfhir.h"
+
+#include <apr_strings.h>
+#include <http_core.h>
+#include <http_main.h>
+#include <libpq-fe.h>
+
+/* BulkFhirAuth smart seen anywhere in this configuration pass */
+static int auth_smart_seen;
+
+void *bf_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    return bf_srv_conf_create(p);
+}
+
+void *bf_merge_srv_conf(apr_pool_t *p, void *base, void *add)
+{
+    return bf_srv_conf_merge(p, base, add);
+}
+
+void *bf_create_dir_conf(apr_pool_t *p, char *path)
+{
+    return bf_dir_conf_create(p, path);
+}
+
+void *bf_merge_dir_conf(apr_pool_t *p, void *base, void *add)
+{
+    return bf_dir_conf_merge(p, base, add);
+}
+
+static bf_srv_conf_t *srv_of(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &bulkfhir_module);
+}
+
+/* An integer in [lo, hi], else a message naming the directive. */
+static const char *int_arg(cmd_parms *cmd, const char *arg, long long lo,
+                           long long hi, const char *unit, long long *out)
+{
+    char *end;
+    apr_int64_t v;
+
+    errno = 0;
+    v = apr_strtoi64(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi)
+        return apr_psprintf(cmd->pool,
+                            "%s: expected an integer number of %s from %lld "
+                            "to %lld, got '%s'",
+                            cmd->cmd->name, unit, lo, hi, arg);
+    *out = v;
+    return NULL;
+}
+
+static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(arg, &err);
+
+    if (!opts) {
+        const char *msg = apr_psprintf(
+            cmd->pool, "%s: not a valid libpq conninfo or URI: %s",
+            cmd->cmd->name, err ? err : "out of memory");
+        PQfreemem(err);
+        return msg;
+    }
+    PQconninfoFree(opts);
+    srv_of(cmd)->conninfo = arg;
+    return NULL;
+}
+
+static const char *set_export_root(cmd_parms *cmd, void *dc, const char *arg)
+{
+    size_t n = strlen(arg);
+    char *root;
+
+    if (arg[0] != '/')
+        return apr_psprintf(cmd->pool,
+                            "%s: expected an absolute directory path, got "
+                            "'%s'",
+                            cmd->cmd->name, arg);
+    root = apr_pstrdup(cmd->pool, arg);
+    while (n > 1 && root[n - 1] == '/')
+        root[--n] = '\0';
+    srv_of(cmd)->export_root = root;
+    return NULL;
+}
+
+static const char *set_pool_max(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 1024, "connections", &v);
+
+    if (!err)
+        srv_of(cmd)->pool_max = (int)v;
+    return err;
+}
+
+static const char *set_db_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 3600, "seconds", &v);
+
+    if (!err)
+        srv_of(cmd)->db_timeout = (int)v;
+    return err;
+}
+
+static const char *set_base_url(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    bf_dir_conf_t *dc = dconf;
+    char *url;
+    size_t n;
+
+    if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0)
+        return apr_psprintf(cmd->pool,
+                            "%s: expected an absolute http:// or https:// "
+                            "URL, got '%s'",
+                            cmd->cmd->name, arg);
+    if (strchr(arg, '?') || strchr(arg, '#'))
+        return apr_psprintf(cmd->pool,
+                            "%s: the base URL takes no query or fragment, "
+                            "got '%s'",
+                            cmd->cmd->name, arg);
+    url = apr_pstrdup(cmd->pool, arg);
+    n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+    dc->base_url = url;
+    return NULL;
+}
+
+static const char *set_auth(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    bf_dir_conf_t *dc = dconf;
+
+    if (strcasecmp(arg, "none") == 0) {
+        dc->auth = BF_AUTH_NONE;
+    }
+    else if (strcasecmp(arg, "smart") == 0) {
+        dc->auth = BF_AUTH_SMART;
+        auth_smart_seen++;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: expected none or smart, got '%s'",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_retry_after(cmd_parms *cmd, void *dconf,
+                                   const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 86400, "seconds", &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->retry_after = (int)v;
+    return err;
+}
+
+static const char *set_file_lifetime(cmd_parms *cmd, void *dconf,
+                                     const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 60, 365LL * 86400, "seconds", &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->file_lifetime = v;
+    return err;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1024, 1024LL * 1024 * 1024, "bytes",
+                              &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->max_body = v;
+    return err;
+}
+
+const command_rec bf_cmds[] = {
+    AP_INIT_TAKE1(BF_CMD_DATABASE, set_database, NULL, RSRC_CONF,
+                  "PostgreSQL conninfo or URI of the bulkfhir database"),
+    AP_INIT_TAKE1(BF_CMD_EXPORT_ROOT, set_export_root, NULL, RSRC_CONF,
+                  "Absolute directory the workers write export files to"),
+    AP_INIT_TAKE1(BF_CMD_POOL_MAX, set_pool_max, NULL, RSRC_CONF,
+                  "Maximum database connections per child process "
+                  "(default 8)"),
+    AP_INIT_TAKE1(BF_CMD_DB_TIMEOUT, set_db_timeout, NULL, RSRC_CONF,
+                  "Database connect and statement timeout in seconds "
+                  "(default 5)"),
+    AP_INIT_TAKE1(BF_CMD_BASE_URL, set_base_url, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Absolute FHIR base URL used in Content-Location and "
+                  "manifests (default: built from the request)"),
+    AP_INIT_TAKE1(BF_CMD_AUTH, set_auth, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Authorization: none or smart (SMART Backend Services "
+                  "bearer tokens; default none)"),
+    AP_INIT_TAKE1(BF_CMD_RETRY_AFTER, set_retry_after, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Retry-After seconds for status polls and 503s "
+                  "(default 2)"),
+    AP_INIT_TAKE1(BF_CMD_FILE_LIFETIME, set_file_lifetime, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Seconds export files stay available after completion "
+                  "(Expires; default 3600)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_BODY, set_max_body, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Largest kick-off Parameters body in bytes "
+                  "(default 1048576)"),
+    { NULL }
+};
+
+const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo)
+{
+    static const char *const shown[] = { "host", "hostaddr", "port",
+                                         "dbname", "user", NULL };
+    PQconninfoOption *opts, *o;
+    const char *s = "";
+    int i;
+
+    if (!conninfo)
+        return "(not set)";
+    opts = PQconninfoParse(conninfo, NULL);
+    if (!opts)
+        return "(invalid)";
+    for (o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val)
+            continue;
+        for (i = 0; shown[i]; i++)
+            if (strcmp(o->keyword, shown[i]) == 0)
+                s = apr_psprintf(p, "%s%s%s=%s", s, *s ? " " : "",
+                                 o->keyword, o->val);
+    }
+    PQconninfoFree(opts);
+    return *s ? s : "(libpq defaults)";
+}
+
+int bf_config_pre(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    auth_smart_seen = 0;
+    return OK;
+}
+
+int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                   server_rec *s)
+{
+    server_rec *v;
+    bf_srv_conf_t *sc;
+    bf_dir_conf_t *dc;
+    apr_finfo_t fi;
+
+    /* the first, dry run of the configuration logs nothing */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+    for (v = s; v; v = v->next) {
+        sc = ap_get_module_config(v->module_config, &bulkfhir_module);
+        dc = ap_get_module_config(v->lookup_defaults, &bulkfhir_module);
+        if (!sc->conninfo && v != s)
+            continue;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
+                     "mod_bulkfhir: server %s:%u: database %s, export root "
+                     "%s, %s %d, %s %ds; server defaults: %s %s, %s %d, "
+                     "%s %lld, %s %lld, %s %s",
+                     v->server_hostname ? v->server_hostname : "*",
+                     (unsigned)v->port,
+                     bf_config_conninfo_safe(ptemp, sc->conninfo),
+                     sc->export_root ? sc->export_root : "(not set)",
+                     BF_CMD_POOL_MAX, bf_srv_pool_max(sc), BF_CMD_DB_TIMEOUT,
+                     bf_srv_db_timeout(sc), BF_CMD_AUTH,
+                     bf_dir_auth(dc) == BF_AUTH_SMART ? "smart" : "none",
+                     BF_CMD_RETRY_AFTER, bf_dir_retry_after(dc),
+                     BF_CMD_FILE_LIFETIME, bf_dir_file_lifetime(dc),
+                     BF_CMD_MAX_BODY, bf_dir_max_body(dc), BF_CMD_BASE_URL,
+                     dc->base_url ? dc->base_url : "(from the request)");
+        if (!sc->conninfo)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
+                         "BF01001: server %s: %s is not set; bulkfhir "
+                         "requests will get 503",
+                         v->server_hostname ? v->server_hostname : "*",
+                         BF_CMD_DATABASE);
+        if (!sc->export_root)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
+                         "BF01002: server %s: %s is not set; export files "
+                         "cannot be served",
+                         v->server_hostname ? v->server_hostname : "*",
+                         BF_CMD_EXPORT_ROOT);
+        else if (apr_stat(&fi, sc->export_root, APR_FINFO_TYPE, ptemp)
+                     != APR_SUCCESS
+                 || fi.filetype != APR_DIR)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
+                         "BF01003: server %s: %s %s is not a directory "
+                         "(yet)",
+                         v->server_hostname ? v->server_hostname : "*",
+                         BF_CMD_EXPORT_ROOT, sc->export_root);
+    }
+    if (!auth_smart_seen)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "BF01004: %s none everywhere: any client may start "
+                     "exports and download files; set %s smart for SMART "
+                     "Backend Services authorization",
+                     BF_CMD_AUTH, BF_CMD_AUTH);
+    return OK;
+}

@@ -1,1 +1,68 @@
-/* placeholder: being written */
+/* mod_bulkfhir configuration: plain structs and their create/merge functions
+ * (config_merge.c, APR only, unit-tested without httpd).  The directive
+ * table and start-up logging are in config.c. */
+#ifndef BF_MOD_CONFIG_H
+#define BF_MOD_CONFIG_H
+
+#include <apr_pools.h>
+
+/* directive names */
+#define BF_CMD_DATABASE "BulkFhirDatabase"
+#define BF_CMD_EXPORT_ROOT "BulkFhirExportRoot"
+#define BF_CMD_POOL_MAX "BulkFhirPoolMax"
+#define BF_CMD_DB_TIMEOUT "BulkFhirDbTimeout"
+#define BF_CMD_BASE_URL "BulkFhirBaseURL"
+#define BF_CMD_AUTH "BulkFhirAuth"
+#define BF_CMD_RETRY_AFTER "BulkFhirRetryAfter"
+#define BF_CMD_FILE_LIFETIME "BulkFhirFileLifetime"
+#define BF_CMD_MAX_BODY "BulkFhirMaxBody"
+
+/* "not set here": inherit from the enclosing scope, else the default */
+#define BF_DEF_VAL (-1)
+
+#define BF_DEFAULT_POOL_MAX 8
+#define BF_DEFAULT_DB_TIMEOUT 5
+#define BF_DEFAULT_RETRY_AFTER 2
+#define BF_DEFAULT_FILE_LIFETIME 3600
+#define BF_DEFAULT_MAX_BODY (1024 * 1024)
+
+typedef enum {
+    BF_AUTH_NONE = 0,
+    BF_AUTH_SMART = 1
+} bf_auth_mode_e;
+
+struct bf_dbpool_t; /* dbpool.c: one per server, built in child_init */
+
+typedef struct bf_srv_conf_t {
+    const char *conninfo;    /* NULL: not set */
+    const char *export_root; /* NULL: not set */
+    int pool_max;            /* BF_DEF_VAL: not set */
+    int db_timeout;          /* seconds */
+    struct bf_dbpool_t *pool; /* per child process, not configuration */
+} bf_srv_conf_t;
+
+typedef struct bf_dir_conf_t {
+    const char *location; /* <Location> path (cmd->path); NULL outside one */
+    const char *base_url; /* NULL: build from the request */
+    int auth;             /* bf_auth_mode_e or BF_DEF_VAL */
+    int retry_after;      /* seconds */
+    long long file_lifetime; /* seconds */
+    long long max_body;      /* bytes */
+} bf_dir_conf_t;
+
+bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p);
+bf_srv_conf_t *bf_srv_conf_merge(apr_pool_t *p, const bf_srv_conf_t *base,
+                                 const bf_srv_conf_t *add);
+bf_dir_conf_t *bf_dir_conf_create(apr_pool_t *p, const char *location);
+bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
+                                 const bf_dir_conf_t *add);
+
+/* The value in effect: the configured one, or the default when unset. */
+int bf_srv_pool_max(const bf_srv_conf_t *c);
+int bf_srv_db_timeout(const bf_srv_conf_t *c);
+bf_auth_mode_e bf_dir_auth(const bf_dir_conf_t *c);
+int bf_dir_retry_after(const bf_dir_conf_t *c);
+long long bf_dir_file_lifetime(const bf_dir_conf_t *c);
+long long bf_dir_max_body(const bf_dir_conf_t *c);
+
+#endif

@@ -1,1 +1,97 @@
-/* placeholder: being written */
+/* mod_bulkfhir configuration create/merge (see config.h).  APR only: the
+ * unit test links this file without httpd. */
+#include "config.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+/* a value set in the inner scope wins; unset values inherit */
+#define BF_MERGE(base, add, name)                                              \
+    (((add)->name == BF_DEF_VAL) ? (base)->name : (add)->name)
+#define BF_MERGE_PTR(base, add, name) ((add)->name ? (add)->name : (base)->name)
+#define BF_OR_DEFAULT(v, def) (((v) == BF_DEF_VAL) ? (def) : (v))
+
+bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p)
+{
+    bf_srv_conf_t *c = apr_pcalloc(p, sizeof *c);
+
+    c->pool_max = BF_DEF_VAL;
+    c->db_timeout = BF_DEF_VAL;
+    return c;
+}
+
+bf_srv_conf_t *bf_srv_conf_merge(apr_pool_t *p, const bf_srv_conf_t *base,
+                                 const bf_srv_conf_t *add)
+{
+    bf_srv_conf_t *c = apr_pcalloc(p, sizeof *c);
+
+    c->conninfo = BF_MERGE_PTR(base, add, conninfo);
+    c->export_root = BF_MERGE_PTR(base, add, export_root);
+    c->pool_max = BF_MERGE(base, add, pool_max);
+    c->db_timeout = BF_MERGE(base, add, db_timeout);
+    c->pool = NULL; /* built per server in child_init */
+    return c;
+}
+
+bf_dir_conf_t *bf_dir_conf_create(apr_pool_t *p, const char *location)
+{
+    bf_dir_conf_t *c = apr_pcalloc(p, sizeof *c);
+    size_t n;
+
+    if (location) {
+        /* the FHIR base path: no trailing slash ("/" becomes "") */
+        c->location = apr_pstrdup(p, location);
+        n = strlen(c->location);
+        while (n > 0 && c->location[n - 1] == '/')
+            ((char *)c->location)[--n] = '\0';
+    }
+    c->auth = BF_DEF_VAL;
+    c->retry_after = BF_DEF_VAL;
+    c->file_lifetime = BF_DEF_VAL;
+    c->max_body = BF_DEF_VAL;
+    return c;
+}
+
+bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
+                                 const bf_dir_conf_t *add)
+{
+    bf_dir_conf_t *c = apr_pcalloc(p, sizeof *c);
+
+    c->location = BF_MERGE_PTR(base, add, location);
+    c->base_url = BF_MERGE_PTR(base, add, base_url);
+    c->auth = BF_MERGE(base, add, auth);
+    c->retry_after = BF_MERGE(base, add, retry_after);
+    c->file_lifetime = BF_MERGE(base, add, file_lifetime);
+    c->max_body = BF_MERGE(base, add, max_body);
+    return c;
+}
+
+int bf_srv_pool_max(const bf_srv_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->pool_max, BF_DEFAULT_POOL_MAX);
+}
+
+int bf_srv_db_timeout(const bf_srv_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->db_timeout, BF_DEFAULT_DB_TIMEOUT);
+}
+
+bf_auth_mode_e bf_dir_auth(const bf_dir_conf_t *c)
+{
+    return (bf_auth_mode_e)BF_OR_DEFAULT(c->auth, BF_AUTH_NONE);
+}
+
+int bf_dir_retry_after(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->retry_after, BF_DEFAULT_RETRY_AFTER);
+}
+
+long long bf_dir_file_lifetime(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->file_lifetime, BF_DEFAULT_FILE_LIFETIME);
+}
+
+long long bf_dir_max_body(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->max_body, BF_DEFAULT_MAX_BODY);
+}

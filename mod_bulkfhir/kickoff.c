@@ -1,1 +1,119 @@
-/* placeholder: being written */
+/* mod_bulkfhir kick-off: $export, Patient/$export, Group/{id}/$export.
+ * GET with query parameters or POST with a FHIR Parameters body; records
+ * the job with bulkfhir.kickoff() and answers 202 + Content-Location. */
+#include "mod_bulkfhir.h"
+#include "bf_job.h"
+#include "bf_oo.h"
+#include "bf_params.h"
+
+#include <apr_strings.h>
+#include <http_protocol.h>
+
+static bool json_content_type(request_rec *r)
+{
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    size_t n;
+
+    if (!ct)
+        return false;
+    n = strcspn(ct, "; \t");
+    return (n == 21 && strncasecmp(ct, "application/fhir+json", n) == 0)
+           || (n == 16 && strncasecmp(ct, "application/json", n) == 0);
+}
+
+/* The kick-off URL recorded as the manifest's `request`. */
+static const char *request_url(bf_req_t *rq)
+{
+    request_rec *r = rq->r;
+    const char *url = apr_pstrcat(r->pool, rq->base, "/", rq->rel, NULL);
+
+    if (r->method_number == M_GET && r->args && *r->args)
+        url = apr_pstrcat(r->pool, url, "?", r->args, NULL);
+    return url;
+}
+
+int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
+{
+    request_rec *r = rq->r;
+    bool lenient = bf_http_prefer(r, "handling=lenient");
+    bf_params_t *prm;
+    bf_job_kickoff_t k;
+    const char *job_id, *missing, *body, *location;
+    apr_size_t len;
+    char sqlstate[6];
+    bool exists, ok;
+    json_object *oo;
+    int rc, i;
+
+    if (r->method_number == M_GET) {
+        ok = bf_params_from_query(r->pool, r->args, lenient, &prm);
+    }
+    else if (r->method_number == M_POST) {
+        if (r->args && *r->args)
+            return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
+                              "a POST kick-off takes its parameters in the "
+                              "Parameters body, not in the query string");
+        if (!json_content_type(r))
+            return bf_http_oo(rq, HTTP_UNSUPPORTED_MEDIA_TYPE, "invalid",
+                              "a POST kick-off needs Content-Type "
+                              "application/fhir+json with a Parameters "
+                              "resource");
+        if (!bf_http_read_body(rq, (apr_off_t)bf_dir_max_body(rq->dc), &body,
+                               &len, &rc))
+            return rc;
+        ok = bf_params_from_body(r->pool, body, len, lenient, &prm);
+    }
+    else {
+        return bf_http_not_allowed(rq, "GET, POST");
+    }
+    if (!ok)
+        return bf_http_oo(rq, HTTP_BAD_REQUEST, prm->error_code, "%s",
+                          prm->error);
+
+    if (bf_dir_auth(rq->dc) == BF_AUTH_SMART
+        && !bf_auth_scope_covers(r->pool, rq->scope, prm->types, &missing))
+        return bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
+                          "the access token's scopes do not allow reading %s "
+                          "resources",
+                          strcmp(missing, "*") ? missing : "all");
+
+    if (!bf_db_acquire(rq))
+        return bf_http_unavailable(rq, "kick-off");
+    if (group_id) {
+        if (!bf_job_group_exists(rq->conn, group_id, &exists, sqlstate))
+            return bf_http_db_error(rq, sqlstate, "kick-off");
+        if (!exists)
+            return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
+                              "Group/%s is not known", group_id);
+    }
+
+    memset(&k, 0, sizeof k);
+    k.client_id = rq->client_id;
+    k.level = level;
+    k.group_id = group_id;
+    k.params = prm->json;
+    k.since = prm->since;
+    k.until = prm->until;
+    k.request_url = request_url(rq);
+    k.requires_token = bf_dir_auth(rq->dc) == BF_AUTH_SMART;
+    k.types = bf_params_types_literal(r->pool, prm);
+    if (!bf_job_kickoff(rq->conn, r->pool, &k, &job_id, sqlstate))
+        return bf_http_db_error(rq, sqlstate, "kick-off");
+
+    location = apr_pstrcat(r->pool, rq->base, "/bulkstatus/", job_id, NULL);
+    apr_table_setn(r->headers_out, "Content-Location", location);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "job %s: accepted (%s level%s%s, client %s)", job_id, level,
+                  group_id ? ", Group/" : "", group_id ? group_id : "",
+                  rq->client_id ? rq->client_id : "-");
+
+    oo = bf_oo_new("information", "informational",
+                   apr_psprintf(r->pool, "export job %s accepted; poll %s",
+                                job_id, location));
+    for (i = 0; i < prm->ignored->nelts; i++)
+        bf_oo_add(oo, "warning", "not-supported",
+                  APR_ARRAY_IDX(prm->ignored, i, const char *));
+    body = bf_json_to_pool(r->pool, oo);
+    json_object_put(oo);
+    return bf_http_body(rq, HTTP_ACCEPTED, BF_CT_FHIR_JSON, body);
+}

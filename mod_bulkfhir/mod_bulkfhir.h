@@ -1,1 +1,85 @@
-/* placeholder: being written */
+/* mod_bulkfhir: FHIR Bulk Data $export for httpd -- shared declarations of
+ * the module's files (httpd glue only; the logic lives in lib/). */
+#ifndef MOD_BULKFHIR_H
+#define MOD_BULKFHIR_H
+
+#include <stdbool.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+
+#define BF_HANDLER "bulkfhir"
+#define BF_CT_FHIR_JSON "application/fhir+json"
+#define BF_CT_NDJSON "application/fhir+ndjson"
+
+extern module AP_MODULE_DECLARE_DATA bulkfhir_module;
+#ifndef BF_MODULE_MAIN /* mod_bulkfhir.c declares it with the module */
+APLOG_USE_MODULE(bulkfhir);
+#endif
+
+/* One request being handled. */
+typedef struct bf_req_t {
+    request_rec *r;
+    bf_srv_conf_t *sc;
+    bf_dir_conf_t *dc;
+    const char *base;      /* absolute FHIR base URL, no trailing slash */
+    const char *rel;       /* path below the location, no leading slash */
+    PGconn *conn;          /* borrowed by bf_db_acquire, returned by cleanup */
+    const char *client_id; /* authenticated client; NULL with auth none */
+    const char *scope;     /* its granted scopes */
+} bf_req_t;
+
+/* config.c */
+extern const command_rec bf_cmds[];
+void *bf_create_srv_conf(apr_pool_t *p, server_rec *s);
+void *bf_merge_srv_conf(apr_pool_t *p, void *base, void *add);
+void *bf_create_dir_conf(apr_pool_t *p, char *path);
+void *bf_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+int bf_config_pre(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
+int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                   server_rec *s);
+/* A conninfo safe to log: host/port/dbname/user only. */
+const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo);
+
+/* dbpool.c: per-child PGconn pools */
+void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s);
+/* Borrow a connection for the rest of the request (cached in rq->conn).
+ * NULL when the database is unreachable (logged). */
+PGconn *bf_db_acquire(bf_req_t *rq);
+
+/* http.c: responses and request helpers.  The bf_http_* responders write a
+ * complete response and return OK for the handler to return. */
+int bf_http_oo(bf_req_t *rq, int status, const char *code, const char *fmt,
+               ...) __attribute__((format(printf, 4, 5)));
+int bf_http_body(bf_req_t *rq, int status, const char *ctype,
+                 const char *body);
+int bf_http_unavailable(bf_req_t *rq, const char *what);
+int bf_http_db_error(bf_req_t *rq, const char *sqlstate, const char *what);
+int bf_http_not_allowed(bf_req_t *rq, const char *allow);
+bool bf_http_prefer(request_rec *r, const char *token);
+/* Read the request body, at most max bytes.  False: response written,
+ * *rc is the handler's return value. */
+bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
+                       apr_size_t *len, int *rc);
+const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc);
+
+/* auth.c: false means a response was written and *rc is to be returned */
+bool bf_auth_request(bf_req_t *rq, int *rc);
+/* The request's client may see a job owned by job_client. */
+bool bf_auth_may_see(const bf_req_t *rq, const char *job_client);
+/* The granted scopes cover reading these types (NULL: all types). */
+bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
+                          const apr_array_header_t *types,
+                          const char **missing);
+
+/* endpoints */
+int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id);
+int bf_status_handle(bf_req_t *rq, const char *job_id);
+int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name);
+int bf_metadata_handle(bf_req_t *rq);
+
+#endif
