@@ -1,1 +1,390 @@
-/* placeholder: being written */
+/* bf_ndjson: buffered NDJSON part writer and binary COPY parser (see
+ * bf_ndjson.h). */
+#include "bf_ndjson.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_tables.h>
+
+struct bf_ndjson {
+    apr_pool_t *pool;
+    const char *dir;
+    const char *type;
+    int64_t task_id;
+    int64_t fencing;
+    int64_t max_resources;
+    int64_t max_bytes;
+    char *buf;
+    size_t bufsize;
+    size_t buflen;
+    int fd;                     /* current part, -1 when none open */
+    apr_array_header_t *parts;  /* bf_ndjson_part_t */
+    int64_t total_count;
+    int64_t total_bytes;
+    bool dir_synced;
+    const char *error;
+    int error_no;
+};
+
+static bool fail(bf_ndjson_t *w, int err, const char *op, const char *path)
+{
+    if (!w->error) {
+        w->error_no = err;
+        w->error = apr_psprintf(w->pool, "%s %s: %s", op, path,
+                                strerror(err));
+    }
+    return false;
+}
+
+int bf_ndjson_write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+bool bf_ndjson_open(bf_ndjson_t **pw, apr_pool_t *p, const char *dir,
+                    const char *type, int64_t task_id, int64_t fencing,
+                    int64_t max_resources, int64_t max_bytes, size_t bufsize,
+                    const char **err)
+{
+    bf_ndjson_t *w;
+
+    *pw = NULL;
+    if (mkdir(dir, 0755) == 0) {
+        /* the umask must not hide the directory from httpd */
+        if (chmod(dir, 0755) != 0) {
+            *err = apr_psprintf(p, "chmod %s: %s", dir, strerror(errno));
+            return false;
+        }
+    } else if (errno != EEXIST) {
+        *err = apr_psprintf(p, "mkdir %s: %s", dir, strerror(errno));
+        return false;
+    }
+    w = apr_pcalloc(p, sizeof *w);
+    w->pool = p;
+    w->dir = apr_pstrdup(p, dir);
+    w->type = apr_pstrdup(p, type);
+    w->task_id = task_id;
+    w->fencing = fencing;
+    w->max_resources = max_resources;
+    w->max_bytes = max_bytes;
+    w->bufsize = bufsize ? bufsize : BF_NDJSON_BUFSIZE;
+    w->buf = apr_palloc(p, w->bufsize);
+    w->fd = -1;
+    w->parts = apr_array_make(p, 4, sizeof(bf_ndjson_part_t));
+    *pw = w;
+    return true;
+}
+
+static const char *part_path(bf_ndjson_t *w, const bf_ndjson_part_t *part)
+{
+    return apr_pstrcat(w->pool, w->dir, "/", part->name, NULL);
+}
+
+static bf_ndjson_part_t *current(bf_ndjson_t *w)
+{
+    if (w->fd < 0 || w->parts->nelts == 0)
+        return NULL;
+    return &APR_ARRAY_IDX(w->parts, w->parts->nelts - 1, bf_ndjson_part_t);
+}
+
+static bool flush(bf_ndjson_t *w)
+{
+    bf_ndjson_part_t *cur = current(w);
+    int rc;
+
+    if (w->buflen == 0)
+        return true;
+    rc = bf_ndjson_write_all(w->fd, w->buf, w->buflen);
+    w->buflen = 0;
+    if (rc != 0)
+        return fail(w, rc, "write", part_path(w, cur));
+    return true;
+}
+
+/* Flush, fsync and close the current part. */
+static bool finish_part(bf_ndjson_t *w)
+{
+    bf_ndjson_part_t *cur = current(w);
+    const char *path;
+    int fd;
+
+    if (!cur)
+        return true;
+    path = part_path(w, cur);
+    if (!flush(w))
+        return false;
+    fd = w->fd;
+    w->fd = -1;
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(w, e, "fsync", path);
+    }
+    if (close(fd) != 0)
+        return fail(w, errno, "close", path);
+    return true;
+}
+
+static bool open_part(bf_ndjson_t *w)
+{
+    bf_ndjson_part_t *part;
+    const char *path;
+    int fd;
+
+    part = apr_array_push(w->parts);
+    part->part = w->parts->nelts - 1;
+    part->name = apr_psprintf(w->pool, "%s.%" PRId64 ".%" PRId64 ".%d.ndjson",
+                              w->type, w->task_id, w->fencing, part->part);
+    part->count = 0;
+    part->bytes = 0;
+    path = part_path(w, part);
+    /* O_EXCL: the fencing token makes the name unique to this attempt */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        /* nothing of ours is there: forget the part so abort leaves it */
+        apr_array_pop(w->parts);
+        return fail(w, e, "create", path);
+    }
+    if (fchmod(fd, 0644) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(w, e, "chmod", path);
+    }
+    w->fd = fd;
+    return true;
+}
+
+bool bf_ndjson_write(bf_ndjson_t *w, const char *line, size_t len)
+{
+    bf_ndjson_part_t *cur;
+    size_t need = len + 1;
+
+    if (w->error)
+        return false;
+    cur = current(w);
+    if (cur && ((w->max_resources > 0 && cur->count >= w->max_resources)
+                || (w->max_bytes > 0 && cur->bytes > 0
+                    && cur->bytes + (int64_t)need > w->max_bytes))) {
+        if (!finish_part(w))
+            return false;
+        cur = NULL;
+    }
+    if (!cur) {
+        if (!open_part(w))
+            return false;
+        cur = current(w);
+    }
+    if (w->buflen + need > w->bufsize) {
+        if (!flush(w))
+            return false;
+    }
+    if (need > w->bufsize) {
+        /* a line larger than the buffer goes straight to the file */
+        int rc = bf_ndjson_write_all(w->fd, line, len);
+
+        if (rc == 0)
+            rc = bf_ndjson_write_all(w->fd, "\n", 1);
+        if (rc != 0)
+            return fail(w, rc, "write", part_path(w, cur));
+    } else {
+        memcpy(w->buf + w->buflen, line, len);
+        w->buf[w->buflen + len] = '\n';
+        w->buflen += need;
+    }
+    cur->count++;
+    cur->bytes += (int64_t)need;
+    w->total_count++;
+    w->total_bytes += (int64_t)need;
+    return true;
+}
+
+bool bf_ndjson_close(bf_ndjson_t *w)
+{
+    int dfd;
+
+    if (w->error)
+        return false;
+    if (!finish_part(w))
+        return false;
+    if (w->parts->nelts > 0 && !w->dir_synced) {
+        /* make the new directory entries durable before publishing */
+        dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            return fail(w, errno, "open", w->dir);
+        if (fsync(dfd) != 0) {
+            int e = errno;
+            close(dfd);
+            return fail(w, e, "fsync", w->dir);
+        }
+        close(dfd);
+        w->dir_synced = true;
+    }
+    return true;
+}
+
+void bf_ndjson_abort(bf_ndjson_t *w)
+{
+    int i;
+
+    if (!w)
+        return;
+    if (w->fd >= 0) {
+        close(w->fd);
+        w->fd = -1;
+    }
+    w->buflen = 0;
+    for (i = 0; i < w->parts->nelts; i++) {
+        const bf_ndjson_part_t *part =
+            &APR_ARRAY_IDX(w->parts, i, bf_ndjson_part_t);
+
+        if (unlink(part_path(w, part)) != 0 && errno != ENOENT && !w->error)
+            fail(w, errno, "unlink", part_path(w, part));
+    }
+    apr_array_clear(w->parts);
+    if (!w->error)
+        w->error = "aborted";
+}
+
+size_t bf_ndjson_part_count(const bf_ndjson_t *w)
+{
+    return (size_t)w->parts->nelts;
+}
+
+const bf_ndjson_part_t *bf_ndjson_part_at(const bf_ndjson_t *w, size_t i)
+{
+    if (i >= (size_t)w->parts->nelts)
+        return NULL;
+    return &APR_ARRAY_IDX(w->parts, i, bf_ndjson_part_t);
+}
+
+int64_t bf_ndjson_total_count(const bf_ndjson_t *w)
+{
+    return w->total_count;
+}
+
+int64_t bf_ndjson_total_bytes(const bf_ndjson_t *w)
+{
+    return w->total_bytes;
+}
+
+const char *bf_ndjson_dir(const bf_ndjson_t *w)
+{
+    return w->dir;
+}
+
+const char *bf_ndjson_error(const bf_ndjson_t *w)
+{
+    return w->error;
+}
+
+int bf_ndjson_errno(const bf_ndjson_t *w)
+{
+    return w->error_no;
+}
+
+/* ---- binary COPY ---------------------------------------------------------- */
+
+static const char copy_signature[11] = "PGCOPY\n\377\r\n\0";
+
+static uint32_t be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16)
+           | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static uint16_t be16(const unsigned char *p)
+{
+    return (uint16_t)(((uint16_t)p[0] << 8) | (uint16_t)p[1]);
+}
+
+void bf_copybin_init(bf_copybin_t *st)
+{
+    memset(st, 0, sizeof *st);
+}
+
+static bool bad(bf_copybin_t *st, const char *what)
+{
+    if (!st->err[0])
+        snprintf(st->err, sizeof st->err, "binary COPY: %s (after %lld rows)",
+                 what, (long long)st->rows);
+    return false;
+}
+
+bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,
+                     bf_ndjson_t *w)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    const unsigned char *end = p + len;
+
+    if (st->err[0])
+        return false;
+    if (!st->header_seen) {
+        uint32_t ext;
+
+        /* signature (11) + flags (4) + header extension length (4) */
+        if (len < 19 || memcmp(p, copy_signature, 11) != 0)
+            return bad(st, "bad header");
+        if (be32(p + 11) & 0x10000)
+            return bad(st, "OIDs not supported");
+        ext = be32(p + 15);
+        p += 19;
+        if ((size_t)(end - p) < ext)
+            return bad(st, "truncated header extension");
+        p += ext;
+        st->header_seen = true;
+    }
+    while (p < end) {
+        int16_t nfields;
+        int32_t flen;
+
+        if (st->trailer_seen)
+            return bad(st, "data after trailer");
+        if (end - p < 2)
+            return bad(st, "truncated tuple");
+        nfields = (int16_t)be16(p);
+        p += 2;
+        if (nfields == -1) {
+            st->trailer_seen = true;
+            continue;
+        }
+        if (nfields != 1)
+            return bad(st, "expected one column");
+        if (end - p < 4)
+            return bad(st, "truncated field length");
+        flen = (int32_t)be32(p);
+        p += 4;
+        st->rows++;
+        if (flen == -1)
+            continue; /* NULL resource: nothing to export */
+        if (flen < 1 || end - p < flen)
+            return bad(st, "truncated field");
+        if (p[0] != 1)
+            return bad(st, "unknown jsonb version");
+        if (!bf_ndjson_write(w, (const char *)p + 1, (size_t)flen - 1))
+            return false;
+        p += flen;
+    }
+    return true;
+}

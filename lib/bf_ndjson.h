@@ -1,1 +1,87 @@
-/* placeholder: being written */
+/* bf_ndjson: the buffered NDJSON part writer used by the worker, and the
+ * parser for PostgreSQL's binary COPY stream that feeds it.
+ *
+ * A writer produces the part files of one task attempt:
+ *   {dir}/{Type}.{task}.{fencing}.{part}.ndjson
+ * through one large buffer, rolling to the next part at max_resources lines
+ * or before max_bytes would be exceeded.  A part file is created only when
+ * its first line is written (a task with no rows leaves no file).  Every
+ * write, fsync and close error is reported (bf_ndjson_error) and the writer
+ * is then unusable: the caller aborts it, which unlinks every part.  Nothing
+ * here grows with the export size except the list of parts. */
+#ifndef BF_NDJSON_H
+#define BF_NDJSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <apr_pools.h>
+
+typedef struct bf_ndjson bf_ndjson_t;
+
+typedef struct bf_ndjson_part {
+    int part;          /* 0, 1, ... */
+    const char *name;  /* file name inside the directory */
+    int64_t count;     /* lines */
+    int64_t bytes;     /* bytes, newlines included */
+} bf_ndjson_part_t;
+
+#define BF_NDJSON_BUFSIZE (1024 * 1024)
+
+/* Create a writer in pool p.  dir is created (mode 0755) when missing; part
+ * files are created with mode 0644.  max_resources / max_bytes <= 0 mean no
+ * limit.  bufsize 0 means BF_NDJSON_BUFSIZE.  Returns false (message in
+ * *err, allocated from p) when dir cannot be created. */
+bool bf_ndjson_open(bf_ndjson_t **pw, apr_pool_t *p, const char *dir,
+                    const char *type, int64_t task_id, int64_t fencing,
+                    int64_t max_resources, int64_t max_bytes, size_t bufsize,
+                    const char **err);
+
+/* Append one line (len bytes, no newline; the writer adds it). */
+bool bf_ndjson_write(bf_ndjson_t *w, const char *line, size_t len);
+
+/* Flush, fsync and close the current part, fsync the directory once. After
+ * this the parts are durable and may be published. */
+bool bf_ndjson_close(bf_ndjson_t *w);
+
+/* Close every descriptor and unlink every part file of this writer (also
+ * after a successful close, when publication was refused). Idempotent. */
+void bf_ndjson_abort(bf_ndjson_t *w);
+
+/* The parts written so far (closed or not). */
+size_t bf_ndjson_part_count(const bf_ndjson_t *w);
+const bf_ndjson_part_t *bf_ndjson_part_at(const bf_ndjson_t *w, size_t i);
+int64_t bf_ndjson_total_count(const bf_ndjson_t *w);
+int64_t bf_ndjson_total_bytes(const bf_ndjson_t *w);
+const char *bf_ndjson_dir(const bf_ndjson_t *w);
+
+/* The first error, e.g. "write /x/Patient.1.1.0.ndjson: No space left on
+ * device"; NULL while none. */
+const char *bf_ndjson_error(const bf_ndjson_t *w);
+/* errno of the first error (0 while none). */
+int bf_ndjson_errno(const bf_ndjson_t *w);
+
+/* Write all of buf to fd, retrying short writes and EINTR.  Returns 0 or
+ * the errno of the failure. */
+int bf_ndjson_write_all(int fd, const char *buf, size_t len);
+
+/* Parse a PostgreSQL binary COPY stream, one CopyData chunk at a time (the
+ * server never splits a row across chunks), for a query with exactly one
+ * jsonb column: each non-NULL value (version byte 1, then the JSON text) is
+ * written to w as one line.  The header may precede the first row in the
+ * first chunk; the trailer (field count -1) ends the stream. */
+typedef struct bf_copybin {
+    bool header_seen;
+    bool trailer_seen;
+    int64_t rows;       /* tuples seen, NULLs included */
+    char err[160];      /* parse error, "" while none */
+} bf_copybin_t;
+
+void bf_copybin_init(bf_copybin_t *st);
+/* False on a malformed stream (st->err) or a writer error
+ * (bf_ndjson_error(w)). */
+bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,
+                     bf_ndjson_t *w);
+
+#endif

@@ -1,1 +1,139 @@
-/* placeholder: being written */
+/* bf_task: every statement the worker runs against bulkfhir.* (DESIGN
+ * invariants 1-3): register, claim, job fetch, snapshot wait, heartbeat,
+ * publish + complete, fail, release, and the sweeper's statements.
+ *
+ * Every call that changes a task checks the caller still holds it
+ * (locked_by, fencing, state running) in the same statement or
+ * transaction.  Lock order is always job row, then task row.  All calls
+ * return false on a database error (already logged by bf_pq with the
+ * context); *_out flags say what happened when they returned true. */
+#ifndef BF_TASK_H
+#define BF_TASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <apr_pools.h>
+#include <apr_hash.h>
+#include <apr_tables.h>
+#include <libpq-fe.h>
+
+#include "bf_ndjson.h"
+
+typedef struct bf_task {
+    int64_t id;
+    const char *job_id;
+    const char *resource_type;
+    int shard;
+    int shard_count;
+    int attempt;
+    int max_attempts;
+    int64_t fencing;
+} bf_task_t;
+
+typedef struct bf_task_job {
+    const char *id;
+    const char *level;            /* system | patient | group */
+    const char *group_id;         /* NULL unless group */
+    const char *params;           /* jsonb as text */
+    const char *since;            /* timestamptz as text, or NULL */
+    const char *until;            /* timestamptz as text, or NULL */
+    const char *transaction_time; /* timestamptz as text */
+    const char *snapshot;         /* pg_snapshot as text */
+    const char *state;
+} bf_task_job_t;
+
+/* bulkfhir.worker: insert or refresh this worker's row; delete it. */
+bool bf_task_register(PGconn *conn, const char *worker_id, const char *host,
+                      int pid, const char *version);
+bool bf_task_unregister(PGconn *conn, const char *worker_id);
+/* heartbeat_at = now(), current_task = task_id (0: NULL); re-inserts the row
+ * when a sweeper removed it. */
+bool bf_task_worker_beat(PGconn *conn, const char *worker_id,
+                         const char *host, int pid, const char *version,
+                         int64_t task_id);
+
+/* Claim the next queued task of a live job: one UPDATE ... WHERE id =
+ * (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING, bumping attempt and
+ * fencing.  *out is NULL when nothing is claimable. */
+bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
+                   int lease_seconds, bf_task_t **out);
+
+/* Fetch the task's job and mark it running (started_at) when still
+ * queued. */
+bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                       bf_task_job_t **out);
+
+/* Number of transactions of the job's snapshot still in progress. */
+bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
+                              long *pending);
+
+/* Extend the lease; *held false when the task is no longer ours (cancelled,
+ * failed, or stolen after expiry). */
+bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
+                       const char *worker_id, int lease_seconds, bool *held);
+
+/* Build the COPY statement streaming the task's resources as one binary
+ * jsonb column.  False (message in *err) when the task or job holds a value
+ * that cannot be quoted safely. */
+bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                        const bf_task_job_t *job, const char **sql,
+                        const char **err);
+
+/* Publish the parts (one bulkfhir.file row each), mark the task done and,
+ * when it was the last unfinished task, the job completed; all in one
+ * transaction that first locks the job row and checks the task is still
+ * ours.  *published false: not ours any more (the caller deletes the
+ * parts); *job_completed true when this completed the job. */
+bool bf_task_publish(PGconn *conn, const bf_task_t *task,
+                     const char *worker_id, const bf_ndjson_t *w,
+                     bool *published, bool *job_completed);
+
+/* Record a failed attempt (errors[] gets {attempt, at, message, worker}):
+ * back to queued with run_after = now() + 2^attempt s, or, with no attempts
+ * left, the task failed, the job failed with an OperationOutcome and its
+ * other unfinished tasks cancelled.  expired_only: only when the lease has
+ * expired (the sweeper).  *applied false when the task was not ours (as
+ * given by locked_by/fencing); *job_failed when the job failed. */
+bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
+                  const char *message, bool expired_only, bool *applied,
+                  bool *job_failed);
+
+/* Give the task back (shutdown): queued again at once, the attempt not
+ * counted, a NOTIFY so another worker takes it. */
+bool bf_task_release(PGconn *conn, const bf_task_t *task,
+                     const char *worker_id, bool *released);
+
+/* Sweeper: up to `limit` running tasks whose lease expired, with their
+ * holder (array of bf_task_swept_t); the caller passes each to
+ * bf_task_fail(..., expired_only = true). */
+typedef struct bf_task_swept {
+    bf_task_t task;
+    const char *locked_by;
+} bf_task_swept_t;
+bool bf_task_expired(PGconn *conn, apr_pool_t *p, int limit,
+                     apr_array_header_t **out);
+
+/* Cancelled jobs none of whose tasks is running (const char * ids). */
+bool bf_task_cancelled_jobs(PGconn *conn, apr_pool_t *p, int limit,
+                            apr_array_header_t **out);
+/* Delete the file rows of a cancelled job (after its directory is gone). */
+bool bf_task_forget_files(PGconn *conn, const char *job_id);
+/* Jobs whose directory may hold stale parts: queued or running. */
+bool bf_task_live_jobs(PGconn *conn, apr_pool_t *p, int limit,
+                       apr_array_header_t **out);
+/* Running attempts of a job: "task.fencing" strings in a set (hash). */
+bool bf_task_running_attempts(PGconn *conn, apr_pool_t *p,
+                              const char *job_id, apr_hash_t **out);
+/* Published file names of a job, as a set. */
+bool bf_task_file_names(PGconn *conn, apr_pool_t *p, const char *job_id,
+                        apr_hash_t **out);
+/* Delete worker rows whose heartbeat is older than 3 leases. */
+bool bf_task_prune_workers(PGconn *conn, int lease_seconds, long *deleted);
+
+/* True for a job id as the database prints a uuid. */
+bool bf_task_valid_uuid(const char *s);
+/* True for a resource type name: ^[A-Z][A-Za-z]{0,63}$. */
+bool bf_task_valid_type(const char *s);
+
+#endif

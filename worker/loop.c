@@ -1,1 +1,257 @@
-/* placeholder: being written */
+/* bulkfhir-worker: the main loop.  Connect (jittered exponential backoff),
+ * LISTEN bulkfhir_task, register; then claim a task, export it, publish or
+ * fail it; with nothing to claim wait on the socket for a NOTIFY (a hint
+ * only) or poll_seconds.  Sweeps every poll interval. */
+#include "config.h"
+#include "worker.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+
+#include "bf_pq.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool session_setup(worker_t *w)
+{
+    return bf_pq_exec(w->conn, "session setup", "SET TimeZone = 'UTC'", 0,
+                      NULL, NULL, NULL)
+           && bf_pq_exec(w->conn, "session setup", "SET DateStyle = 'ISO'", 0,
+                         NULL, NULL, NULL)
+           && bf_pq_exec(w->conn, "listen", "LISTEN bulkfhir_task", 0, NULL,
+                         NULL, NULL)
+           && bf_task_register(w->conn, w->id, w->host, (int)getpid(),
+                               WORKER_VERSION);
+}
+
+bool worker_db_ensure(worker_t *w)
+{
+    while (!worker_stop_requested) {
+        unsigned ms;
+
+        if (w->conn && bf_pq_healthy(w->conn))
+            return true;
+        if (w->conn) {
+            bf_log(BF_LOG_WARN, "BF02040: worker %s: database connection lost,"
+                   " reconnecting", w->id);
+            PQfinish(w->conn);
+            w->conn = NULL;
+        }
+        w->conn = bf_pq_connect(w->cfg.database, WORKER_APPNAME, 5);
+        if (w->conn && session_setup(w)) {
+            if (w->backoff_ms)
+                bf_log(BF_LOG_NOTICE, "worker %s: database connection restored",
+                       w->id);
+            w->backoff_ms = 0;
+            return true;
+        }
+        if (w->conn) {
+            PQfinish(w->conn);
+            w->conn = NULL;
+        }
+        w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (w->backoff_ms > BACKOFF_MAX_MS)
+            w->backoff_ms = BACKOFF_MAX_MS;
+        /* full jitter in [backoff/2, backoff] so workers do not stampede */
+        ms = w->backoff_ms / 2 + (unsigned)(random() % (w->backoff_ms / 2 + 1));
+        worker_wait(-1, 0, (int)ms);
+    }
+    return false;
+}
+
+static void drain_notifies(PGconn *conn)
+{
+    PGnotify *n;
+
+    if (!PQconsumeInput(conn))
+        return;
+    while ((n = PQnotifies(conn)) != NULL) {
+        bf_log(BF_LOG_DEBUG, "notify %s: %s", n->relname, n->extra);
+        PQfreemem(n);
+    }
+}
+
+static void reload(worker_t *w)
+{
+    apr_pool_t *np;
+    worker_config_t nc;
+    bool db_changed;
+
+    worker_reload_requested = 0;
+    apr_pool_create(&np, w->pool);
+    bf_log(BF_LOG_NOTICE, "worker %s: SIGHUP: reloading %s", w->id,
+           w->config_path ? w->config_path : "(no config file)");
+    if (!worker_config_load(np, &nc, w->config_path, &w->overrides)) {
+        bf_log(BF_LOG_ERR, "BF02041: worker %s: reload failed, keeping the"
+               " previous configuration", w->id);
+        apr_pool_destroy(np);
+        return;
+    }
+    if (nc.export_root[0] != '/')
+        nc.export_root = apr_pstrcat(np, "/", nc.export_root, NULL);
+    db_changed = strcmp(nc.database, w->cfg.database) != 0;
+    /* the heartbeat thread copies what it needs at start: restart it */
+    worker_hb_stop(&w->hb);
+    w->cfg = nc;
+    apr_pool_destroy(w->cfg_pool);
+    w->cfg_pool = np;
+    bf_log_set(NULL, NULL, w->cfg.log_level);
+    worker_config_log(np, &w->cfg, w->config_path, w->id);
+    if (!worker_hb_start(&w->hb, &w->cfg, w->id, w->host))
+        worker_stop_requested = 1;
+    if (db_changed && w->conn) {
+        bf_task_unregister(w->conn, w->id);
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+}
+
+/* Run one claimed task to its end: published, failed, released or lost. */
+static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
+{
+    bf_task_job_t *job = NULL;
+    bf_ndjson_t *nd = NULL;
+    const char *msg = NULL;
+    worker_export_rc rc;
+    bool published, completed, applied, failed, released;
+
+    worker_hb_set_task(&w->hb, task);
+    bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): claimed, attempt %d of %d,"
+           " fencing %" PRId64, task->job_id, task->id, task->resource_type,
+           task->attempt, task->max_attempts, task->fencing);
+    if (!bf_task_job_fetch(w->conn, p, task, &job)) {
+        rc = bf_pq_healthy(w->conn) ? WORKER_EXPORT_FAILED : WORKER_EXPORT_DBERROR;
+        msg = "cannot read the job";
+    } else if (!job) {
+        rc = WORKER_EXPORT_LOST; /* job deleted */
+        msg = "job gone";
+    } else {
+        rc = worker_export(w, p, task, job, &nd, &msg);
+    }
+
+    switch (rc) {
+    case WORKER_EXPORT_OK:
+        if (!bf_task_publish(w->conn, task, w->id, nd, &published, &completed)) {
+            /* outcome unknown (the commit may have happened): keep the parts;
+             * if unpublished they are stale once the lease moves on */
+            bf_log(BF_LOG_WARN, "BF02042: job %s: task %" PRId64 " (%s): publish"
+                   " failed; the lease will expire and the task run again",
+                   task->job_id, task->id, task->resource_type);
+            break;
+        }
+        if (!published) {
+            bf_log(BF_LOG_WARN, "BF02043: job %s: task %" PRId64 " (%s): not"
+                   " published, the task is no longer ours (cancelled or taken"
+                   " over); parts deleted", task->job_id, task->id,
+                   task->resource_type);
+            bf_ndjson_abort(nd);
+            break;
+        }
+        bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): published %zu file(s)",
+               task->job_id, task->id, task->resource_type,
+               bf_ndjson_part_count(nd));
+        if (completed) {
+            bf_log(BF_LOG_NOTICE, "job %s: completed", task->job_id);
+            worker_sweep_job_parts(w, p, task->job_id);
+        }
+        break;
+    case WORKER_EXPORT_DBERROR:
+        bf_log(BF_LOG_WARN, "BF02044: job %s: task %" PRId64 " (%s): %s",
+               task->job_id, task->id, task->resource_type, msg);
+        bf_ndjson_abort(nd);
+        if (!worker_db_ensure(w))
+            break; /* stopping: the lease will expire */
+        /* record the failed attempt on the new connection */
+        __attribute__((fallthrough));
+    case WORKER_EXPORT_FAILED:
+        bf_ndjson_abort(nd);
+        bf_log(BF_LOG_WARN, "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
+               " of %d failed: %s", task->job_id, task->id, task->resource_type,
+               task->attempt, task->max_attempts, msg);
+        if (bf_task_fail(w->conn, task, w->id, msg ? msg : "export failed", false,
+                         &applied, &failed) && applied && failed)
+            bf_log(BF_LOG_WARN, "BF02046: job %s: failed: task %" PRId64 " (%s)"
+                   " used all %d attempts", task->job_id, task->id,
+                   task->resource_type, task->max_attempts);
+        break;
+    case WORKER_EXPORT_LOST:
+        bf_ndjson_abort(nd);
+        bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): stopped, lease lost"
+               " (%s); parts deleted", task->job_id, task->id, task->resource_type,
+               msg ? msg : "cancelled or taken over");
+        break;
+    case WORKER_EXPORT_STOPPED:
+        bf_ndjson_abort(nd);
+        if (bf_task_release(w->conn, task, w->id, &released) && released)
+            bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): shutting down,"
+                   " lease released", task->job_id, task->id, task->resource_type);
+        break;
+    }
+    worker_hb_set_task(&w->hb, NULL);
+}
+
+int worker_run(worker_t *w)
+{
+    double last_sweep = 0;
+    int rc = 0;
+
+    if (!worker_hb_start(&w->hb, &w->cfg, w->id, w->host))
+        return 1;
+    while (!worker_stop_requested) {
+        apr_pool_t *tp;
+        bf_task_t *task = NULL;
+
+        if (worker_reload_requested)
+            reload(w);
+        if (!worker_db_ensure(w))
+            break;
+        if (mono_s() - last_sweep >= w->cfg.poll_seconds) {
+            worker_sweep(w);
+            last_sweep = mono_s();
+        }
+        drain_notifies(w->conn);
+        apr_pool_create(&tp, w->pool);
+        if (!bf_task_claim(w->conn, tp, w->id, w->cfg.lease_seconds, &task)) {
+            apr_pool_destroy(tp);
+            if (bf_pq_healthy(w->conn))
+                worker_wait(-1, 0, w->cfg.poll_seconds * 1000);
+            continue;
+        }
+        if (task) {
+            run_task(w, tp, task);
+            apr_pool_destroy(tp);
+            continue;
+        }
+        apr_pool_destroy(tp);
+        if (w->once)
+            break;
+        /* nothing claimable: sleep until a NOTIFY, a signal or the poll */
+        if (worker_wait(PQsocket(w->conn), POLLIN,
+                        w->cfg.poll_seconds * 1000) > 0)
+            drain_notifies(w->conn);
+    }
+    worker_hb_stop(&w->hb);
+    if (w->conn) {
+        if (bf_pq_healthy(w->conn))
+            bf_task_unregister(w->conn, w->id);
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    bf_log(BF_LOG_NOTICE, "worker %s: stopped", w->id);
+    return rc;
+}
