@@ -1,0 +1,73 @@
+/* Unit tests for lib/bf_elements.c: the _elements parameter (SPEC §1.4). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "bf_elements.h"
+
+static apr_pool_t *pool;
+
+static apr_array_header_t *vals(const char *csv)
+{
+    apr_array_header_t *a = apr_array_make(pool, 4, sizeof(const char *));
+    char *copy = apr_pstrdup(pool, csv), *last, *tok;
+
+    for (tok = apr_strtok(copy, ",", &last); tok; tok = apr_strtok(NULL, ",", &last))
+        APR_ARRAY_PUSH(a, const char *) = tok;
+    return a;
+}
+
+static void test_parse(void **state)
+{
+    apr_array_header_t *els;
+    const char *err;
+
+    assert_true(bf_elements_parse(pool, vals("Patient.name,id,Observation.value"), &els, &err));
+    assert_int_equal(els->nelts, 3);
+    assert_string_equal(APR_ARRAY_IDX(els, 0, bf_element).type, "Patient");
+    assert_null(APR_ARRAY_IDX(els, 1, bf_element).type);
+    assert_false(bf_elements_parse(pool, vals("Nope.name"), &els, &err));
+    assert_false(bf_elements_parse(pool, vals("Patient.name.given"), &els, &err));
+    assert_false(bf_elements_parse(pool, vals("Patient."), &els, &err));
+    assert_false(bf_elements_parse(pool, vals("Name"), &els, &err));
+    assert_false(bf_elements_parse(pool, vals("na'me"), &els, &err));
+}
+
+static void test_keep_lists(void **state)
+{
+    apr_array_header_t *els;
+    const char *err, *keep;
+
+    assert_true(bf_elements_parse(pool, vals("Patient.name,Observation.value,identifier"), &els, &err));
+    keep = bf_elements_keep_sql(pool, els, "Observation");
+    /* requested for Observation + bare + mandatory status/code; value is a choice */
+    assert_string_equal(keep, "E'{\"value[x]\",\"identifier\",\"status\",\"code[x]\"}'::text[]");
+    keep = bf_elements_keep_sql(pool, els, "Patient");
+    assert_string_equal(keep, "E'{\"name\",\"identifier\"}'::text[]");
+    keep = bf_elements_keep_sql(pool, els, "Immunization");
+    assert_non_null(strstr(keep, "\"occurrence[x]\""));
+    assert_string_equal(bf_elements_mandatory("Encounter"), "status,class");
+    assert_string_equal(bf_elements_mandatory("Unknown"), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_keep_lists),
+    };
+    int rc;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return rc;
+}
