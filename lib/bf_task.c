@@ -301,7 +301,7 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         /* members of the Group version valid at T, active, period covers T */
         members = apr_pstrcat(p,
             "(SELECT coalesce(array_agg(DISTINCT x.pid), '{}'::text[]) FROM ("
-            " SELECT " PATIENT_REF_ID("m->'entity'->>'reference") " AS pid, m"
+            " SELECT " PATIENT_REF_ID("m->'entity'->>'reference'") " AS pid, m"
             "   FROM fhir.resource_version g,"
             "        jsonb_array_elements(coalesce(g.resource->'member', '[]'::jsonb)) m"
             "  WHERE g.resource_type = 'Group' AND g.id = ", g,
@@ -331,7 +331,7 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         /* NULL (no patient parameter): the whole compartment */
         if (strcmp(task->resource_type, "Patient") == 0)
             q = apr_pstrcat(p, q, " AND (", members, " IS NULL OR id = ANY(",
-                            members, "))", NULL);
+                            members, "::text[]))", NULL);
         else
             q = apr_pstrcat(p, q, " AND patient_ids <> '{}' AND (", members,
                             " IS NULL OR patient_ids && ", members, ")", NULL);
@@ -342,7 +342,7 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     }
     if (members) {
         if (strcmp(task->resource_type, "Patient") == 0)
-            q = apr_pstrcat(p, q, " AND id = ANY(", members, ")", NULL);
+            q = apr_pstrcat(p, q, " AND id = ANY(", members, "::text[])", NULL);
         else
             q = apr_pstrcat(p, q, " AND patient_ids && ", members, NULL);
     }
