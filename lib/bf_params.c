@@ -196,7 +196,7 @@ static bool add_value(ctx_t *c, int k, const char *v)
         copy = apr_pstrdup(c->p, v);
         for (item = apr_strtok(copy, ",", &last); item;
              item = apr_strtok(NULL, ",", &last)) {
-            item = apr_collapse_spaces(item, item);
+            apr_collapse_spaces(item, item); /* returns the end, not item */
             if (!*item)
                 continue;
             if (known[k].kind == PK_TYPES && !bf_r4_is_type(item)) {

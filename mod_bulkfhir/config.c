@@ -3,6 +3,7 @@
 #include "mod_bulkfhir.h"
 
 #include <apr_strings.h>
+#include <errno.h>
 #include <http_core.h>
 #include <http_main.h>
 #include <libpq-fe.h>
@@ -46,9 +47,11 @@ static const char *int_arg(cmd_parms *cmd, const char *arg, long long lo,
     v = apr_strtoi64(arg, &end, 10);
     if (errno || end == arg || *end || v < lo || v > hi)
         return apr_psprintf(cmd->pool,
-                            "%s: expected an integer number of %s from %lld "
-                            "to %lld, got '%s'",
-                            cmd->cmd->name, unit, lo, hi, arg);
+                            "%s: expected an integer number of %s from "
+                            "%" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                            ", got '%s'",
+                            cmd->cmd->name, unit, (apr_int64_t)lo,
+                            (apr_int64_t)hi, arg);
     *out = v;
     return NULL;
 }
@@ -59,9 +62,13 @@ static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
     PQconninfoOption *opts = PQconninfoParse(arg, &err);
 
     if (!opts) {
-        const char *msg = apr_psprintf(
+        char *msg = apr_psprintf(
             cmd->pool, "%s: not a valid libpq conninfo or URI: %s",
             cmd->cmd->name, err ? err : "out of memory");
+        size_t n = strlen(msg);
+
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
         PQfreemem(err);
         return msg;
     }
@@ -265,7 +272,7 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
                      "mod_bulkfhir: server %s:%u: database %s, export root "
                      "%s, %s %d, %s %ds; server defaults: %s %s, %s %d, "
-                     "%s %lld, %s %lld, %s %s",
+                     "%s %" APR_INT64_T_FMT ", %s %" APR_INT64_T_FMT ", %s %s",
                      v->server_hostname ? v->server_hostname : "*",
                      (unsigned)v->port,
                      bf_config_conninfo_safe(ptemp, sc->conninfo),
@@ -274,8 +281,8 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      bf_srv_db_timeout(sc), BF_CMD_AUTH,
                      bf_dir_auth(dc) == BF_AUTH_SMART ? "smart" : "none",
                      BF_CMD_RETRY_AFTER, bf_dir_retry_after(dc),
-                     BF_CMD_FILE_LIFETIME, bf_dir_file_lifetime(dc),
-                     BF_CMD_MAX_BODY, bf_dir_max_body(dc), BF_CMD_BASE_URL,
+                     BF_CMD_FILE_LIFETIME, (apr_int64_t)bf_dir_file_lifetime(dc),
+                     BF_CMD_MAX_BODY, (apr_int64_t)bf_dir_max_body(dc), BF_CMD_BASE_URL,
                      dc->base_url ? dc->base_url : "(from the request)");
         if (!sc->conninfo)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,

@@ -88,7 +88,7 @@ static int prefer_one(void *baton, const char *key, const char *value)
 
         if (semi)
             *semi = '\0';
-        item = apr_collapse_spaces(item, item);
+        apr_collapse_spaces(item, item); /* returns the end, not item */
         if (strcasecmp(item, c->token) == 0) {
             c->found = true;
             return 0;

@@ -58,8 +58,10 @@ static int status_get(bf_req_t *rq, const bf_job_t *job)
                   : 0;
         apr_table_setn(r->headers_out, "X-Progress",
                        apr_psprintf(r->pool,
-                                    "%d%% complete (%lld of %lld tasks)", pct,
-                                    job->tasks_done, job->tasks_total));
+                                    "%d%% complete (%" APR_INT64_T_FMT
+                                    " of %" APR_INT64_T_FMT " tasks)",
+                                    pct, (apr_int64_t)job->tasks_done,
+                                    (apr_int64_t)job->tasks_total));
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_itoa(r->pool, bf_dir_retry_after(rq->dc)));
         return bf_http_body(rq, HTTP_ACCEPTED, BF_CT_FHIR_JSON, NULL);

@@ -1,1 +1,109 @@
-/* placeholder: being written */
+/* Unit tests: mod_bulkfhir configuration merge (mod_bulkfhir/config_merge.c,
+ * linked without httpd). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+
+/* by path: a bare "config.h" would find autoconf's in the build dir */
+#include "../../mod_bulkfhir/config.h"
+
+static apr_pool_t *pool;
+
+static void test_defaults(void **state)
+{
+    bf_srv_conf_t *s = bf_srv_conf_create(pool);
+    bf_dir_conf_t *d = bf_dir_conf_create(pool, NULL);
+
+    assert_null(s->conninfo);
+    assert_null(s->export_root);
+    assert_int_equal(bf_srv_pool_max(s), 8);
+    assert_int_equal(bf_srv_db_timeout(s), 5);
+    assert_null(d->location);
+    assert_null(d->base_url);
+    assert_int_equal(bf_dir_auth(d), BF_AUTH_NONE);
+    assert_int_equal(bf_dir_retry_after(d), 2);
+    assert_true(bf_dir_file_lifetime(d) == 3600);
+    assert_true(bf_dir_max_body(d) == 1024 * 1024);
+}
+
+static void test_srv_merge(void **state)
+{
+    bf_srv_conf_t *base = bf_srv_conf_create(pool);
+    bf_srv_conf_t *vhost = bf_srv_conf_create(pool);
+    bf_srv_conf_t *m;
+
+    base->conninfo = "dbname=a";
+    base->export_root = "/srv/export";
+    base->pool_max = 16;
+    /* unset inherits */
+    m = bf_srv_conf_merge(pool, base, vhost);
+    assert_string_equal(m->conninfo, "dbname=a");
+    assert_string_equal(m->export_root, "/srv/export");
+    assert_int_equal(bf_srv_pool_max(m), 16);
+    assert_int_equal(bf_srv_db_timeout(m), 5);
+    /* set overrides */
+    vhost->conninfo = "dbname=b";
+    vhost->db_timeout = 9;
+    m = bf_srv_conf_merge(pool, base, vhost);
+    assert_string_equal(m->conninfo, "dbname=b");
+    assert_int_equal(bf_srv_pool_max(m), 16);
+    assert_int_equal(bf_srv_db_timeout(m), 9);
+    assert_null(m->pool);
+}
+
+static void test_dir_merge(void **state)
+{
+    bf_dir_conf_t *srv = bf_dir_conf_create(pool, NULL);
+    bf_dir_conf_t *loc = bf_dir_conf_create(pool, "/fhir/");
+    bf_dir_conf_t *m, *m2, *inner;
+
+    assert_string_equal(loc->location, "/fhir");
+    srv->auth = BF_AUTH_SMART;
+    srv->retry_after = 10;
+    srv->base_url = "https://example.org/fhir";
+    m = bf_dir_conf_merge(pool, srv, loc);
+    assert_string_equal(m->location, "/fhir");
+    assert_int_equal(bf_dir_auth(m), BF_AUTH_SMART);
+    assert_int_equal(bf_dir_retry_after(m), 10);
+    assert_string_equal(m->base_url, "https://example.org/fhir");
+    assert_true(bf_dir_file_lifetime(m) == 3600);
+
+    /* explicitly set to the default value still overrides */
+    loc->auth = BF_AUTH_NONE;
+    loc->retry_after = 2;
+    loc->max_body = 4096;
+    m = bf_dir_conf_merge(pool, srv, loc);
+    assert_int_equal(bf_dir_auth(m), BF_AUTH_NONE);
+    assert_int_equal(bf_dir_retry_after(m), 2);
+    assert_true(bf_dir_max_body(m) == 4096);
+
+    /* a nested section without settings changes nothing but the path */
+    inner = bf_dir_conf_create(pool, NULL);
+    m2 = bf_dir_conf_merge(pool, m, inner);
+    assert_string_equal(m2->location, "/fhir");
+    assert_true(bf_dir_max_body(m2) == 4096);
+
+    /* <Location /> is the root: empty base path */
+    assert_string_equal(bf_dir_conf_create(pool, "/")->location, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_srv_merge),
+        cmocka_unit_test(test_dir_merge),
+    };
+    int rc;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return rc;
+}

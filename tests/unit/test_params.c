@@ -1,1 +1,283 @@
-/* placeholder: being written */
+/* Unit tests: $export kick-off parameters (lib/bf_params.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#include "bf_params.h"
+#include "bf_time.h"
+
+static apr_pool_t *pool;
+
+static bf_params_t *get_ok(const char *query, bool lenient)
+{
+    bf_params_t *prm = NULL;
+    bool ok = bf_params_from_query(pool, query, lenient, &prm);
+
+    if (!ok)
+        print_error("unexpected failure for '%s': %s\n", query, prm->error);
+    assert_true(ok);
+    return prm;
+}
+
+static bf_params_t *get_bad(const char *query, bool lenient, const char *code)
+{
+    bf_params_t *prm = NULL;
+
+    assert_false(bf_params_from_query(pool, query, lenient, &prm));
+    assert_non_null(prm->error);
+    assert_string_equal(prm->error_code, code);
+    return prm;
+}
+
+static bf_params_t *post(const char *body, bool lenient, bool expect)
+{
+    bf_params_t *prm = NULL;
+    bool ok = bf_params_from_body(pool, body, strlen(body), lenient, &prm);
+
+    if (ok != expect)
+        print_error("'%s': %s\n", body, ok ? "accepted" : prm->error);
+    assert_int_equal(ok, expect);
+    return prm;
+}
+
+static const char *type_at(const bf_params_t *prm, int i)
+{
+    return APR_ARRAY_IDX(prm->types, i, const char *);
+}
+
+static void test_empty_query(void **state)
+{
+    bf_params_t *prm = get_ok(NULL, false);
+
+    assert_null(prm->types);
+    assert_null(prm->since);
+    assert_string_equal(prm->output_format, "application/fhir+ndjson");
+    assert_string_equal(prm->json,
+                        "{\"_outputFormat\":\"application/fhir+ndjson\"}");
+    get_ok("", false);
+    get_ok("&&", false);
+}
+
+static void test_output_format_aliases(void **state)
+{
+    const char *ok[] = { "application/fhir%2Bndjson", "application/fhir+ndjson",
+                         "application%2Fndjson", "ndjson", NULL };
+    char *q;
+    int i;
+
+    /* "application/fhir+ndjson" unencoded: '+' form-decodes to a space */
+    for (i = 0; ok[i]; i++) {
+        q = apr_pstrcat(pool, "_outputFormat=", ok[i], NULL);
+        assert_string_equal(get_ok(q, false)->output_format,
+                            "application/fhir+ndjson");
+    }
+    get_bad("_outputFormat=text/csv", false, "not-supported");
+    get_bad("_outputFormat=text/csv", true, "not-supported");
+    get_bad("_outputFormat=ndjson&_outputFormat=ndjson", false, "invalid");
+}
+
+static void test_types(void **state)
+{
+    bf_params_t *prm;
+
+    prm = get_ok("_type=Patient,Observation&_type=Condition&_type=Patient",
+                 false);
+    assert_non_null(prm->types);
+    assert_int_equal(prm->types->nelts, 3);
+    assert_string_equal(type_at(prm, 0), "Patient");
+    assert_string_equal(type_at(prm, 1), "Observation");
+    assert_string_equal(type_at(prm, 2), "Condition");
+    assert_string_equal(bf_params_types_literal(pool, prm),
+                        "{\"Patient\",\"Observation\",\"Condition\"}");
+    assert_non_null(strstr(prm->json, "\"_type\":[\"Patient\",\"Observation\","
+                                      "\"Condition\"]"));
+    /* spaces around commas, an encoded comma */
+    prm = get_ok("_type=Patient%2C%20Encounter", false);
+    assert_int_equal(prm->types->nelts, 2);
+    assert_string_equal(type_at(prm, 1), "Encounter");
+
+    prm = get_bad("_type=Patient,Bogus", false, "not-supported");
+    assert_non_null(strstr(prm->error, "Bogus"));
+    prm = get_ok("_type=Patient,Bogus", true);
+    assert_int_equal(prm->types->nelts, 1);
+    assert_int_equal(prm->ignored->nelts, 1);
+    assert_non_null(strstr(APR_ARRAY_IDX(prm->ignored, 0, const char *),
+                           "Bogus"));
+    get_bad("_type=patient", false, "not-supported");
+}
+
+static void test_since(void **state)
+{
+    bf_params_t *prm;
+    apr_time_t t;
+
+    prm = get_ok("_since=2020-01-02T03:04:05Z", false);
+    assert_string_equal(prm->since, "2020-01-02T03:04:05Z");
+    prm = get_ok("_since=2020-01-02T03:04:05.123%2B02:00", false);
+    assert_string_equal(prm->since, "2020-01-02T03:04:05.123+02:00");
+    get_bad("_since=2020-01-02", false, "invalid");
+    get_bad("_since=2020-13-02T00:00:00Z", false, "invalid");
+    get_bad("_since=2021-02-29T00:00:00Z", false, "invalid");
+    get_bad("_since=2020-01-02T03:04:05", false, "invalid");
+    get_bad("_since=yesterday", true, "invalid");
+    get_bad("_since=2020-01-02T03:04:05Z&_since=2020-01-02T03:04:05Z", false,
+            "invalid");
+
+    assert_true(bf_time_parse_instant("1970-01-01T00:00:01Z", &t));
+    assert_true(t == APR_USEC_PER_SEC);
+    assert_true(bf_time_parse_instant("1970-01-01T01:00:00.5+01:00", &t));
+    assert_true(t == APR_USEC_PER_SEC / 2);
+    assert_string_equal(bf_time_instant(pool, APR_USEC_PER_SEC + 7),
+                        "1970-01-01T00:00:01.000007Z");
+}
+
+static void test_escapes(void **state)
+{
+    get_bad("_type=Pat%2", false, "invalid");
+    get_bad("_type=Pat%zzient", false, "invalid");
+    get_bad("_type=Pat%00ient", false, "invalid");
+    get_bad("=Patient", false, "invalid");
+    assert_string_equal(bf_params_form_decode(pool, "a+b%2Bc%2f", 10),
+                        "a b+c/");
+}
+
+static void test_unsupported_strict_lenient(void **state)
+{
+    bf_params_t *prm;
+
+    prm = get_bad("_elements=id", false, "not-supported");
+    assert_non_null(strstr(prm->error, "_elements"));
+    get_bad("_typeFilter=Observation%3Fstatus%3Dfinal", false,
+            "not-supported");
+    get_bad("_until=2020-01-01T00:00:00Z", false, "not-supported");
+    get_bad("includeAssociatedData=LatestProvenanceResources", false,
+            "not-supported");
+    get_bad("organizeOutputBy=Patient", false, "not-supported");
+    get_bad("allowPartialManifests=true", false, "not-supported");
+    prm = get_bad("foo=bar", false, "not-supported");
+    assert_non_null(strstr(prm->error, "foo"));
+
+    /* still validated when lenient */
+    get_bad("allowPartialManifests=maybe", true, "invalid");
+    get_bad("organizeOutputBy=Nothing", true, "invalid");
+
+    prm = get_ok("_type=Patient&_elements=id,meta&foo=bar&_until=2020-01-01T"
+                 "00:00:00Z",
+                 true);
+    assert_int_equal(prm->ignored->nelts, 3);
+    assert_null(strstr(prm->json, "_elements"));
+    assert_null(strstr(prm->json, "_until"));
+    assert_null(prm->until);
+    assert_non_null(strstr(prm->json, "\"_type\":[\"Patient\"]"));
+}
+
+static void test_post_ok(void **state)
+{
+    bf_params_t *prm;
+
+    prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
+               "{\"name\":\"_type\",\"valueString\":\"MedicationRequest\"},"
+               "{\"name\":\"_type\",\"valueString\":\"Patient,Observation\"},"
+               "{\"name\":\"_since\",\"valueInstant\":\"2020-01-01T00:00:00Z\"},"
+               "{\"name\":\"_outputFormat\",\"valueString\":\"application/"
+               "ndjson\"}]}",
+               false, true);
+    assert_int_equal(prm->types->nelts, 3);
+    assert_string_equal(type_at(prm, 2), "Observation");
+    assert_string_equal(prm->since, "2020-01-01T00:00:00Z");
+    assert_string_equal(prm->output_format, "application/fhir+ndjson");
+
+    prm = post("{\"resourceType\":\"Parameters\"}", false, true);
+    assert_null(prm->types);
+
+    /* patient (valueReference), typeFilter: parsed, then lenient-ignored */
+    prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
+               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+               "\"Patient/123\"}},"
+               "{\"name\":\"_typeFilter\",\"valueString\":\"Observation?a=b,c\"},"
+               "{\"name\":\"includeAssociatedData\",\"valueCoding\":{\"code\":"
+               "\"LatestProvenanceResources\"}},"
+               "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}",
+               true, true);
+    assert_int_equal(prm->ignored->nelts, 4);
+    prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
+               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+               "\"Patient/123\"}}]}",
+               false, false);
+    assert_string_equal(prm->error_code, "not-supported");
+}
+
+static void test_post_bad(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "not json",
+        "{\"resourceType\":\"Parameters\"} trailing",
+        "[]",
+        "{\"resourceType\":\"Bundle\"}",
+        "{\"parameter\":[]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":{}}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[1]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"valueString\":"
+        "\"x\"}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"_type\"}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"_type\","
+        "\"valueString\":\"Patient\",\"valueCode\":\"Patient\"}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"_type\","
+        "\"valueString\":7}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"_since\","
+        "\"valueInstant\":\"2020\"}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"_since\","
+        "\"valueBoolean\":true}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":"
+        "\"allowPartialManifests\",\"valueString\":\"true\"}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"patient\","
+        "\"valueReference\":{}}]}",
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":"
+        "\"_outputFormat\",\"valueString\":\"ndjson\"},{\"name\":"
+        "\"_outputFormat\",\"valueString\":\"ndjson\"}]}",
+        NULL
+    };
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        bf_params_t *prm = post(bad[i], true, false);
+
+        assert_string_equal(prm->error_code, "invalid");
+    }
+    post("{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"x\","
+         "\"valueString\":\"y\"}]}",
+         false, false);
+    post("{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"x\","
+         "\"valueString\":\"y\"}]}",
+         true, true);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty_query),
+        cmocka_unit_test(test_output_format_aliases),
+        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_since),
+        cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_unsupported_strict_lenient),
+        cmocka_unit_test(test_post_ok),
+        cmocka_unit_test(test_post_bad),
+    };
+    int rc;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return rc;
+}
