@@ -296,7 +296,7 @@ static bool write_document(gen_pat *pt, const gen_enc *e, const gen_code *acute)
     gen_out_date(&s, e->start);
     gen_out_lit(&s, "\nPatient: ");
     gen_out_raw(&s, pt->name);
-    gen_out_lit(&s, pt->gender == 'm' ? " (male, " : " (female, ");
+    gen_out_raw(&s, pt->gender == 'm' ? " (male, " : " (female, ");
     gen_out_int(&s, (int64_t)gen_age(pt, e->start));
     gen_out_lit(&s, " years)\nVisit: ");
     gen_out_raw(&s, kinds[e->kind].type.display);
@@ -352,12 +352,11 @@ static bool write_document(gen_pat *pt, const gen_enc *e, const gen_code *acute)
     return true;
 }
 
-bool gen_encounter(gen_pat *pt, gen_enc *e, bool first)
+bool gen_encounter(gen_pat *pt, gen_enc *e)
 {
     gen_rng *r = pt->r;
     double age = gen_age(pt, e->start);
     bool wellness = e->kind == EK_WELL_CHILD || e->kind == EK_GENERAL_EXAM;
-    (void)first;
 
     if (!write_encounter(pt, e))
         return false;

@@ -2,8 +2,6 @@
  * of one encounter.  Every effectiveDateTime lies inside the encounter. */
 #include "generate_out.h"
 
-#include <math.h>
-
 #define DAY 86400LL
 
 typedef struct lab_def {
@@ -126,12 +124,17 @@ static bool obs_qty(gen_pat *pt, const gen_enc *e, const char *cat, const gen_co
     return true;
 }
 
+/* fraction of adult height by age in years (piecewise linear, 0..18) */
 static double height_at(const gen_pat *pt, double age)
 {
+    static const double frac[] = {0.29, 0.43, 0.50, 0.55, 0.59, 0.63, 0.67, 0.70, 0.73, 0.76,
+                                  0.79, 0.82, 0.85, 0.89, 0.93, 0.96, 0.98, 0.99, 1.0};
     if (age >= 18)
         return pt->adult_height;
-    double f = age <= 0 ? 0 : sqrt(age / 18.0);
-    return pt->adult_height * (0.29 + 0.71 * f);
+    if (age < 0)
+        age = 0;
+    int i = (int)age;
+    return pt->adult_height * (frac[i] + (frac[i + 1] - frac[i]) * (age - i));
 }
 
 static bool vitals(gen_pat *pt, const gen_enc *e, int64_t t, bool full, bool sick)
@@ -158,7 +161,7 @@ static bool vitals(gen_pat *pt, const gen_enc *e, int64_t t, bool full, bool sic
         if (age >= 2 && age < 18 &&
             !obs_qty(pt, e, vs, &v_bmi_pct, t, gen_rng_range(r, 5, 95), 0, "%", NULL))
             return false;
-        if (age < 3 && !obs_qty(pt, e, vs, &v_head, t, 35 + 13 * fmin(1, age / 2.5), 1, "cm", NULL))
+        if (age < 3 && !obs_qty(pt, e, vs, &v_head, t, 35 + 13 * (age < 2.5 ? age / 2.5 : 1.0), 1, "cm", NULL))
             return false;
     }
     if (age >= 3) {

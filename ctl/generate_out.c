@@ -2,7 +2,6 @@
 #include "generate_out.h"
 
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -207,7 +206,8 @@ void gen_out_dec(gen_out *o, double v, int frac)
         frac = 0;
     if (frac > 4)
         frac = 4;
-    int64_t scaled = (int64_t)llround(v * (double)pow10[frac]);
+    double x = v * (double)pow10[frac];
+    int64_t scaled = x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5);
     if (scaled < 0) {
         o->buf[o->len++] = '-';
         scaled = -scaled;

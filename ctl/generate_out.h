@@ -56,7 +56,8 @@ bool gen_out_flush(gen_out *o);
 /* Appenders.  They assume room was reserved by gen_out_begin (64 KiB per
  * resource) except gen_out_esc/gen_out_raw which reserve themselves. */
 void gen_out_lit_n(gen_out *o, const char *s, size_t n);
-#define gen_out_lit(o, s) gen_out_lit_n((o), (s), sizeof(s) - 1)
+/* s must be a string literal ("" s enforces it) */
+#define gen_out_lit(o, s) gen_out_lit_n((o), "" s, sizeof(s) - 1)
 void gen_out_raw(gen_out *o, const char *s);           /* no escaping */
 void gen_out_esc(gen_out *o, const char *s);           /* JSON-escaped, no quotes */
 void gen_out_str(gen_out *o, const char *s);           /* "escaped" */
@@ -182,7 +183,7 @@ typedef struct gen_pat {
 /* age in years at t */
 double gen_age(const gen_pat *pt, int64_t t);
 /* write the encounter and everything recorded in it */
-bool gen_encounter(gen_pat *pt, gen_enc *e, bool first);
+bool gen_encounter(gen_pat *pt, gen_enc *e);
 /* generate_obs.c: the encounter's vital signs, labs and lab reports */
 bool gen_observations(gen_pat *pt, const gen_enc *e);
 bool gen_has_chronic(const gen_pat *pt, int kind);

@@ -1,7 +1,6 @@
 /* generate: one Patient, its planned encounter history, allergies. */
 #include "generate_out.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +43,8 @@ const gen_chronic_def gen_chronic_defs[] = {
 };
 const size_t gen_chronic_defs_n = GEN_NELEM(gen_chronic_defs);
 
-/* indexes 0..7 are illnesses (clinic visits), 8.. injuries (emergency) */
+/* 0..6 illnesses (clinic visits), 7 pneumonia (inpatient), 8.. injuries (emergency) */
+#define ACUTE_PNEUMONIA 7
 #define ACUTE_INJURY_FIRST 8
 const gen_acute_def gen_acute_defs[] = {
     {{"444814009", "Viral sinusitis (disorder)"}, 14, 0, &med_apap, NULL},
@@ -301,11 +301,12 @@ static int plan(gen_pat *pt, gen_enc *e)
         else
             t += gen_rng_range(r, 600, 860) * DAY;
     }
-    /* sick visits, exponential gaps */
+    /* sick visits, gaps uniform in (0.1, 1.9) / rate: no libm, so the
+     * bytes do not depend on the platform's log() */
     for (int64_t t = rec_start;;) {
         double age = gen_age(pt, t);
         double rate = age < 5 ? 2.0 : (age > 65 ? 1.3 : 0.9);  /* per year */
-        t += (int64_t)(-log(1.0 - gen_rng_unit(r)) / rate * (double)YEAR);
+        t += (int64_t)((0.1 + 1.8 * gen_rng_unit(r)) / rate * (double)YEAR);
         if (t >= now - DAY)
             break;
         age = gen_age(pt, t);
@@ -316,9 +317,9 @@ static int plan(gen_pat *pt, gen_enc *e)
         if (kind == EK_EMERGENCY) {
             acute = (int)gen_rng_range(r, ACUTE_INJURY_FIRST, (int64_t)gen_acute_defs_n - 1);
         } else if (kind == EK_INPATIENT) {
-            acute = gen_rng_chance(r, 0.6) ? 7 : -1;   /* pneumonia */
+            acute = gen_rng_chance(r, 0.6) ? ACUTE_PNEUMONIA : -1;
         } else if (gen_rng_chance(r, 0.8)) {
-            acute = (int)gen_rng_range(r, 0, ACUTE_INJURY_FIRST - 1);
+            acute = (int)gen_rng_range(r, 0, ACUTE_PNEUMONIA - 1);
             if (gen_acute_defs[acute].max_age && age > gen_acute_defs[acute].max_age)
                 acute = 0;
         }
@@ -430,7 +431,7 @@ bool gen_patient(gen_ctx *c, uint64_t index, gen_patient_info *info)
 
     int n = plan(&pt, enc);
     for (int i = 0; i < n; i++) {
-        if (!gen_encounter(&pt, &enc[i], i == 0))
+        if (!gen_encounter(&pt, &enc[i]))
             return false;
         if (i == 0 && !write_allergies(&pt, &enc[0]))
             return false;
