@@ -183,18 +183,28 @@ bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
 }
 
 bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
-                              long *pending)
+                              char horizon[32], long *pending)
 {
-    const char *v[] = { job->snapshot };
+    const char *v[] = { job->snapshot, horizon[0] ? horizon : NULL };
     PGresult *res;
 
     *pending = 0;
+    /* xip of the job snapshot misses transactions whose xid is >= its xmax
+     * (xmax is latestCompletedXid + 1, not the next xid to assign); they are
+     * covered by waiting until the oldest running xid has passed a horizon
+     * taken after the kick-off committed (the first call's xmax) */
     if (!bf_pq_exec(conn, "snapshot wait",
-        "SELECT count(*) FROM pg_snapshot_xip($1::pg_snapshot) x"
-        " WHERE pg_xact_status(x) = 'in progress'",
-        1, v, &res, NULL))
+        "WITH c AS (SELECT pg_current_snapshot() AS s)"
+        " SELECT (SELECT count(*) FROM pg_snapshot_xip($1::pg_snapshot) x"
+        "          WHERE pg_xact_status(x) = 'in progress')"
+        "   + CASE WHEN pg_snapshot_xmin(c.s)"
+        "          < coalesce($2::xid8, pg_snapshot_xmax(c.s)) THEN 1 ELSE 0 END,"
+        "   coalesce($2::xid8, pg_snapshot_xmax(c.s))::text"
+        " FROM c",
+        2, v, &res, NULL))
         return false;
     *pending = atol(PQgetvalue(res, 0, 0));
+    snprintf(horizon, 32, "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
     return true;
 }

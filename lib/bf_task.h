@@ -64,9 +64,12 @@ bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
 bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                        bf_task_job_t **out);
 
-/* Number of transactions of the job's snapshot still in progress. */
+/* DESIGN invariant 1: > 0 while a transaction that may have stamped
+ * versions at or before transaction_time is still in progress: one in the
+ * job snapshot's xip, or any xid below a horizon (the next xid as of the
+ * first call; horizon "" on the first call, then pass it back). */
 bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
-                              long *pending);
+                              char horizon[32], long *pending);
 
 /* Extend the lease; *held false when the task is no longer ours (cancelled,
  * failed, or stolen after expiry). */

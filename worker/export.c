@@ -48,12 +48,13 @@ static worker_export_rc wait_snapshot(worker_t *w, apr_pool_t *p,
                                       const char **msg)
 {
     double started = now_s(), logged = 0;
+    char horizon[32] = "";
     long pending;
 
     for (;;) {
         worker_export_rc rc;
 
-        if (!bf_task_snapshot_pending(w->conn, job, &pending))
+        if (!bf_task_snapshot_pending(w->conn, job, horizon, &pending))
             return db_failure(w, p, msg, "snapshot wait");
         if (pending == 0)
             break;

@@ -68,7 +68,9 @@ static const char *attempt_of(apr_pool_t *p, const char *name)
     if (!dot || sscanf(dot + 1, "%lld.%lld.%d.ndjson%n", &task, &fencing, &part,
                        &end) != 3 || end == 0 || dot[1 + end] != '\0')
         return NULL;
-    return apr_psprintf(p, "%lld.%lld", task, fencing);
+    /* (apr_psprintf knows no %lld) */
+    return apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT,
+                        (apr_int64_t)task, (apr_int64_t)fencing);
 }
 
 void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
