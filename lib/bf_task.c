@@ -10,6 +10,10 @@
 #include <string.h>
 
 #include <apr_strings.h>
+#include <json-c/json.h>
+
+#include "bf_elements.h"
+#include "bf_typefilter.h"
 
 #define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
@@ -256,11 +260,92 @@ static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
 #define PATIENT_REF_ID(x) \
     "substring(" x " from '(?:^|/)Patient/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$')"
 
+/* The strings of params[key] (an array of strings, or one string), each
+ * split at commas; NULL when absent. */
+static apr_array_header_t *param_strings(apr_pool_t *p, json_object *params,
+                                         const char *key)
+{
+    json_object *v;
+    apr_array_header_t *out;
+    size_t i, n;
+
+    if (!params || !json_object_object_get_ex(params, key, &v))
+        return NULL;
+    out = apr_array_make(p, 4, sizeof(const char *));
+    n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+    for (i = 0; i < n; i++) {
+        json_object *e = json_object_is_type(v, json_type_array)
+                             ? json_object_array_get_idx(v, i) : v;
+        char *copy, *tok, *last;
+
+        if (!json_object_is_type(e, json_type_string))
+            continue;
+        copy = apr_pstrdup(p, json_object_get_string(e));
+        if (strcmp(key, "_typeFilter") == 0) {
+            /* a comma inside one query belongs to it ([v4b]: repeat instead) */
+            APR_ARRAY_PUSH(out, const char *) = copy;
+            continue;
+        }
+        for (tok = apr_strtok(copy, ",", &last); tok; tok = apr_strtok(NULL, ",", &last)) {
+            apr_collapse_spaces(tok, tok); /* returns the end, not tok */
+            if (*tok)
+                APR_ARRAY_PUSH(out, const char *) = tok;
+        }
+    }
+    return out;
+}
+
+/* _typeFilter and _elements of the job for this task's type: a boolean SQL
+ * expression (or NULL) and the selected column. */
+static bool params_sql(apr_pool_t *p, const bf_task_t *task,
+                       const bf_task_job_t *job, const char **filter,
+                       const char **column, bool *has_patient,
+                       const char **err)
+{
+    json_object *params = job->params ? json_tokener_parse(job->params) : NULL;
+    apr_array_header_t *vals, *mine;
+    bool ok = false;
+    int i;
+
+    *filter = NULL;
+    *column = "resource";
+    *has_patient = params && json_object_object_get_ex(params, "patient", NULL);
+    if ((vals = param_strings(p, params, "_typeFilter")) != NULL) {
+        mine = apr_array_make(p, 2, sizeof(bf_typefilter *));
+        for (i = 0; i < vals->nelts; i++) {
+            bf_typefilter *tf;
+
+            if (!bf_typefilter_parse(p, APR_ARRAY_IDX(vals, i, const char *), &tf, err))
+                goto leave;
+            if (strcmp(tf->type, task->resource_type) == 0)
+                APR_ARRAY_PUSH(mine, bf_typefilter *) = tf;
+        }
+        /* a type without a filter of its own is exported unfiltered */
+        if (mine->nelts > 0 && !bf_typefilter_sql(p, mine, filter, err))
+            goto leave;
+    }
+    if ((vals = param_strings(p, params, "_elements")) != NULL && vals->nelts > 0) {
+        apr_array_header_t *els;
+
+        if (!bf_elements_parse(p, vals, &els, err))
+            goto leave;
+        *column = apr_pstrcat(p, "bulkfhir.fhir_subset(resource, ",
+                              bf_elements_keep_sql(p, els, task->resource_type),
+                              ")", NULL);
+    }
+    ok = true;
+leave:
+    if (params)
+        json_object_put(params);
+    return ok;
+}
+
 bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                         const bf_task_job_t *job, const char **sql,
                         const char **err)
 {
-    const char *type, *t, *q, *members = NULL;
+    const char *type, *t, *q, *members = NULL, *filter, *column, *plist;
+    bool has_patient;
 
     *sql = NULL;
     if (!bf_task_valid_type(task->resource_type)) {
@@ -276,8 +361,10 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         *err = "cannot quote a literal";
         return false;
     }
+    if (!params_sql(p, task, job, &filter, &column, &has_patient, err))
+        return false;
     q = apr_pstrcat(p,
-        "COPY (SELECT resource FROM fhir.resource_version"
+        "COPY (SELECT ", column, " FROM fhir.resource_version"
         " WHERE resource_type = ", type,
         " AND NOT deleted AND last_updated <= ", t, "::timestamptz"
         " AND (superseded_at IS NULL OR superseded_at > ", t, "::timestamptz)",
@@ -298,10 +385,27 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         }
         q = apr_pstrcat(p, q, " AND last_updated <= ", u, "::timestamptz", NULL);
     }
+    if (filter)
+        q = apr_pstrcat(p, q, " AND (", filter, ")", NULL);
     if (task->shard_count > 1)
         q = apr_psprintf(p, "%s AND (hashtext(id)::bigint & 2147483647) %% %d = %d",
                          q, task->shard_count, task->shard);
 
+    {
+        const char *jid = lit(conn, p, job->id);
+        if (!jid) {
+            *err = "cannot quote the job id";
+            return false;
+        }
+        /* the kick-off's `patient` parameter (NULL when absent) */
+        plist = apr_pstrcat(p,
+            "(SELECT array_agg(DISTINCT " PATIENT_REF_ID("coalesce(e->>'reference', e #>> '{}')") ")"
+            "   FROM bulkfhir.job j,"
+            "        jsonb_array_elements(CASE jsonb_typeof(j.params->'patient')"
+            "          WHEN 'array' THEN j.params->'patient' ELSE '[]'::jsonb END) e"
+            "  WHERE j.id = ", jid, "::uuid)",
+            NULL);
+    }
     if (job->level && strcmp(job->level, "group") == 0) {
         const char *g;
         if (!valid_fhir_id(job->group_id) || !(g = lit(conn, p, job->group_id))) {
@@ -324,20 +428,12 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
             "  AND (x.m->'period'->>'end' IS NULL OR "
                 FHIR_END("x.m->'period'->>'end'") " > ", t, "::timestamptz))",
             NULL);
+        /* R24: with a patient list, only listed members */
+        if (has_patient)
+            members = apr_pstrcat(p, "ARRAY(SELECT unnest(", members,
+                                  ") INTERSECT SELECT unnest(", plist, "))", NULL);
     } else if (job->level && strcmp(job->level, "patient") == 0) {
-        const char *jid = lit(conn, p, job->id);
-        if (!jid) {
-            *err = "cannot quote the job id";
-            return false;
-        }
-        /* the kick-off's `patient` parameter, when given, limits the set */
-        members = apr_pstrcat(p,
-            "(SELECT array_agg(DISTINCT " PATIENT_REF_ID("coalesce(e->>'reference', e #>> '{}')") ")"
-            "   FROM bulkfhir.job j,"
-            "        jsonb_array_elements(CASE jsonb_typeof(j.params->'patient')"
-            "          WHEN 'array' THEN j.params->'patient' ELSE '[]'::jsonb END) e"
-            "  WHERE j.id = ", jid, "::uuid)",
-            NULL);
+        members = plist;
         /* NULL (no patient parameter): the whole compartment */
         if (strcmp(task->resource_type, "Patient") == 0)
             q = apr_pstrcat(p, q, " AND (", members, " IS NULL OR id = ANY(",
