@@ -337,8 +337,8 @@ leave:
         load_progress(c, true);
         load_db_abort(c);
         if (c->batch && c->batch_no > 0)
-            fprintf(stderr, "bulkfhirctl load: failed; the first %ld "
-                    "batch(es) of %ld were committed\n", c->batch_no,
+            fprintf(stderr, "bulkfhirctl load: failed; %ld batch(es) of %ld "
+                    "resources were committed before\n", c->batch_no,
                     c->batch);
         else if (c->pass == 2)
             fprintf(stderr, "bulkfhirctl load: failed; nothing was "

@@ -39,6 +39,15 @@ static const char SQL_KEYS_DROP[] = "DROP TABLE bf_load_key";
 static const char SQL_URNS[] =
     "SELECT id, resource_type FROM fhir.resource_version"
     " WHERE id = ANY ($1::text[]) AND superseded_at IS NULL";
+/* Session settings that make a bulk load cheaper; each may be refused (an
+ * older server, a build without lz4) and then simply does not apply.
+ *   lz4 compresses large resources several times faster than pglz;
+ *   a larger GIN pending list merges patient_ids entries in bulk. */
+static const char *const SQL_TUNING[] = {
+    "SET default_toast_compression = lz4",
+    "SET gin_pending_list_limit = '32MB'",
+    NULL
+};
 static const char SQL_XID[] = "SELECT pg_current_xact_id()";
 static const char SQL_TS[] =
     "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
@@ -295,7 +304,11 @@ bool load_db_prepare(load_ctx *c)
     apr_hash_index_t *hi;
     PGresult *res;
     bool any;
+    int i;
 
+    for (i = 0; SQL_TUNING[i]; i++)
+        bf_pq_exec_quiet(c->conn, "load: tuning", SQL_TUNING[i], 0, NULL, NULL,
+                         NULL);
     if (!bf_pq_exec(c->conn, "load: lock", SQL_LOCK, 0, NULL, NULL, NULL)
         || !bf_pq_exec(c->conn, "load: store", SQL_ANY, 0, NULL, &res, NULL))
         return false;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
@@ -37,6 +38,8 @@ static void cli_sink(void *baton, const char *file, int line,
                      bf_log_level_e level, const char *msg)
 {
     (void)baton;
+    if (isatty(2))
+        fputs("\r\033[K", stderr);  /* over a progress line, if any */
     if (level <= BF_LOG_WARN)
         fprintf(stderr, "bulkfhirctl: %s: %s\n", bf_log_level_name(level),
                 msg);
