@@ -1,6 +1,6 @@
 -- 0005_elements: _elements subsetting (lib/bf_elements.c builds `keep`).
 -- Keeps resourceType, id, meta, modifierExtension and the listed root
--- elements; "name[x]" keeps every typed variant (valueQuantity, ...); adds
+-- elements; "name[x]" keeps name itself and every typed variant (valueQuantity, ...); adds
 -- the SUBSETTED tag to meta.tag as the IG asks.
 CREATE FUNCTION bulkfhir.fhir_subset(r jsonb, keep text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -15,6 +15,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
               OR e.key = ANY (keep)
               OR EXISTS (SELECT 1 FROM unnest(keep) AS c
                           WHERE right(c, 3) = '[x]'
-                            AND starts_with(e.key, left(c, -3))
-                            AND substr(e.key, length(c) - 2, 1) BETWEEN 'A' AND 'Z')) AS s
+                            AND (e.key = left(c, -3)
+                                 OR (starts_with(e.key, left(c, -3))
+                                     AND substr(e.key, length(c) - 2, 1) BETWEEN 'A' AND 'Z')))) AS s
 $$;
