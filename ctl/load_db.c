@@ -288,9 +288,9 @@ static bool lookup_urns(load_ctx *c)
         const char *ref = apr_pstrcat(c->pool, PQgetvalue(res, r, 1), "/", id,
                                       NULL);
 
-        /* an id of two types names neither */
+        /* an id of two types names neither: "" marks it */
         apr_hash_set(c->store_urns, apr_pstrdup(c->pool, id),
-                     APR_HASH_KEY_STRING, old ? NULL : ref);
+                     APR_HASH_KEY_STRING, old ? "" : ref);
     }
     PQclear(res);
     ok = true;

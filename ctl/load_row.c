@@ -64,12 +64,14 @@ bool load_check_item(load_ctx *c, const load_item *it, char *type,
 static const char *resolve_urn(load_ctx *c, const char *uuid, size_t n)
 {
     load_key *k = apr_hash_get(c->urns, uuid, (apr_ssize_t)n);
+    const char *ref;
 
     if (k && k != &load_ambiguous)
         return k->ref;
     if (k)
         return NULL;
-    return apr_hash_get(c->store_urns, uuid, (apr_ssize_t)n);
+    ref = apr_hash_get(c->store_urns, uuid, (apr_ssize_t)n);
+    return ref && *ref ? ref : NULL;
 }
 
 /* The patient id in a reference: Patient/<id>[/_history/n] or an absolute
@@ -165,6 +167,8 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
         return false;
 
     if (!it->text) {
+        /* a DELETE: a version with deleted = true and no resource (also for
+         * an id the store never had: FHIR delete is idempotent) */
         c->deleted++;
         return put_str(c, "{}\t\\N\n");
     }
