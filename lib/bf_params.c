@@ -1,7 +1,9 @@
 /* bf_params: $export kick-off parameters (see bf_params.h). */
 #include "bf_params.h"
+#include "bf_elements.h"
 #include "bf_r4.h"
 #include "bf_time.h"
+#include "bf_typefilter.h"
 
 #include <apr_strings.h>
 #include <ctype.h>
@@ -29,10 +31,10 @@ static const struct {
     { "_outputFormat", PK_FORMAT, true },
     { "_since", PK_INSTANT, true },
     { "_type", PK_TYPES, true },
-    { "_until", PK_INSTANT, false },
-    { "_elements", PK_LIST, false },
-    { "_typeFilter", PK_QUERY, false },
-    { "patient", PK_REF, false },
+    { "_until", PK_INSTANT, true },
+    { "_elements", PK_LIST, true },
+    { "_typeFilter", PK_QUERY, true },
+    { "patient", PK_REF, true },
     { "includeAssociatedData", PK_LIST, false },
     { "organizeOutputBy", PK_RTYPE, false },
     { "allowPartialManifests", PK_BOOL, false },
@@ -43,6 +45,7 @@ static const struct {
 
 typedef struct {
     apr_pool_t *p;
+    const char *level; /* system | patient | group; NULL: not checked */
     bool lenient;
     json_object *obj; /* the normalized parameters being built */
     bf_params_t *prm;
@@ -130,10 +133,39 @@ static const char *normal_format(const char *v)
     return NULL;
 }
 
+/* One item of a list parameter: _elements ([Type.]element) and patient
+ * (Patient/id) are checked here; *why says what is wrong. */
+static bool item_ok(ctx_t *c, int k, const char *item, const char **why)
+{
+    const char *name = known[k].name, *err = NULL;
+    apr_array_header_t *one, *els;
+    size_t i;
+
+    if (!strcmp(name, "_elements")) {
+        one = apr_array_make(c->p, 1, sizeof(const char *));
+        APR_ARRAY_PUSH(one, const char *) = item;
+        if (!bf_elements_parse(c->p, one, &els, &err)) {
+            *why = err ? err : "is not [Type.]element";
+            return false;
+        }
+    }
+    else if (!strcmp(name, "patient")) {
+        *why = "is not a reference Patient/[id]";
+        if (strncmp(item, "Patient/", 8) != 0 || !item[8]
+            || strlen(item + 8) > 64)
+            return false;
+        for (i = 8; item[i]; i++)
+            if (!isalnum((unsigned char)item[i]) && item[i] != '-'
+                && item[i] != '.')
+                return false;
+    }
+    return true;
+}
+
 /* Add one value of known parameter k (already decoded). */
 static bool add_value(ctx_t *c, int k, const char *v)
 {
-    const char *name = known[k].name;
+    const char *name = known[k].name, *bad;
     char *item, *last, *copy;
     json_object *a;
 
@@ -184,11 +216,23 @@ static bool add_value(ctx_t *c, int k, const char *v)
         json_object_object_add(c->obj, name,
                                json_object_new_boolean(v[0] == 't'));
         return true;
-    case PK_QUERY:
+    case PK_QUERY: {
+        bf_typefilter *tf;
+        const char *err = NULL;
+
         if (!*v)
             return fail(c, "invalid", "parameter %s: empty value", name);
+        if (!bf_typefilter_parse(c->p, v, &tf, &err)) {
+            if (!c->lenient)
+                return fail(c, "not-supported", "%s '%s': %s", name,
+                            shown(c->p, v), err ? err : "not supported");
+            ignore(c, "%s '%s' ignored: %s", name, shown(c->p, v),
+                   err ? err : "not supported");
+            return true;
+        }
         json_object_array_add(list_of(c, name), json_object_new_string(v));
         return true;
+    }
     case PK_TYPES:
     case PK_LIST:
     case PK_REF:
@@ -199,6 +243,14 @@ static bool add_value(ctx_t *c, int k, const char *v)
             apr_collapse_spaces(item, item); /* returns the end, not item */
             if (!*item)
                 continue;
+            if (!item_ok(c, k, item, &bad)) {
+                if (!c->lenient)
+                    return fail(c, "invalid", "%s: '%s' %s", name,
+                                shown(c->p, item), bad);
+                ignore(c, "%s: '%s' ignored: %s", name, shown(c->p, item),
+                       bad);
+                continue;
+            }
             if (known[k].kind == PK_TYPES && !bf_r4_is_type(item)) {
                 if (!c->lenient)
                     return fail(c, "not-supported",
@@ -239,6 +291,15 @@ static bool finish(ctx_t *c)
     size_t i, n;
     bf_params_t *prm = c->prm;
 
+    if (c->level && !strcmp(c->level, "system")
+        && json_object_object_get_ex(c->obj, "patient", NULL)) {
+        if (!c->lenient)
+            return fail(c, "invalid", "parameter patient applies to "
+                                      "Patient/$export and Group/[id]/$export "
+                                      "only");
+        ignore(c, "parameter patient ignored at system level");
+        json_object_object_del(c->obj, "patient");
+    }
     for (i = 0; i < NKNOWN; i++) {
         if (!c->seen[i] || known[i].supported)
             continue;
@@ -273,10 +334,12 @@ static bool finish(ctx_t *c)
     return true;
 }
 
-static void ctx_init(ctx_t *c, apr_pool_t *p, bool lenient)
+static void ctx_init(ctx_t *c, apr_pool_t *p, const char *level,
+                     bool lenient)
 {
     memset(c, 0, sizeof *c);
     c->p = p;
+    c->level = level;
     c->lenient = lenient;
     c->obj = json_object_new_object();
     c->prm = apr_pcalloc(p, sizeof *c->prm);
@@ -314,15 +377,15 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
     return out;
 }
 
-bool bf_params_from_query(apr_pool_t *p, const char *query, bool lenient,
-                          bf_params_t **out)
+bool bf_params_from_query(apr_pool_t *p, const char *query,
+                          const char *level, bool lenient, bf_params_t **out)
 {
     ctx_t c;
     const char *seg, *end, *eq;
     char *name, *value;
     bool ok = false;
 
-    ctx_init(&c, p, lenient);
+    ctx_init(&c, p, level, lenient);
     *out = c.prm;
     for (seg = query ? query : ""; *seg; seg = *end ? end + 1 : end) {
         end = seg + strcspn(seg, "&");
@@ -424,7 +487,7 @@ static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
 }
 
 bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
-                         bool lenient, bf_params_t **out)
+                         const char *level, bool lenient, bf_params_t **out)
 {
     ctx_t c;
     json_tokener *tok;
@@ -434,7 +497,7 @@ bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
     bool ok = false;
     int k;
 
-    ctx_init(&c, p, lenient);
+    ctx_init(&c, p, level, lenient);
     *out = c.prm;
     tok = json_tokener_new();
     if (len > 0)

@@ -4,10 +4,15 @@
  * normalized form: the JSON stored in bulkfhir.job.params (keys are the FHIR
  * parameter names) plus the values the kick-off needs as columns.
  *
- * Every known parameter is parsed and validated.  Those the workers do not
- * implement yet (see the table in bf_params.c) are refused with code
- * "not-supported" unless the client sent Prefer: handling=lenient; then they
- * are dropped from the normalized form and listed in `ignored`. */
+ * Every known parameter is parsed and validated (_typeFilter with
+ * bf_typefilter_parse, _elements with bf_elements_parse, patient as
+ * Patient/[id]).  Parameters the workers do not implement (see the table in
+ * bf_params.c: includeAssociatedData, organizeOutputBy,
+ * allowPartialManifests), unknown parameters and unusable values are refused
+ * (code "not-supported" or "invalid") unless the client sent
+ * Prefer: handling=lenient; then they are dropped from the normalized form
+ * and listed in `ignored`.  Malformed values of single-valued parameters are
+ * refused even when lenient. */
 #ifndef BF_PARAMS_H
 #define BF_PARAMS_H
 
@@ -27,14 +32,16 @@ typedef struct bf_params_t {
     const char *error_code;        /* OperationOutcome issue code */
 } bf_params_t;
 
-/* Parse an already raw (not yet decoded) query string; NULL or "" is no
- * parameters.  Returns false with prm->error/error_code set on bad input. */
-bool bf_params_from_query(apr_pool_t *p, const char *query, bool lenient,
-                          bf_params_t **out);
+/* Parse a raw (not yet decoded) query string; NULL or "" is no
+ * parameters.  level (system | patient | group, or NULL: not checked) is
+ * the export level: `patient` is refused at system level.  Returns false
+ * with prm->error/error_code set on bad input. */
+bool bf_params_from_query(apr_pool_t *p, const char *query,
+                          const char *level, bool lenient, bf_params_t **out);
 
 /* Parse a FHIR Parameters resource (JSON text of len bytes). */
 bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
-                         bool lenient, bf_params_t **out);
+                         const char *level, bool lenient, bf_params_t **out);
 
 /* Decode one application/x-www-form-urlencoded component ('+' is a space,
  * %XX escapes).  Returns NULL on a malformed escape or an embedded NUL. */

@@ -161,9 +161,10 @@ bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
     return true;
 }
 
-const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc)
+const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc,
+                             const char *location)
 {
     if (dc->base_url)
         return dc->base_url;
-    return ap_construct_url(r->pool, dc->location ? dc->location : "", r);
+    return ap_construct_url(r->pool, location ? location : "", r);
 }

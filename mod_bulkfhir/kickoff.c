@@ -45,8 +45,11 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     json_object *oo;
     int rc, i;
 
+    if (r->header_only) /* HEAD must not start an export */
+        return bf_http_not_allowed(rq, "GET, POST");
     if (r->method_number == M_GET) {
-        ok = bf_params_from_query(r->pool, r->args, lenient, &prm);
+        ok = bf_params_from_query(r->pool, r->args, level, lenient,
+                                  &prm);
     }
     else if (r->method_number == M_POST) {
         if (r->args && *r->args)
@@ -61,7 +64,8 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
         if (!bf_http_read_body(rq, (apr_off_t)bf_dir_max_body(rq->dc), &body,
                                &len, &rc))
             return rc;
-        ok = bf_params_from_body(r->pool, body, len, lenient, &prm);
+        ok = bf_params_from_body(r->pool, body, len, level, lenient,
+                                 &prm);
     }
     else {
         return bf_http_not_allowed(rq, "GET, POST");

@@ -14,6 +14,7 @@
 
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
 
@@ -51,48 +52,150 @@ static bool valid_id(const char *s, size_t n)
     return true;
 }
 
-static int route(bf_req_t *rq)
+typedef enum {
+    RT_METADATA,
+    RT_EXPORT,
+    RT_PATIENT_EXPORT,
+    RT_GROUP_EXPORT,
+    RT_STATUS,
+    RT_FILE
+} route_e;
+
+typedef struct {
+    route_e kind;
+    const char *a; /* group id, job id */
+    const char *b; /* file name */
+} route_t;
+
+/* Recognise a path below the FHIR base (no leading slash). */
+static bool parse_route(apr_pool_t *p, const char *rel, route_t *rt)
 {
-    const char *rel = rq->rel, *slash;
-    int rc;
+    const char *slash;
 
-    if (!strcmp(rel, "metadata"))
-        return bf_metadata_handle(rq);
-
-    if (!bf_auth_request(rq, &rc))
-        return rc;
-    if (!strcmp(rel, "$export"))
-        return bf_kickoff_handle(rq, "system", NULL);
-    if (!strcmp(rel, "Patient/$export"))
-        return bf_kickoff_handle(rq, "patient", NULL);
-    if (!strncmp(rel, "Group/", 6)) {
-        slash = strchr(rel + 6, '/');
-        if (slash && !strcmp(slash, "/$export")
-            && valid_id(rel + 6, (size_t)(slash - rel - 6)))
-            return bf_kickoff_handle(
-                rq, "group",
-                apr_pstrndup(rq->r->pool, rel + 6, (size_t)(slash - rel - 6)));
+    memset(rt, 0, sizeof *rt);
+    if (!strcmp(rel, "metadata")) {
+        rt->kind = RT_METADATA;
     }
-    else if (!strncmp(rel, "bulkstatus/", 11) && !strchr(rel + 11, '/')) {
-        return bf_status_handle(rq, rel + 11);
+    else if (!strcmp(rel, "$export")) {
+        rt->kind = RT_EXPORT;
+    }
+    else if (!strcmp(rel, "Patient/$export")) {
+        rt->kind = RT_PATIENT_EXPORT;
+    }
+    else if (!strncmp(rel, "Group/", 6)) {
+        slash = strchr(rel + 6, '/');
+        if (!slash || strcmp(slash, "/$export") != 0
+            || !valid_id(rel + 6, (size_t)(slash - rel - 6)))
+            return false;
+        rt->kind = RT_GROUP_EXPORT;
+        rt->a = apr_pstrndup(p, rel + 6, (size_t)(slash - rel - 6));
+    }
+    else if (!strncmp(rel, "bulkstatus/", 11) && rel[11]
+             && !strchr(rel + 11, '/')) {
+        rt->kind = RT_STATUS;
+        rt->a = rel + 11;
     }
     else if (!strncmp(rel, "bulkfiles/", 10)) {
         slash = strchr(rel + 10, '/');
-        if (slash && !strchr(slash + 1, '/'))
-            return bf_files_handle(
-                rq,
-                apr_pstrndup(rq->r->pool, rel + 10,
-                             (size_t)(slash - rel - 10)),
-                slash + 1);
+        if (!slash || !slash[1] || strchr(slash + 1, '/'))
+            return false;
+        rt->kind = RT_FILE;
+        rt->a = apr_pstrndup(p, rel + 10, (size_t)(slash - rel - 10));
+        rt->b = slash + 1;
     }
-    return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
-                      "no such endpoint: %s", rq->r->uri);
+    else {
+        return false;
+    }
+    return true;
+}
+
+/* The path below `base` when base is a path prefix of uri, else NULL. */
+static const char *below(const char *uri, const char *base)
+{
+    size_t n;
+
+    if (!base)
+        return NULL;
+    n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    if (strncmp(uri, base, n) != 0 || (uri[n] && uri[n] != '/'))
+        return NULL;
+    uri += n;
+    while (*uri == '/')
+        uri++;
+    return uri;
+}
+
+/* Find the FHIR base path.  httpd creates this module's per-dir config for
+ * a <Location> only when a BulkFhir* directive is in it, so the candidates
+ * are: that <Location>, the section holding SetHandler (core's per-dir
+ * path), the server root.  The first under which the path is an endpoint
+ * wins; else the first that is a prefix (for the 404). */
+static void find_base(bf_req_t *rq, route_t *rt, bool *routable)
+{
+    request_rec *r = rq->r;
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    const char *cand[3], *rel, *first = NULL, *first_rel = NULL;
+    size_t n;
+    int i;
+
+    cand[0] = rq->dc->location;
+    cand[1] = core && core->d && core->d[0] == '/' ? core->d : NULL;
+    cand[2] = "";
+    *routable = false;
+    for (i = 0; i < 3; i++) {
+        rel = below(r->uri, cand[i]);
+        if (!rel)
+            continue;
+        if (!first) {
+            first = cand[i];
+            first_rel = rel;
+        }
+        if (parse_route(r->pool, rel, rt)) {
+            first = cand[i];
+            first_rel = rel;
+            *routable = true;
+            break;
+        }
+    }
+    n = strlen(first);
+    while (n > 0 && first[n - 1] == '/')
+        n--;
+    rq->location = apr_pstrndup(r->pool, first, n);
+    rq->rel = first_rel;
+}
+
+static int dispatch(bf_req_t *rq, const route_t *rt)
+{
+    int rc;
+
+    if (rt->kind == RT_METADATA)
+        return bf_metadata_handle(rq);
+    if (!bf_auth_request(rq, &rc))
+        return rc;
+    switch (rt->kind) {
+    case RT_EXPORT:
+        return bf_kickoff_handle(rq, "system", NULL);
+    case RT_PATIENT_EXPORT:
+        return bf_kickoff_handle(rq, "patient", NULL);
+    case RT_GROUP_EXPORT:
+        return bf_kickoff_handle(rq, "group", rt->a);
+    case RT_STATUS:
+        return bf_status_handle(rq, rt->a);
+    case RT_FILE:
+        return bf_files_handle(rq, rt->a, rt->b);
+    case RT_METADATA:
+        break;
+    }
+    return bf_metadata_handle(rq);
 }
 
 static int bf_handler(request_rec *r)
 {
     bf_req_t *rq;
-    size_t n;
+    route_t rt;
+    bool routable;
 
     if (!r->handler || strcmp(r->handler, BF_HANDLER) != 0)
         return DECLINED;
@@ -101,17 +204,15 @@ static int bf_handler(request_rec *r)
     rq->r = r;
     rq->sc = ap_get_module_config(r->server->module_config, &bulkfhir_module);
     rq->dc = ap_get_module_config(r->per_dir_config, &bulkfhir_module);
-    rq->base = bf_http_base_url(r, rq->dc);
-
-    /* the path below the <Location>, without leading slashes */
-    n = rq->dc->location ? strlen(rq->dc->location) : 0;
-    if (n && (strncmp(r->uri, rq->dc->location, n) != 0
-              || (r->uri[n] && r->uri[n] != '/')))
-        n = 0;
-    rq->rel = r->uri + n;
-    while (*rq->rel == '/')
-        rq->rel++;
-    return route(rq);
+    find_base(rq, &rt, &routable);
+    rq->base = bf_http_base_url(r, rq->dc, rq->location);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                  "bulkfhir: base %s, path %s%s", rq->base, rq->rel,
+                  routable ? "" : " (no endpoint)");
+    if (!routable)
+        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
+                          "no such endpoint: %s", r->uri);
+    return dispatch(rq, &rt);
 }
 
 static void bf_register_hooks(apr_pool_t *p)

@@ -26,6 +26,7 @@ typedef struct bf_req_t {
     request_rec *r;
     bf_srv_conf_t *sc;
     bf_dir_conf_t *dc;
+    const char *location;  /* FHIR base path (the <Location>), no trailing / */
     const char *base;      /* absolute FHIR base URL, no trailing slash */
     const char *rel;       /* path below the location, no leading slash */
     PGconn *conn;          /* borrowed by bf_db_acquire, returned by cleanup */
@@ -65,7 +66,8 @@ bool bf_http_prefer(request_rec *r, const char *token);
  * *rc is the handler's return value. */
 bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
                        apr_size_t *len, int *rc);
-const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc);
+const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc,
+                             const char *location);
 
 /* auth.c: false means a response was written and *rc is to be returned */
 bool bf_auth_request(bf_req_t *rq, int *rc);

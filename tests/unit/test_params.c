@@ -14,11 +14,13 @@
 #include "bf_time.h"
 
 static apr_pool_t *pool;
+/* the export level the helpers parse for */
+static const char *level = "patient";
 
 static bf_params_t *get_ok(const char *query, bool lenient)
 {
     bf_params_t *prm = NULL;
-    bool ok = bf_params_from_query(pool, query, lenient, &prm);
+    bool ok = bf_params_from_query(pool, query, level, lenient, &prm);
 
     if (!ok)
         print_error("unexpected failure for '%s': %s\n", query, prm->error);
@@ -30,7 +32,8 @@ static bf_params_t *get_bad(const char *query, bool lenient, const char *code)
 {
     bf_params_t *prm = NULL;
 
-    assert_false(bf_params_from_query(pool, query, lenient, &prm));
+    if (bf_params_from_query(pool, query, level, lenient, &prm))
+        print_error("unexpectedly accepted: %s\n", query);
     assert_non_null(prm->error);
     assert_string_equal(prm->error_code, code);
     return prm;
@@ -39,7 +42,8 @@ static bf_params_t *get_bad(const char *query, bool lenient, const char *code)
 static bf_params_t *post(const char *body, bool lenient, bool expect)
 {
     bf_params_t *prm = NULL;
-    bool ok = bf_params_from_body(pool, body, strlen(body), lenient, &prm);
+    bool ok = bf_params_from_body(pool, body, strlen(body), level,
+                                  lenient, &prm);
 
     if (ok != expect)
         print_error("'%s': %s\n", body, ok ? "accepted" : prm->error);
@@ -152,14 +156,10 @@ static void test_unsupported_strict_lenient(void **state)
 {
     bf_params_t *prm;
 
-    prm = get_bad("_elements=id", false, "not-supported");
-    assert_non_null(strstr(prm->error, "_elements"));
-    get_bad("_typeFilter=Observation%3Fstatus%3Dfinal", false,
-            "not-supported");
-    get_bad("_until=2020-01-01T00:00:00Z", false, "not-supported");
     get_bad("includeAssociatedData=LatestProvenanceResources", false,
             "not-supported");
-    get_bad("organizeOutputBy=Patient", false, "not-supported");
+    prm = get_bad("organizeOutputBy=Patient", false, "not-supported");
+    assert_non_null(strstr(prm->error, "organizeOutputBy"));
     get_bad("allowPartialManifests=true", false, "not-supported");
     prm = get_bad("foo=bar", false, "not-supported");
     assert_non_null(strstr(prm->error, "foo"));
@@ -168,14 +168,48 @@ static void test_unsupported_strict_lenient(void **state)
     get_bad("allowPartialManifests=maybe", true, "invalid");
     get_bad("organizeOutputBy=Nothing", true, "invalid");
 
-    prm = get_ok("_type=Patient&_elements=id,meta&foo=bar&_until=2020-01-01T"
-                 "00:00:00Z",
+    prm = get_ok("_type=Patient&organizeOutputBy=Patient&foo=bar&"
+                 "allowPartialManifests=false",
                  true);
     assert_int_equal(prm->ignored->nelts, 3);
-    assert_null(strstr(prm->json, "_elements"));
-    assert_null(strstr(prm->json, "_until"));
-    assert_null(prm->until);
+    assert_null(strstr(prm->json, "organizeOutputBy"));
+    assert_null(strstr(prm->json, "allowPartialManifests"));
     assert_non_null(strstr(prm->json, "\"_type\":[\"Patient\"]"));
+}
+
+static void test_implemented_extras(void **state)
+{
+    bf_params_t *prm;
+
+    prm = get_ok("_until=2020-01-01T00:00:00Z&_elements=id,Patient.name&"
+                 "_elements=meta&_typeFilter=Observation%3Fstatus%3Dfinal&"
+                 "_typeFilter=Condition%3Fcode%3Dhttp%3A%2F%2Fsnomed.info%2Fsct"
+                 "%7C1,2&patient=Patient/1,Patient/2",
+                 false);
+    assert_string_equal(prm->until, "2020-01-01T00:00:00Z");
+    assert_non_null(strstr(prm->json, "\"_elements\":[\"id\",\"Patient.name\","
+                                      "\"meta\"]"));
+    /* one query per value: the comma inside a query stays */
+    assert_non_null(strstr(prm->json, "\"Condition?code=http://snomed.info/"
+                                      "sct|1,2\""));
+    assert_non_null(strstr(prm->json, "\"patient\":[\"Patient/1\","
+                                      "\"Patient/2\"]"));
+    /* bad values */
+    get_bad("_typeFilter=Observation%3F_sort%3Ddate", false, "not-supported");
+    prm = get_ok("_typeFilter=Observation%3F_sort%3Ddate", true);
+    assert_int_equal(prm->ignored->nelts, 1);
+    assert_null(strstr(prm->json, "_typeFilter"));
+    get_bad("_elements=Nope.id", false, "invalid");
+    get_bad("patient=123", false, "invalid");
+    get_bad("patient=Patient/a_b", false, "invalid");
+    /* patient is for Patient and Group level only */
+    level = "system";
+    get_bad("patient=Patient/1", false, "invalid");
+    prm = get_ok("patient=Patient/1", true);
+    assert_null(strstr(prm->json, "patient"));
+    level = "group";
+    get_ok("patient=Patient/1", false);
+    level = "patient";
 }
 
 static void test_post_ok(void **state)
@@ -201,17 +235,22 @@ static void test_post_ok(void **state)
     prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
                "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
                "\"Patient/123\"}},"
-               "{\"name\":\"_typeFilter\",\"valueString\":\"Observation?a=b,c\"},"
+               "{\"name\":\"_typeFilter\",\"valueString\":\"Observation?status=final,amended\"},"
                "{\"name\":\"includeAssociatedData\",\"valueCoding\":{\"code\":"
                "\"LatestProvenanceResources\"}},"
                "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}",
                true, true);
-    assert_int_equal(prm->ignored->nelts, 4);
+    /* typeFilter, patient kept; includeAssociatedData, allowPartial... not */
+    assert_int_equal(prm->ignored->nelts, 2);
+    assert_non_null(strstr(prm->json, "Observation?status=final,amended"));
     prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
                "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
-               "\"Patient/123\"}}]}",
-               false, false);
-    assert_string_equal(prm->error_code, "not-supported");
+               "\"Patient/123\"}},"
+               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+               "\"Patient/456\"}}]}",
+               false, true);
+    assert_non_null(strstr(prm->json, "\"patient\":[\"Patient/123\","
+                                      "\"Patient/456\"]"));
 }
 
 static void test_post_bad(void **state)
@@ -269,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_since),
         cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_unsupported_strict_lenient),
+        cmocka_unit_test(test_implemented_extras),
         cmocka_unit_test(test_post_ok),
         cmocka_unit_test(test_post_bad),
     };
