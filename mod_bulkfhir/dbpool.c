@@ -73,10 +73,14 @@ void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s)
         rv = apr_reslist_create(&dp->rl, 0, dp->max, dp->max, 0, conn_create,
                                 conn_destroy, dp, pchild);
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, v,
+            char buf[120];
+
+            /* the tag leads the line: the status text goes at the end */
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, v,
                          "BF01010: server %s: cannot create the database "
-                         "pool",
-                         v->server_hostname ? v->server_hostname : "*");
+                         "pool: %s",
+                         v->server_hostname ? v->server_hostname : "*",
+                         apr_strerror(rv, buf, sizeof buf));
             continue;
         }
         apr_reslist_timeout_set(dp->rl, (apr_interval_time_t)dp->timeout
@@ -131,10 +135,13 @@ PGconn *bf_db_acquire(bf_req_t *rq)
     for (tries = 0; tries <= dp->max; tries++) {
         rv = apr_reslist_acquire(dp->rl, &res);
         if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, rq->r,
-                          "BF01012: database unavailable (%s %s)",
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, rq->r,
+                          "BF01012: database unavailable (%s %s): %s",
                           BF_CMD_DATABASE,
-                          bf_config_conninfo_safe(rq->r->pool, dp->conninfo));
+                          bf_config_conninfo_safe(rq->r->pool, dp->conninfo),
+                          APR_STATUS_IS_TIMEUP(rv)
+                              ? "no free pooled connection in time"
+                              : "cannot connect");
             return NULL;
         }
         if (!conn_stale(res))

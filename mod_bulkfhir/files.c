@@ -67,10 +67,14 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     if (rv == APR_SUCCESS)
         rv = apr_file_info_get(&fi, APR_FINFO_NORM, fd);
     if (rv != APR_SUCCESS || fi.filetype != APR_REG) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
+        char buf[120];
+
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BF01031: job %s: published file %s missing on disk "
-                      "(%s)",
-                      job_id, name, path);
+                      "(%s: %s)",
+                      job_id, name, path,
+                      rv != APR_SUCCESS ? apr_strerror(rv, buf, sizeof buf)
+                                        : "not a regular file");
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "the file is no longer available");
     }
