@@ -21,6 +21,10 @@ _ANY_LEVEL_RE = re.compile(r"^\[[^\]]*\] \[[^:\]]*:[a-z0-9]+\] ")
 # strip "[pid 1:tid 2] " and an optional "[client 1.2.3.4:5] " in front of a message
 _MSG_PREFIX_RE = re.compile(r"^(\[(pid|client|remote) [^\]]*\] )*")
 
+# bulkfhir-worker log lines: "2026-01-01T00:00:00.000Z [warn] [pid 1] message"
+_WORKER_RE = re.compile(r"^\S+ \[([a-z]+)\] (?:\[pid \d+\] )?(.*)$")
+_WORKER_BAD = ("warn", "warning", "error", "err", "crit", "alert", "emerg")
+
 ACTIVE = []  # stacks that are up, for log tails on failure and the log guard
 
 
@@ -35,7 +39,7 @@ class Stack:
         self.export_root = Path(env["BULKFHIR_EXPORT_ROOT"])
         self.database = env["BULKFHIR_DATABASE"]
         self.error_log = Path(env["BULKFHIR_HTTPD_ERROR_LOG"])
-        self.checked_offset = 0     # error log bytes already checked
+        self.offsets = {}           # log file -> bytes already checked
         self.allowed = []           # (regex) warn+ lines allowed for the current test
         # warn+ lines that are expected whenever this stack runs
         self.base_allowed = []
@@ -124,20 +128,31 @@ class Stack:
     def log_tails(self, lines=40):
         return _tail_dir(self.dir / "log", lines)
 
-    def new_error_log_problems(self):
-        """warn+ (or unformatted) error-log lines since the last check that no
-        allow pattern matches; advances the checked offset."""
+    def fresh(self):
+        """True until the logs were checked once."""
+        return not self.offsets
+
+    def _new_lines(self, path):
+        off = self.offsets.get(path, 0)
         try:
-            with open(self.error_log, "rb") as f:
-                f.seek(self.checked_offset)
+            with open(path, "rb") as f:
+                f.seek(off)
                 data = f.read()
         except OSError:
             return []
-        # only complete lines
-        end = data.rfind(b"\n") + 1
-        self.checked_offset += end
+        end = data.rfind(b"\n") + 1          # only complete lines
+        self.offsets[path] = off + end
+        return data[:end].decode("utf-8", "replace").splitlines()
+
+    def _allowed(self, msg):
+        return any(rx.search(msg) for rx in self.allowed + self.base_allowed)
+
+    def new_error_log_problems(self):
+        """warn+ lines (or unformatted lines) written to the httpd error log
+        and the worker logs since the last check that no allow pattern
+        matches; advances the checked offsets."""
         bad = []
-        for raw in data[:end].decode("utf-8", "replace").splitlines():
+        for raw in self._new_lines(str(self.error_log)):
             if not raw.strip():
                 continue
             m = _LEVEL_RE.match(raw)
@@ -147,9 +162,15 @@ class Stack:
                 continue        # notice/info/debug
             else:
                 msg = raw       # unformatted stderr output of a child
-            if any(rx.search(msg) for rx in self.allowed + self.base_allowed):
-                continue
-            bad.append(raw)
+            if not self._allowed(msg):
+                bad.append("%s: %s" % (self.error_log.name, raw))
+        for wlog in sorted((self.dir / "log").glob("worker-*.log")):
+            for raw in self._new_lines(str(wlog)):
+                m = _WORKER_RE.match(raw)
+                if not m:
+                    continue    # free text (e.g. --help, a crash) shows in the tails
+                if m.group(1) in _WORKER_BAD and not self._allowed(m.group(2)):
+                    bad.append("%s: %s" % (wlog.name, raw))
         return bad
 
 
@@ -170,3 +191,28 @@ def _tail_dir(logdir, lines=40):
         out.append("---- %s (last %d lines)" % (path, lines))
         out.extend(text[-lines:])
     return "\n".join(out)
+
+
+class HeldTransaction:
+    """An open transaction that owns an xid.  A job kicked off meanwhile has
+    it in its snapshot, so no worker may export that job before it ends
+    (DESIGN invariant 1): the job stays "in progress" for as long as we like."""
+
+    def __init__(self, st):
+        self.p = subprocess.Popen(["psql", "-X", "-A", "-t", "-q"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env=st.proc_env())
+        self.p.stdin.write("BEGIN; SELECT pg_current_xact_id();\n")
+        self.p.stdin.flush()
+        self.xid = self.p.stdout.readline().strip()
+        assert self.xid.isdigit(), self.xid
+
+    def end(self):
+        if self.p.poll() is None:
+            self.p.communicate("COMMIT;\n", timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.end()

@@ -59,21 +59,20 @@ def _error_log_guard(request):
     # lines written since the last check (stack start-up, fixtures) count too
     problems = []
     for st in bfstack.ACTIVE:
-        problems += ["%s (before the test): %s" % (st.error_log, ln)
+        problems += ["%s (before the test) %s" % (st.dir, ln)
                      for ln in st.new_error_log_problems()]
     yield
     for st in list(bfstack.ACTIVE):
-        problems += ["%s: %s" % (st.error_log, ln) for ln in st.new_error_log_problems()]
+        problems += ["%s %s" % (st.dir, ln) for ln in st.new_error_log_problems()]
         st.allowed = []
     if problems:
-        pytest.fail("unexpected warn/error lines in the httpd error log:\n" +
+        pytest.fail("unexpected warn/error lines in the httpd error log or a worker log:\n" +
                     "\n".join(problems[:40]), pytrace=False)
 
 
 # ---- stacks -----------------------------------------------------------------------------
 def _final_log_check(st):
-    bad = st.new_error_log_problems()
-    return ["%s: %s" % (st.error_log, ln) for ln in bad]
+    return ["%s %s" % (st.dir, ln) for ln in st.new_error_log_problems()]
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +84,7 @@ def stack():
         leftover = _final_log_check(st)
         st.down()
         if leftover:
-            pytest.fail("unexpected warn/error lines in the httpd error log at the end:\n"
+            pytest.fail("unexpected warn/error lines in the httpd error log or a worker log at the end:\n"
                         + "\n".join(leftover[:40]), pytrace=False)
 
 
@@ -103,7 +102,7 @@ def new_stack():
         leftovers += _final_log_check(st)
         st.down()
     if leftovers:
-        pytest.fail("unexpected warn/error lines in the httpd error log at the end:\n"
+        pytest.fail("unexpected warn/error lines in the httpd error log or a worker log at the end:\n"
                     + "\n".join(leftovers[:40]), pytrace=False)
 
 

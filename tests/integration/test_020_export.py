@@ -1,9 +1,12 @@
 """System-level $export of generated data, checked against the input files
 (SPEC 1.4-1.11).  The shared stack holds `bulkfhirctl generate --patients 20
 --seed 7`, loaded with `bulkfhirctl load`; none of these tests change it."""
+import time
+
 import pytest
 
 import bfclient
+from bfstack import HeldTransaction
 from bfclient import check_exact, check_files, check_manifest_shape, run_export
 
 
@@ -38,17 +41,28 @@ def test_020_001_system_export_generated(stack, client, dataset):
     assert {t: int(n) for t, n in rows} == per_type
 
 
-def test_020_002_first_poll_is_202_with_headers(stack, client, dataset):
-    """R42, 1.8: a poll right after kick-off is 202 (with Retry-After) or an
-    already complete 200 manifest; never anything else."""
-    kick = client.kickoff("$export", params={"_type": "Patient"})
-    assert kick.status_code == 202, kick.text[:500]
-    r = client.get(kick.headers["Content-Location"], headers={"Accept": "application/json"})
-    assert r.status_code in (200, 202), r.text[:500]
-    if r.status_code == 202:
-        assert r.headers.get("Retry-After")
-    final, _ = client.poll(kick.headers["Content-Location"])
-    assert final.status_code == 200
+def test_020_002_in_progress_poll_is_202_with_headers(stack, client, dataset):
+    """R42, 1.8: while the job cannot finish (an older transaction is still
+    open, so the worker waits for it: invariant 1) every poll is 202 with
+    X-Progress (< 100 chars) and Retry-After; once the transaction ends the
+    poll turns 200 with the manifest."""
+    with HeldTransaction(stack):
+        kick = client.kickoff("$export", params={"_type": "Patient"})
+        assert kick.status_code == 202, kick.text[:500]
+        loc = kick.headers["Content-Location"]
+        for _ in range(3):
+            r = client.get(loc, headers={"Accept": "application/json"})
+            if r.status_code == 429:        # R43: polled too fast is allowed
+                assert r.headers.get("Retry-After")
+                continue
+            assert r.status_code == 202, r.text[:500]
+            assert 0 < len(r.headers.get("X-Progress", "")) < 100, r.headers
+            ra = r.headers.get("Retry-After", "")
+            assert ra.isdigit(), "Retry-After %r is not delay-seconds" % ra
+            time.sleep(0.3)
+    final, _ = client.poll(loc)
+    assert final.status_code == 200, final.text[:500]
+    assert bfclient.json_body(final)["output"], "no Patient file"
 
 
 def test_020_003_type_subset(stack, client, dataset):

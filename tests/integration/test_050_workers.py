@@ -1,30 +1,11 @@
 """One export, two workers (DESIGN invariants 3 and 4): both claim tasks of
 the same job and the result is still exact."""
 import os
-import subprocess
 import time
 
 import bfclient
+from bfstack import HeldTransaction
 from bfclient import check_exact, check_files
-
-
-class HeldTransaction:
-    """An open transaction that owns an xid: a job kicked off meanwhile has it
-    in its snapshot, so no worker may export before it ends (invariant 1).
-    That keeps the tasks queued long enough for every worker to claim one."""
-
-    def __init__(self, st):
-        self.p = subprocess.Popen(["psql", "-X", "-A", "-t", "-q"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env=st.proc_env())
-        self.p.stdin.write("BEGIN; SELECT pg_current_xact_id();\n")
-        self.p.stdin.flush()
-        self.xid = self.p.stdout.readline().strip()
-        assert self.xid.isdigit(), self.xid
-
-    def end(self):
-        out, _ = self.p.communicate("COMMIT;\n", timeout=30)
-        return out
 
 
 def _claimers(st, job_id):
