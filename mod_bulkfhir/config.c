@@ -149,8 +149,13 @@ static const char *set_auth(cmd_parms *cmd, void *dconf, const char *arg)
         dc->auth = BF_AUTH_SMART;
         auth_smart_seen++;
     }
+    else if (strcasecmp(arg, "header") == 0) {
+        dc->auth = BF_AUTH_HEADER; /* another module authenticates */
+        auth_smart_seen++;
+    }
     else {
-        return apr_psprintf(cmd->pool, "%s: expected none or smart, got '%s'",
+        return apr_psprintf(cmd->pool,
+                            "%s: expected none, smart or header, got '%s'",
                             cmd->cmd->name, arg);
     }
     return NULL;
@@ -189,6 +194,73 @@ static const char *set_max_body(cmd_parms *cmd, void *dconf, const char *arg)
     return err;
 }
 
+static const char *set_token_lifetime(cmd_parms *cmd, void *dconf,
+                                      const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 300, "seconds", &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->token_lifetime = (int)v;
+    return err;
+}
+
+static const char *set_jwks_timeout(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 60, "seconds", &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->jwks_timeout = (int)v;
+    return err;
+}
+
+static const char *set_jwks_loopback(cmd_parms *cmd, void *dconf, int on)
+{
+    ((bf_dir_conf_t *)dconf)->jwks_loopback = on ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_max_active_jobs(cmd_parms *cmd, void *dconf,
+                                       const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 100000, "jobs", &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->max_active_jobs = (int)v;
+    return err;
+}
+
+/* N or N/min */
+static const char *set_kickoff_rate(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    size_t n = strlen(arg);
+    long long v;
+    const char *err;
+
+    if (n > 4 && strcasecmp(arg + n - 4, "/min") == 0)
+        arg = apr_pstrndup(cmd->pool, arg, n - 4);
+    err = int_arg(cmd, arg, 1, 100000, "kick-offs per minute", &v);
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->kickoff_rate = (int)v;
+    return err;
+}
+
+static const char *set_auth_scope_source(cmd_parms *cmd, void *dconf,
+                                         const char *arg)
+{
+    if ((strncasecmp(arg, "header:", 7) != 0 || !arg[7])
+        && (strncasecmp(arg, "env:", 4) != 0 || !arg[4]))
+        return apr_psprintf(cmd->pool,
+                            "%s: expected header:NAME or env:NAME, got '%s'",
+                            cmd->cmd->name, arg);
+    ((bf_dir_conf_t *)dconf)->auth_scope_source = arg;
+    return NULL;
+}
+
 const command_rec bf_cmds[] = {
     AP_INIT_TAKE1(BF_CMD_DATABASE, set_database, NULL, RSRC_CONF,
                   "PostgreSQL conninfo or URI of the bulkfhir database"),
@@ -205,8 +277,33 @@ const command_rec bf_cmds[] = {
                   "Absolute FHIR base URL used in Content-Location and "
                   "manifests (default: built from the request)"),
     AP_INIT_TAKE1(BF_CMD_AUTH, set_auth, NULL, RSRC_CONF | ACCESS_CONF,
-                  "Authorization: none or smart (SMART Backend Services "
-                  "bearer tokens; default none)"),
+                  "Authorization: none, smart (SMART Backend Services "
+                  "bearer tokens) or header (identity from another module: "
+                  "r->user and a scope header/variable; default none)"),
+    AP_INIT_TAKE1(BF_CMD_TOKEN_LIFETIME, set_token_lifetime, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Access token lifetime in seconds, 1-300 (default 300)"),
+    AP_INIT_TAKE1(BF_CMD_JWKS_TIMEOUT, set_jwks_timeout, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Timeout in seconds for fetching a client's JWKS URL "
+                  "(default 5)"),
+    AP_INIT_FLAG(BF_CMD_JWKS_LOOPBACK, set_jwks_loopback, NULL,
+                 RSRC_CONF | ACCESS_CONF,
+                 "Allow http:// JWKS URLs on 127.0.0.1/localhost (tests "
+                 "only; default Off)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_ACTIVE_JOBS, set_max_active_jobs, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Queued+running jobs allowed at once for a client without "
+                  "a registered max_jobs, and for all anonymous jobs "
+                  "together (default 5)"),
+    AP_INIT_TAKE1(BF_CMD_KICKOFF_RATE, set_kickoff_rate, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Kick-offs per client per minute, N or N/min "
+                  "(default 60)"),
+    AP_INIT_TAKE1(BF_CMD_AUTH_SCOPE_SOURCE, set_auth_scope_source, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "With BulkFhirAuth header: where the granted scopes are, "
+                  "header:NAME or env:NAME (default env:OIDC_CLAIM_scope)"),
     AP_INIT_TAKE1(BF_CMD_RETRY_AFTER, set_retry_after, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "Retry-After seconds for status polls and 503s "
@@ -279,11 +376,24 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      sc->export_root ? sc->export_root : "(not set)",
                      BF_CMD_POOL_MAX, bf_srv_pool_max(sc), BF_CMD_DB_TIMEOUT,
                      bf_srv_db_timeout(sc), BF_CMD_AUTH,
-                     bf_dir_auth(dc) == BF_AUTH_SMART ? "smart" : "none",
+                     bf_dir_auth(dc) == BF_AUTH_SMART    ? "smart"
+                     : bf_dir_auth(dc) == BF_AUTH_HEADER ? "header"
+                                                         : "none",
                      BF_CMD_RETRY_AFTER, bf_dir_retry_after(dc),
                      BF_CMD_FILE_LIFETIME, (apr_int64_t)bf_dir_file_lifetime(dc),
                      BF_CMD_MAX_BODY, (apr_int64_t)bf_dir_max_body(dc), BF_CMD_BASE_URL,
                      dc->base_url ? dc->base_url : "(from the request)");
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
+                     "mod_bulkfhir: server %s:%u: security defaults: %s %d, "
+                     "%s %d, %s %s, %s %d, %s %d/min, %s %s",
+                     v->server_hostname ? v->server_hostname : "*",
+                     (unsigned)v->port, BF_CMD_TOKEN_LIFETIME,
+                     bf_dir_token_lifetime(dc), BF_CMD_JWKS_TIMEOUT,
+                     bf_dir_jwks_timeout(dc), BF_CMD_JWKS_LOOPBACK,
+                     bf_dir_jwks_loopback(dc) ? "On" : "Off",
+                     BF_CMD_MAX_ACTIVE_JOBS, bf_dir_max_active_jobs(dc),
+                     BF_CMD_KICKOFF_RATE, bf_dir_kickoff_rate(dc),
+                     BF_CMD_AUTH_SCOPE_SOURCE, bf_dir_auth_scope_source(dc));
         if (!sc->conninfo)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
                          "BF01001: server %s: %s is not set; bulkfhir "

@@ -16,6 +16,12 @@
 #define BF_CMD_RETRY_AFTER "BulkFhirRetryAfter"
 #define BF_CMD_FILE_LIFETIME "BulkFhirFileLifetime"
 #define BF_CMD_MAX_BODY "BulkFhirMaxBody"
+#define BF_CMD_TOKEN_LIFETIME "BulkFhirTokenLifetime"
+#define BF_CMD_JWKS_TIMEOUT "BulkFhirJwksTimeout"
+#define BF_CMD_JWKS_LOOPBACK "BulkFhirJwksAllowHttpLoopback"
+#define BF_CMD_MAX_ACTIVE_JOBS "BulkFhirMaxActiveJobs"
+#define BF_CMD_KICKOFF_RATE "BulkFhirKickoffRate"
+#define BF_CMD_AUTH_SCOPE_SOURCE "BulkFhirAuthScopeSource"
 
 /* "not set here": inherit from the enclosing scope, else the default */
 #define BF_DEF_VAL (-1)
@@ -25,10 +31,16 @@
 #define BF_DEFAULT_RETRY_AFTER 2
 #define BF_DEFAULT_FILE_LIFETIME 3600
 #define BF_DEFAULT_MAX_BODY (1024 * 1024)
+#define BF_DEFAULT_TOKEN_LIFETIME 300   /* A12: at most 300 */
+#define BF_DEFAULT_JWKS_TIMEOUT 5
+#define BF_DEFAULT_MAX_ACTIVE_JOBS 5    /* clients without bulkfhir.client.max_jobs */
+#define BF_DEFAULT_KICKOFF_RATE 60      /* kick-offs per client per minute */
+#define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
 
 typedef enum {
     BF_AUTH_NONE = 0,
-    BF_AUTH_SMART = 1
+    BF_AUTH_SMART = 1,
+    BF_AUTH_HEADER = 2 /* identity from another module: r->user + scopes */
 } bf_auth_mode_e;
 
 struct bf_dbpool_t; /* dbpool.c: one per server, built in child_init */
@@ -48,6 +60,12 @@ typedef struct bf_dir_conf_t {
     int retry_after;      /* seconds */
     long long file_lifetime; /* seconds */
     long long max_body;      /* bytes */
+    int token_lifetime;      /* seconds, 1..300 */
+    int jwks_timeout;        /* seconds */
+    int jwks_loopback;       /* 0/1: http JWKS URLs on loopback allowed */
+    int max_active_jobs;     /* queued+running jobs per unregistered client */
+    int kickoff_rate;        /* kick-offs per client per minute */
+    const char *auth_scope_source; /* "header:NAME" or "env:NAME"; NULL: unset */
 } bf_dir_conf_t;
 
 bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p);
@@ -64,5 +82,11 @@ bf_auth_mode_e bf_dir_auth(const bf_dir_conf_t *c);
 int bf_dir_retry_after(const bf_dir_conf_t *c);
 long long bf_dir_file_lifetime(const bf_dir_conf_t *c);
 long long bf_dir_max_body(const bf_dir_conf_t *c);
+int bf_dir_token_lifetime(const bf_dir_conf_t *c);
+int bf_dir_jwks_timeout(const bf_dir_conf_t *c);
+int bf_dir_jwks_loopback(const bf_dir_conf_t *c);
+int bf_dir_max_active_jobs(const bf_dir_conf_t *c);
+int bf_dir_kickoff_rate(const bf_dir_conf_t *c);
+const char *bf_dir_auth_scope_source(const bf_dir_conf_t *c);
 
 #endif

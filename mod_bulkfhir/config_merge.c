@@ -49,6 +49,11 @@ bf_dir_conf_t *bf_dir_conf_create(apr_pool_t *p, const char *location)
     c->retry_after = BF_DEF_VAL;
     c->file_lifetime = BF_DEF_VAL;
     c->max_body = BF_DEF_VAL;
+    c->token_lifetime = BF_DEF_VAL;
+    c->jwks_timeout = BF_DEF_VAL;
+    c->jwks_loopback = BF_DEF_VAL;
+    c->max_active_jobs = BF_DEF_VAL;
+    c->kickoff_rate = BF_DEF_VAL;
     return c;
 }
 
@@ -63,6 +68,12 @@ bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
     c->retry_after = BF_MERGE(base, add, retry_after);
     c->file_lifetime = BF_MERGE(base, add, file_lifetime);
     c->max_body = BF_MERGE(base, add, max_body);
+    c->token_lifetime = BF_MERGE(base, add, token_lifetime);
+    c->jwks_timeout = BF_MERGE(base, add, jwks_timeout);
+    c->jwks_loopback = BF_MERGE(base, add, jwks_loopback);
+    c->max_active_jobs = BF_MERGE(base, add, max_active_jobs);
+    c->kickoff_rate = BF_MERGE(base, add, kickoff_rate);
+    c->auth_scope_source = BF_MERGE_PTR(base, add, auth_scope_source);
     return c;
 }
 
@@ -94,4 +105,35 @@ long long bf_dir_file_lifetime(const bf_dir_conf_t *c)
 long long bf_dir_max_body(const bf_dir_conf_t *c)
 {
     return BF_OR_DEFAULT(c->max_body, BF_DEFAULT_MAX_BODY);
+}
+
+int bf_dir_token_lifetime(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->token_lifetime, BF_DEFAULT_TOKEN_LIFETIME);
+}
+
+int bf_dir_jwks_timeout(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->jwks_timeout, BF_DEFAULT_JWKS_TIMEOUT);
+}
+
+int bf_dir_jwks_loopback(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->jwks_loopback, 0);
+}
+
+int bf_dir_max_active_jobs(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->max_active_jobs, BF_DEFAULT_MAX_ACTIVE_JOBS);
+}
+
+int bf_dir_kickoff_rate(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->kickoff_rate, BF_DEFAULT_KICKOFF_RATE);
+}
+
+const char *bf_dir_auth_scope_source(const bf_dir_conf_t *c)
+{
+    return c->auth_scope_source ? c->auth_scope_source
+                                : BF_DEFAULT_AUTH_SCOPE_SOURCE;
 }
