@@ -221,6 +221,7 @@ static void bf_register_hooks(apr_pool_t *p)
     ap_hook_post_config(bf_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bf_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(bf_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(bf_status_page_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(bulkfhir) = {

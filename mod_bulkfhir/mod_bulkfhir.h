@@ -83,5 +83,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id);
 int bf_status_handle(bf_req_t *rq, const char *job_id);
 int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name);
 int bf_metadata_handle(bf_req_t *rq);
+/* status_page.c: SetHandler bulkfhir-status (operators; own hook) */
+int bf_status_page_handler(request_rec *r);
 
 #endif
