@@ -1,24 +1,43 @@
 """DELETE (R39-R41), unknown jobs, and malformed kick-offs (R37): every error
 is a 4xx with an OperationOutcome body, never a 500."""
+import time
 import uuid
 
 import pytest
 
 import bfclient
+from bfstack import HeldTransaction
 from bfclient import assert_operation_outcome
 
 
-def test_040_001_delete_then_status_404(stack, client, dataset):
-    """R39, R41: DELETE on a fresh job -> 202; every later poll -> 404 with an
-    OperationOutcome; its files are not served."""
-    kick = client.kickoff("$export")
-    assert kick.status_code == 202, kick.text[:500]
-    loc = kick.headers["Content-Location"]
-    d = client.delete(loc)
-    assert d.status_code == 202, d.text[:500]
-    for _ in range(2):
-        r = client.get(loc, headers={"Accept": "application/json"})
-        assert_operation_outcome(r, statuses=(404,))
+def test_040_001_delete_then_status_404(stack, client, dataset, allow_log):
+    """R39, R41: DELETE on a job in progress -> 202; every later poll -> 404
+    with an OperationOutcome.  The job is held in progress by an open
+    transaction (the worker waits for it, invariant 1) so the DELETE really
+    cancels running work; afterwards the worker goes on with other jobs."""
+    # the worker may say its finished task was not published (cancelled)
+    allow_log(r"^BF02043: job [0-9a-f-]+: task \d+ \(\w+\): not published")
+    with HeldTransaction(stack):
+        kick = client.kickoff("$export")
+        assert kick.status_code == 202, kick.text[:500]
+        loc = kick.headers["Content-Location"]
+        job_id = loc.rstrip("/").rsplit("/", 1)[1]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not stack.psql(
+                "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND locked_by IS NOT NULL",
+                job_id):
+            time.sleep(0.1)
+        d = client.delete(loc)
+        assert d.status_code == 202, d.text[:500]
+        for _ in range(2):
+            r = client.get(loc, headers={"Accept": "application/json"})
+            assert_operation_outcome(r, statuses=(404,))
+    # the worker is free again: a new export completes (and flushes its log)
+    exp = bfclient.run_export(client, params={"_type": "Patient"})
+    assert exp.manifest["output"]
+    assert_operation_outcome(client.get(loc), statuses=(404,))
+    rows = stack.psql("SELECT count(*) FROM bulkfhir.file WHERE job_id = :'p1'", job_id)
+    assert rows == [["0"]], "files were published for a cancelled job"
 
 
 def test_040_002_delete_completed_job(stack, client, dataset):
