@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <json-c/json.h>
 #include <string.h>
+#include <strings.h>
 
 typedef enum {
     PK_FORMAT,  /* _outputFormat: one string, aliases normalised */
@@ -36,8 +37,11 @@ static const struct {
     { "_typeFilter", PK_QUERY, true },
     { "patient", PK_REF, true },
     { "includeAssociatedData", PK_LIST, false },
+    /* organizeOutputBy: only Patient, once the workers write blocks */
     { "organizeOutputBy", PK_RTYPE, false },
-    { "allowPartialManifests", PK_BOOL, false },
+    /* the module serves partial manifests of the files published so far
+     * (R46); the workers publish per part when the job asks */
+    { "allowPartialManifests", PK_BOOL, true },
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
@@ -47,6 +51,7 @@ typedef struct {
     apr_pool_t *p;
     const char *level; /* system | patient | group; NULL: not checked */
     bool lenient;
+    bool from_query;  /* GET: `patient` is a POST-only parameter */
     json_object *obj; /* the normalized parameters being built */
     bf_params_t *prm;
     int seen[NKNOWN];
@@ -206,6 +211,17 @@ static bool add_value(ctx_t *c, int k, const char *v)
             return fail(c, "invalid",
                         "parameter %s: '%s' is not an R4 resource type", name,
                         shown(c->p, v));
+        if (known[k].supported && strcmp(v, "Patient") != 0) {
+            /* R30: blocks are built for the Patient compartment only */
+            if (!c->lenient)
+                return fail(c, "not-supported",
+                            "parameter %s: only Patient is supported, not "
+                            "'%s'",
+                            name, shown(c->p, v));
+            ignore(c, "parameter %s '%s' ignored: only Patient is supported",
+                   name, shown(c->p, v));
+            return true;
+        }
         json_object_object_add(c->obj, name, json_object_new_string(v));
         return true;
     case PK_BOOL:
@@ -300,6 +316,17 @@ static bool finish(ctx_t *c)
         ignore(c, "parameter patient ignored at system level");
         json_object_object_del(c->obj, "patient");
     }
+    else if (c->from_query
+             && json_object_object_get_ex(c->obj, "patient", NULL)) {
+        /* v2/v3: "POST requests only"; lenient honours it anyway */
+        if (!c->lenient)
+            return fail(c, "not-supported",
+                        "parameter patient is accepted in a POST Parameters "
+                        "body only (send Prefer: handling=lenient to use it "
+                        "in a query string)");
+        ignore(c, "parameter patient in a query string is non-standard (POST "
+                  "only); it was honoured");
+    }
     for (i = 0; i < NKNOWN; i++) {
         if (!c->seen[i] || known[i].supported)
             continue;
@@ -326,6 +353,16 @@ static bool finish(ctx_t *c)
         for (i = 0; i < n; i++)
             APR_ARRAY_PUSH(prm->types, const char *) = apr_pstrdup(
                 c->p, json_object_get_string(json_object_array_get_idx(v, i)));
+    }
+    if (prm->ignored->nelts > 0) { /* R60: the worker writes them out */
+        json_object *w = json_object_new_array();
+        int j;
+
+        for (j = 0; j < prm->ignored->nelts; j++)
+            json_object_array_add(
+                w, json_object_new_string(
+                       APR_ARRAY_IDX(prm->ignored, j, const char *)));
+        json_object_object_add(c->obj, "_warnings", w);
     }
     prm->json = apr_pstrdup(
         c->p, json_object_to_json_string_ext(
@@ -386,6 +423,7 @@ bool bf_params_from_query(apr_pool_t *p, const char *query,
     bool ok = false;
 
     ctx_init(&c, p, level, lenient);
+    c.from_query = true;
     *out = c.prm;
     for (seg = query ? query : ""; *seg; seg = *end ? end + 1 : end) {
         end = seg + strcspn(seg, "&");
@@ -564,4 +602,85 @@ const char *bf_params_types_literal(apr_pool_t *p, const bf_params_t *prm)
                         APR_ARRAY_IDX(prm->types, i, const char *), "\"",
                         NULL);
     return apr_pstrcat(p, s, "}", NULL);
+}
+
+/* ---- Prefer (RFC 7240) ---------------------------------------------------- */
+
+static const char *skip_ws(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return s;
+}
+
+/* Copy a token or quoted-string value starting at *s into buf; advance *s
+ * past it. */
+static void pref_word(const char **s, char *buf, size_t size)
+{
+    const char *p = *s;
+    size_t n = 0;
+
+    if (*p == '"') {
+        for (p++; *p && *p != '"'; p++) {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 < size)
+                buf[n++] = *p;
+        }
+        if (*p == '"')
+            p++;
+    }
+    else {
+        for (; *p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t'; p++)
+            if (n + 1 < size)
+                buf[n++] = *p;
+    }
+    buf[n] = '\0';
+    *s = p;
+}
+
+void bf_params_prefer_add(bf_prefer_t *pref, const char *value)
+{
+    const char *s = value ? value : "";
+    char name[64], val[64];
+    size_t n;
+
+    while (*s) {
+        s = skip_ws(s);
+        n = 0;
+        while (*s && *s != ',' && *s != ';' && *s != '=' && *s != ' '
+               && *s != '\t') {
+            if (n + 1 < sizeof name)
+                name[n++] = *s;
+            s++;
+        }
+        name[n] = '\0';
+        val[0] = '\0';
+        s = skip_ws(s);
+        if (*s == '=') {
+            s = skip_ws(s + 1);
+            pref_word(&s, val, sizeof val);
+        }
+        if (!strcasecmp(name, "respond-async"))
+            pref->respond_async = true;
+        else if (!strcasecmp(name, "separate-export-status"))
+            pref->separate_status = true;
+        else if (!strcasecmp(name, "handling") && !strcasecmp(val, "lenient"))
+            pref->lenient = true;
+        else if (!strcasecmp(name, "handling") && !strcasecmp(val, "strict"))
+            pref->strict = true;
+        /* skip preference parameters (after ';', quoted values included)
+         * up to the next ',' */
+        while (*s && *s != ',') {
+            if (*s == '"') {
+                char skip[2];
+
+                pref_word(&s, skip, sizeof skip);
+                continue;
+            }
+            s++;
+        }
+        if (*s == ',')
+            s++;
+    }
 }

@@ -7,11 +7,11 @@
  * Every known parameter is parsed and validated (_typeFilter with
  * bf_typefilter_parse, _elements with bf_elements_parse, patient as
  * Patient/[id]).  Parameters the workers do not implement (see the table in
- * bf_params.c: includeAssociatedData, organizeOutputBy,
- * allowPartialManifests), unknown parameters and unusable values are refused
+ * bf_params.c), unknown parameters and unusable values are refused
  * (code "not-supported" or "invalid") unless the client sent
  * Prefer: handling=lenient; then they are dropped from the normalized form
- * and listed in `ignored`.  Malformed values of single-valued parameters are
+ * and listed in `ignored` and in the JSON's `_warnings` (the worker writes
+ * them to an error file, R60).  Malformed values of single-valued parameters are
  * refused even when lenient. */
 #ifndef BF_PARAMS_H
 #define BF_PARAMS_H
@@ -26,7 +26,8 @@ typedef struct bf_params_t {
     const char *until;             /* FHIR instant or NULL (when supported) */
     apr_array_header_t *types;     /* const char *; NULL: no _type given */
     const char *json;              /* normalized params, serialised */
-    apr_array_header_t *ignored;   /* const char *: messages, lenient only */
+    apr_array_header_t *ignored;   /* const char *: messages, lenient only;
+                                    * also stored as params._warnings */
     /* on failure */
     const char *error;             /* human readable, names the parameter */
     const char *error_code;        /* OperationOutcome issue code */
@@ -34,7 +35,9 @@ typedef struct bf_params_t {
 
 /* Parse a raw (not yet decoded) query string; NULL or "" is no
  * parameters.  level (system | patient | group, or NULL: not checked) is
- * the export level: `patient` is refused at system level.  Returns false
+ * the export level: `patient` is refused at system level.  `patient` in a
+ * query string is refused too (the IG allows it in POST bodies only) unless
+ * lenient: then it is honoured and a warning says so.  Returns false
  * with prm->error/error_code set on bad input. */
 bool bf_params_from_query(apr_pool_t *p, const char *query,
                           const char *level, bool lenient, bf_params_t **out);
@@ -42,6 +45,20 @@ bool bf_params_from_query(apr_pool_t *p, const char *query,
 /* Parse a FHIR Parameters resource (JSON text of len bytes). */
 bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
                          const char *level, bool lenient, bf_params_t **out);
+
+/* Prefer header preferences the kick-off looks at (RFC 7240, SPEC
+ * R13-R16).  bf_params_prefer_add() takes one header value at a time
+ * (repeated headers are equivalent to one comma list): preferences are
+ * case-insensitive, values may be quoted, white space around ',', ';' and
+ * '=' is ignored, preference parameters after ';' are ignored. */
+typedef struct bf_prefer_t {
+    bool respond_async;
+    bool lenient;         /* handling=lenient */
+    bool strict;          /* handling=strict (the default behaviour) */
+    bool separate_status; /* separate-export-status (R15) */
+} bf_prefer_t;
+
+void bf_params_prefer_add(bf_prefer_t *pref, const char *value);
 
 /* Decode one application/x-www-form-urlencoded component ('+' is a space,
  * %XX escapes).  Returns NULL on a malformed escape or an embedded NUL. */

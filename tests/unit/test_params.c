@@ -160,7 +160,6 @@ static void test_unsupported_strict_lenient(void **state)
             "not-supported");
     prm = get_bad("organizeOutputBy=Patient", false, "not-supported");
     assert_non_null(strstr(prm->error, "organizeOutputBy"));
-    get_bad("allowPartialManifests=true", false, "not-supported");
     prm = get_bad("foo=bar", false, "not-supported");
     assert_non_null(strstr(prm->error, "foo"));
 
@@ -171,10 +170,16 @@ static void test_unsupported_strict_lenient(void **state)
     prm = get_ok("_type=Patient&organizeOutputBy=Patient&foo=bar&"
                  "allowPartialManifests=false",
                  true);
-    assert_int_equal(prm->ignored->nelts, 3);
-    assert_null(strstr(prm->json, "organizeOutputBy"));
-    assert_null(strstr(prm->json, "allowPartialManifests"));
+    assert_int_equal(prm->ignored->nelts, 2);
+    assert_null(strstr(prm->json, "\"organizeOutputBy\":"));
+    /* R46: the module serves partial manifests */
+    assert_non_null(strstr(prm->json, "\"allowPartialManifests\":false"));
     assert_non_null(strstr(prm->json, "\"_type\":[\"Patient\"]"));
+    /* R60: the ignored parameters are kept for the worker's error file */
+    assert_non_null(strstr(prm->json, "\"_warnings\":[\"unknown parameter "
+                                      "'foo' ignored\""));
+    prm = get_ok("_type=Patient", true);
+    assert_null(strstr(prm->json, "_warnings"));
 }
 
 static void test_implemented_extras(void **state)
@@ -185,7 +190,7 @@ static void test_implemented_extras(void **state)
                  "_elements=meta&_typeFilter=Observation%3Fstatus%3Dfinal&"
                  "_typeFilter=Condition%3Fcode%3Dhttp%3A%2F%2Fsnomed.info%2Fsct"
                  "%7C1,2&patient=Patient/1,Patient/2",
-                 false);
+                 true);
     assert_string_equal(prm->until, "2020-01-01T00:00:00Z");
     assert_non_null(strstr(prm->json, "\"_elements\":[\"id\",\"Patient.name\","
                                       "\"meta\"]"));
@@ -198,18 +203,56 @@ static void test_implemented_extras(void **state)
     get_bad("_typeFilter=Observation%3F_sort%3Ddate", false, "not-supported");
     prm = get_ok("_typeFilter=Observation%3F_sort%3Ddate", true);
     assert_int_equal(prm->ignored->nelts, 1);
-    assert_null(strstr(prm->json, "_typeFilter"));
+    assert_null(strstr(prm->json, "\"_typeFilter\":"));
     get_bad("_elements=Nope.id", false, "invalid");
+    /* patient in a GET query: POST only unless lenient */
+    prm = get_bad("patient=Patient/1", false, "not-supported");
+    assert_non_null(strstr(prm->error, "POST"));
+    prm = get_ok("patient=Patient/1", true);
+    assert_int_equal(prm->ignored->nelts, 1);
+    assert_non_null(strstr(prm->json, "\"patient\":[\"Patient/1\"]"));
     get_bad("patient=123", false, "invalid");
     get_bad("patient=Patient/a_b", false, "invalid");
     /* patient is for Patient and Group level only */
     level = "system";
     get_bad("patient=Patient/1", false, "invalid");
     prm = get_ok("patient=Patient/1", true);
-    assert_null(strstr(prm->json, "patient"));
+    assert_null(strstr(prm->json, "\"patient\":"));
     level = "group";
-    get_ok("patient=Patient/1", false);
+    get_ok("patient=Patient/1", true);
     level = "patient";
+}
+
+static bf_prefer_t prefer(const char *a, const char *b)
+{
+    bf_prefer_t p;
+
+    memset(&p, 0, sizeof p);
+    bf_params_prefer_add(&p, a);
+    if (b)
+        bf_params_prefer_add(&p, b);
+    return p;
+}
+
+/* R13-R16: Prefer lists, repeats, quotes, white space, case */
+static void test_prefer(void **state)
+{
+    bf_prefer_t p;
+
+    p = prefer("respond-async, handling=lenient", NULL);
+    assert_true(p.respond_async && p.lenient && !p.separate_status);
+    p = prefer("respond-async", "handling=lenient");
+    assert_true(p.respond_async && p.lenient);
+    p = prefer(" Respond-Async ;wait=10 ,HANDLING = \"Lenient\" ", NULL);
+    assert_true(p.respond_async && p.lenient);
+    p = prefer("respond-async,separate-export-status", NULL);
+    assert_true(p.respond_async && p.separate_status && !p.lenient);
+    p = prefer("handling=strict", "respond-async; foo=\"a,handling=lenient\"");
+    assert_true(p.strict && p.respond_async && !p.lenient);
+    p = prefer("handling=lenientx, return=minimal", NULL);
+    assert_false(p.lenient || p.respond_async);
+    p = prefer("", NULL);
+    assert_false(p.respond_async);
 }
 
 static void test_post_ok(void **state)
@@ -240,8 +283,10 @@ static void test_post_ok(void **state)
                "\"LatestProvenanceResources\"}},"
                "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}",
                true, true);
-    /* typeFilter, patient kept; includeAssociatedData, allowPartial... not */
-    assert_int_equal(prm->ignored->nelts, 2);
+    /* typeFilter, patient, allowPartialManifests kept;
+     * includeAssociatedData not */
+    assert_int_equal(prm->ignored->nelts, 1);
+    assert_non_null(strstr(prm->json, "\"allowPartialManifests\":true"));
     assert_non_null(strstr(prm->json, "Observation?status=final,amended"));
     prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
                "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
@@ -309,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_unsupported_strict_lenient),
         cmocka_unit_test(test_implemented_extras),
+        cmocka_unit_test(test_prefer),
         cmocka_unit_test(test_post_ok),
         cmocka_unit_test(test_post_bad),
     };
