@@ -98,12 +98,46 @@ const char *bf_scope_grant(apr_pool_t *p, const char *requested,
 
 bool bf_scope_can_export(apr_pool_t *p, const char *granted, const char *type)
 {
+    return bf_scope_allows(p, granted, type, BF_PERM_R | BF_PERM_S);
+}
+
+bool bf_scope_allows(apr_pool_t *p, const char *granted, const char *type,
+                     unsigned perms)
+{
     apr_array_header_t *have = parse_list(p, granted);
-    bf_scope want = { NULL, type, BF_PERM_R | BF_PERM_S };
+    bf_scope want = { NULL, type, perms };
     int j;
 
     for (j = 0; j < have->nelts; j++)
         if (covers(&APR_ARRAY_IDX(have, j, bf_scope), &want))
             return true;
     return false;
+}
+
+apr_array_header_t *bf_scope_export_types(apr_pool_t *p, const char *granted,
+                                          bool *all)
+{
+    apr_array_header_t *have = parse_list(p, granted);
+    apr_array_header_t *types = apr_array_make(p, 8, sizeof(const char *));
+    const unsigned rs = BF_PERM_R | BF_PERM_S;
+    int i, j;
+
+    *all = false;
+    for (i = 0; i < have->nelts; i++) {
+        const bf_scope *s = &APR_ARRAY_IDX(have, i, bf_scope);
+
+        if ((s->perms & rs) != rs)
+            continue;
+        if (strcmp(s->type, "*") == 0) {
+            *all = true;
+            apr_array_clear(types);
+            return types;
+        }
+        for (j = 0; j < types->nelts; j++)
+            if (strcmp(APR_ARRAY_IDX(types, j, const char *), s->type) == 0)
+                break;
+        if (j == types->nelts)
+            APR_ARRAY_PUSH(types, const char *) = s->type;
+    }
+    return types;
 }

@@ -34,4 +34,15 @@ const char *bf_scope_grant(apr_pool_t *p, const char *requested,
  * and search (v1 read or *, v2 r and s) on the type or on "*". */
 bool bf_scope_can_export(apr_pool_t *p, const char *granted, const char *type);
 
+/* Do the `granted` scopes give every BF_PERM_* bit of perms on `type`
+ * (through a scope on the type or on "*")? */
+bool bf_scope_allows(apr_pool_t *p, const char *granted, const char *type,
+                     unsigned perms);
+
+/* The resource types `granted` lets a client export (read and search), in
+ * scope order without repeats; *all is true (and the array empty) when a
+ * wildcard scope covers every type. */
+apr_array_header_t *bf_scope_export_types(apr_pool_t *p, const char *granted,
+                                          bool *all);
+
 #endif

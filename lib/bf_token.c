@@ -224,6 +224,7 @@ void bf_token_issue(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
              "the assertion must be signed with RS384 or ES384");
         return;
     }
+    res->claimed_id = jwt->iss;
     if (!jwt->iss) {
         fail(p, res, 401, "invalid_client", "the assertion has no iss");
         return;
@@ -272,6 +273,7 @@ void bf_token_issue(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
     json_object_object_add(ok, "expires_in", json_object_new_int(lifetime));
     json_object_object_add(ok, "scope", json_object_new_string(granted));
     res->status = 200;
+    res->scope = granted;
     res->body = apr_pstrdup(p, json_object_to_json_string_ext(
                                    ok, JSON_C_TO_STRING_PLAIN
                                            | JSON_C_TO_STRING_NOSLASHESCAPE));

@@ -30,6 +30,9 @@ typedef struct bf_token_response {
     int status;              /* 200, 400, 401 or 503 */
     const char *body;        /* JSON: the token, or an RFC 6749 §5.2 error */
     const char *client_id;   /* the client, once known (for the log) */
+    const char *claimed_id;  /* the assertion's iss, once parsed (may be
+                                unregistered: escape before logging) */
+    const char *scope;       /* the granted scopes on success */
     const char *reason;      /* why it failed, for the log; never a secret */
 } bf_token_response;
 

@@ -1,7 +1,13 @@
 /* mod_bulkfhir authorization.  BulkFhirAuth none: everyone may do
  * everything.  smart: a SMART Backend Services bearer token issued by the
  * token endpoint; only its sha256 is stored (bulkfhir.token.hash, hashed
- * by bf_token_hash_hex). */
+ * by bf_token_hash_hex).  header: another httpd module (mod_auth_openidc as
+ * an OAuth resource server, mod_auth_basic, ...) has authenticated the
+ * request: the client is r->user, its scopes come from the request header
+ * or subprocess_env variable named by BulkFhirAuthScopeSource.
+ *
+ * With smart and header a client sees only its own jobs and files (R4: any
+ * other job is a 404) and exports only what its scopes grant (R5, R6). */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_scope.h"
@@ -18,12 +24,45 @@ static int login_required(bf_req_t *rq, const char *error, const char *text)
     return bf_http_oo(rq, HTTP_UNAUTHORIZED, "login", "%s", text);
 }
 
+/* BulkFhirAuth header: trust the identity another module established. */
+static bool auth_header(bf_req_t *rq, int *rc)
+{
+    request_rec *r = rq->r;
+    const char *src = bf_dir_auth_scope_source(rq->dc), *scope;
+    char *s;
+
+    if (!r->user || !*r->user) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "%s header: no authenticated user (is an "
+                      "authentication module configured for %s?)",
+                      BF_CMD_AUTH, r->uri);
+        *rc = bf_http_oo(rq, HTTP_UNAUTHORIZED, "login",
+                         "this request is not authenticated");
+        return false;
+    }
+    if (strncasecmp(src, "header:", 7) == 0)
+        scope = apr_table_get(r->headers_in, src + 7);
+    else
+        scope = apr_table_get(r->subprocess_env, src + 4);
+    /* some providers list scopes with commas */
+    s = apr_pstrdup(r->pool, scope ? scope : "");
+    for (scope = s; *s; s++)
+        if (*s == ',')
+            *s = ' ';
+    rq->client_id = r->user;
+    rq->scope = scope;
+    apr_table_setn(r->subprocess_env, "BULKFHIR_CLIENT", r->user);
+    return true;
+}
+
 bool bf_auth_request(bf_req_t *rq, int *rc)
 {
     const char *h, *token, *hash, *client, *scope;
     char sqlstate[6];
     bool found;
 
+    if (bf_dir_auth(rq->dc) == BF_AUTH_HEADER)
+        return auth_header(rq, rc);
     if (bf_dir_auth(rq->dc) != BF_AUTH_SMART)
         return true;
     h = apr_table_get(rq->r->headers_in, "Authorization");
@@ -69,7 +108,7 @@ bool bf_auth_request(bf_req_t *rq, int *rc)
 
 bool bf_auth_may_see(const bf_req_t *rq, const char *job_client)
 {
-    if (bf_dir_auth(rq->dc) != BF_AUTH_SMART)
+    if (bf_dir_auth(rq->dc) == BF_AUTH_NONE)
         return true;
     return job_client && rq->client_id && strcmp(job_client, rq->client_id) == 0;
 }
@@ -92,5 +131,54 @@ bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
             return false;
     }
     *missing = NULL;
+    return true;
+}
+
+bool bf_auth_kickoff(bf_req_t *rq, const char *group_id,
+                     apr_array_header_t **types, int *rc)
+{
+    apr_pool_t *p = rq->r->pool;
+    apr_array_header_t *granted;
+    const char *missing;
+    bool all;
+
+    if (bf_dir_auth(rq->dc) == BF_AUTH_NONE)
+        return true;
+    /* R6: a Group export needs permission to read that Group */
+    if (group_id && !bf_scope_allows(p, rq->scope, "Group", BF_PERM_R)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
+                      "kick-off refused: client %s may not read Group/%s",
+                      rq->client_id, group_id);
+        *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
+                         "the access token's scopes do not allow reading "
+                         "Group/%s (system/Group.rs or system/Group.read is "
+                         "needed)",
+                         group_id);
+        return false;
+    }
+    /* R5, A14: every type asked for must be granted */
+    if (*types) {
+        if (bf_auth_scope_covers(p, rq->scope, *types, &missing))
+            return true;
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
+                      "kick-off refused: client %s may not export %s",
+                      rq->client_id, missing);
+        *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
+                         "the access token's scopes do not allow reading "
+                         "%s resources",
+                         missing);
+        return false;
+    }
+    /* no _type: everything the scopes grant, and only that */
+    granted = bf_scope_export_types(p, rq->scope, &all);
+    if (all)
+        return true;
+    if (granted->nelts == 0) {
+        *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
+                         "the access token's scopes do not allow reading "
+                         "any resource type");
+        return false;
+    }
+    *types = granted;
     return true;
 }

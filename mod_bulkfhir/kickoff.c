@@ -38,7 +38,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     bool lenient = bf_http_prefer(r, "handling=lenient");
     bf_params_t *prm;
     bf_job_kickoff_t k;
-    const char *job_id, *missing, *body, *location;
+    const char *job_id, *body, *location;
     apr_size_t len;
     char sqlstate[6];
     bool exists, ok;
@@ -74,12 +74,9 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
         return bf_http_oo(rq, HTTP_BAD_REQUEST, prm->error_code, "%s",
                           prm->error);
 
-    if (bf_dir_auth(rq->dc) == BF_AUTH_SMART
-        && !bf_auth_scope_covers(r->pool, rq->scope, prm->types, &missing))
-        return bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
-                          "the access token's scopes do not allow reading %s "
-                          "resources",
-                          strcmp(missing, "*") ? missing : "all");
+    /* R5, R6: only granted types; Group needs Group read (auth.c) */
+    if (!bf_auth_kickoff(rq, group_id, &prm->types, &rc))
+        return rc;
 
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "kick-off");
@@ -99,10 +96,10 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     k.since = prm->since;
     k.until = prm->until;
     k.request_url = request_url(rq);
-    k.requires_token = bf_dir_auth(rq->dc) == BF_AUTH_SMART;
+    k.requires_token = bf_dir_auth(rq->dc) != BF_AUTH_NONE;
     k.types = bf_params_types_literal(r->pool, prm);
-    if (!bf_job_kickoff(rq->conn, r->pool, &k, &job_id, sqlstate))
-        return bf_http_db_error(rq, sqlstate, "kick-off");
+    if (!bf_limits_kickoff(rq, &k, &job_id, &rc)) /* R9: limits.c */
+        return rc;
 
     location = apr_pstrcat(r->pool, rq->base, "/bulkstatus/", job_id, NULL);
     apr_table_setn(r->headers_out, "Content-Location", location);

@@ -107,8 +107,12 @@ int bf_metadata_handle(bf_req_t *rq)
 
     rest = json_object_new_object();
     json_object_object_add(rest, "mode", json_object_new_string("server"));
-    if (bf_dir_auth(rq->dc) == BF_AUTH_SMART)
-        json_object_object_add(rest, "security", security());
+    if (bf_dir_auth(rq->dc) == BF_AUTH_SMART) {
+        json_object *sec = security();
+
+        bf_wellknown_security(rq, sec); /* oauth-uris: the token URL */
+        json_object_object_add(rest, "security", sec);
+    }
     resources = json_object_new_array();
     json_object_array_add(resources,
                           resource("Patient",

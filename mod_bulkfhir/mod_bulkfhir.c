@@ -10,6 +10,7 @@
  * OperationOutcome. */
 #define BF_MODULE_MAIN
 #include "mod_bulkfhir.h"
+#include "bf_jwks.h"
 #include "bf_log.h"
 
 #include <apr_lib.h>
@@ -37,6 +38,7 @@ static void bf_child_init(apr_pool_t *pchild, server_rec *s)
 {
     bf_log_set(log_sink, s, BF_LOG_DEBUG);
     bf_dbpool_child_init(pchild, s);
+    bf_jwks_global_init(); /* curl_global_init: once, before any thread */
 }
 
 /* FHIR id: [A-Za-z0-9\-\.]{1,64} */
@@ -58,7 +60,9 @@ typedef enum {
     RT_PATIENT_EXPORT,
     RT_GROUP_EXPORT,
     RT_STATUS,
-    RT_FILE
+    RT_FILE,
+    RT_TOKEN,
+    RT_WELLKNOWN
 } route_e;
 
 typedef struct {
@@ -75,6 +79,12 @@ static bool parse_route(apr_pool_t *p, const char *rel, route_t *rt)
     memset(rt, 0, sizeof *rt);
     if (!strcmp(rel, "metadata")) {
         rt->kind = RT_METADATA;
+    }
+    else if (!strcmp(rel, "token")) {
+        rt->kind = RT_TOKEN;
+    }
+    else if (!strcmp(rel, ".well-known/smart-configuration")) {
+        rt->kind = RT_WELLKNOWN;
     }
     else if (!strcmp(rel, "$export")) {
         rt->kind = RT_EXPORT;
@@ -172,6 +182,10 @@ static int dispatch(bf_req_t *rq, const route_t *rt)
 
     if (rt->kind == RT_METADATA)
         return bf_metadata_handle(rq);
+    if (rt->kind == RT_TOKEN) /* no bearer token: it is where they come from */
+        return bf_token_handle(rq);
+    if (rt->kind == RT_WELLKNOWN)
+        return bf_wellknown_handle(rq);
     if (!bf_auth_request(rq, &rc))
         return rc;
     switch (rt->kind) {
@@ -186,6 +200,8 @@ static int dispatch(bf_req_t *rq, const route_t *rt)
     case RT_FILE:
         return bf_files_handle(rq, rt->a, rt->b);
     case RT_METADATA:
+    case RT_TOKEN:
+    case RT_WELLKNOWN:
         break;
     }
     return bf_metadata_handle(rq);

@@ -83,6 +83,23 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id);
 int bf_status_handle(bf_req_t *rq, const char *job_id);
 int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name);
 int bf_metadata_handle(bf_req_t *rq);
+
+/* security (token.c, wellknown.c, limits.c, auth.c) */
+struct json_object;
+int bf_token_handle(bf_req_t *rq);
+const char *bf_token_url(const bf_req_t *rq); /* {base}/token, absolute */
+int bf_wellknown_handle(bf_req_t *rq);
+/* Adds the oauth-uris extension to rest.security (smart only). */
+void bf_wellknown_security(const bf_req_t *rq, struct json_object *security);
+/* Scope checks of a kick-off (R5, R6, A14): false means a 403 was written.
+ * Without _type, *types becomes the granted types (unless all are). */
+bool bf_auth_kickoff(bf_req_t *rq, const char *group_id,
+                     apr_array_header_t **types, int *rc);
+struct bf_job_kickoff_t;
+/* Per-client limits (R9) around bf_job_kickoff: false means a response
+ * (429, 503, 500) was written and *rc is to be returned. */
+bool bf_limits_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
+                       const char **job_id, int *rc);
 /* status_page.c: SetHandler bulkfhir-status (operators; own hook) */
 int bf_status_page_handler(request_rec *r);
 
