@@ -49,11 +49,17 @@ class Stack:
 
     # ---- processes ---------------------------------------------------------
     @classmethod
-    def up(cls, workers=1, auth="none", prefix="bf-it-"):
+    def up(cls, workers=1, auth="none", extra_conf=None, prefix="bf-it-"):
+        """extra_conf: text of httpd directives added at the end of the conf."""
         d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
         os.chmod(d, 0o755)
+        args = [str(DEVSTACK), "up", d, "--workers", str(workers), "--auth", auth]
+        if extra_conf:
+            path = Path(d) / "extra.conf"
+            path.write_text(extra_conf)
+            args += ["--extra-conf", str(path)]
         p = subprocess.run(
-            [str(DEVSTACK), "up", d, "--workers", str(workers), "--auth", auth],
+            args,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=180,
             stdin=subprocess.DEVNULL)
         if p.returncode != 0:

@@ -92,8 +92,8 @@ def stack():
 def new_stack():
     made = []
 
-    def make(workers=1, auth="none"):
-        st = bfstack.Stack.up(workers=workers, auth=auth)
+    def make(workers=1, auth="none", extra_conf=None):
+        st = bfstack.Stack.up(workers=workers, auth=auth, extra_conf=extra_conf)
         made.append(st)
         return st
     yield make
