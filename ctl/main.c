@@ -24,6 +24,9 @@ static void usage(FILE *out)
         "  generate [OPTIONS]           write synthetic R4 data\n"
         "  client add|list|enable|disable|remove ...\n"
         "                               manage SMART backend-services clients\n"
+        "  workers                      list the workers of every host\n"
+        "  jobs [--state S] [--client C] | jobs cancel ID\n"
+        "                               list export jobs, cancel one\n"
         "\n"
         "global options:\n"
         "  -d, --database CONNINFO      libpq connection string or URI (default: the\n"
@@ -112,6 +115,10 @@ int main(int argc, char **argv)
         rc = ctl_generate_main(pool, &g, argc, argv);
     else if (strcmp(cmd, "client") == 0)
         rc = ctl_client_main(pool, &g, argc, argv);
+    else if (strcmp(cmd, "workers") == 0)
+        rc = ctl_workers_main(pool, &g, argc, argv);
+    else if (strcmp(cmd, "jobs") == 0)
+        rc = ctl_jobs_main(pool, &g, argc, argv);
     else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         rc = 0;

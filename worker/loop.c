@@ -121,6 +121,39 @@ static void reload(worker_t *w)
     }
 }
 
+/* What clients may see of an error (it ends up in the job's
+ * OperationOutcome when the attempts are used up): every absolute path is
+ * cut to its last component, so no server directory leaks.  The worker log
+ * keeps the full message. */
+const char *worker_public_message(apr_pool_t *p, const char *msg)
+{
+    char *out, *o;
+    const char *s;
+
+    if (!msg)
+        return NULL;
+    out = o = apr_palloc(p, strlen(msg) + 1);
+    for (s = msg; *s;) {
+        if (*s == '/' && (s == msg || strchr(" \t'\"(=", s[-1]))) {
+            const char *end = s, *last = s + 1;
+
+            while (*end && !strchr(" \t'\"),;", *end)
+                   && !(*end == ':' && (end[1] == ' ' || !end[1]))) {
+                if (*end == '/')
+                    last = end + 1;
+                end++;
+            }
+            memcpy(o, last, (size_t)(end - last));
+            o += end - last;
+            s = end;
+            continue;
+        }
+        *o++ = *s++;
+    }
+    *o = '\0';
+    return out;
+}
+
 /* Run one claimed task to its end: published, failed, released or lost. */
 static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
 {
@@ -183,8 +216,9 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         bf_log(BF_LOG_WARN, "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
                " of %d failed: %s", task->job_id, task->id, task->resource_type,
                task->attempt, task->max_attempts, msg);
-        if (bf_task_fail(w->conn, task, w->id, msg ? msg : "export failed", false,
-                         &applied, &failed) && applied && failed)
+        if (bf_task_fail(w->conn, task, w->id,
+                         msg ? worker_public_message(p, msg) : "export failed",
+                         false, &applied, &failed) && applied && failed)
             bf_log(BF_LOG_WARN, "BF02046: job %s: failed: task %" PRId64 " (%s)"
                    " used all %d attempts", task->job_id, task->id,
                    task->resource_type, task->max_attempts);

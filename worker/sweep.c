@@ -5,8 +5,14 @@
  * no published row can own.
  *   - running tasks whose lease expired: back to the queue (or the job fails
  *     when the attempts are used up);
- *   - cancelled jobs with no running task: directory removed, file rows
- *     deleted;
+ *   - cancelled jobs: directory removed, file rows deleted (looked at again
+ *     for a few leases, for a worker that had not noticed yet);
+ *   - expired jobs (expires_at passed): directory removed, then the job row
+ *     with its tasks and file rows (status then answers 404);
+ *   - directories in the export root that no job row owns (every 12th);
+ * A file is unlinked only under flock(LOCK_EX|LOCK_NB): the module holds
+ * LOCK_SH while it serves one (R8), and a busy file waits for the next
+ * sweep.
  *   - stale parts (every 12th sweep) in live jobs: a part whose attempt is
  *     not running and that has no file row is garbage (invariant 2);
  *   - worker rows silent for 3 leases are deleted. */
@@ -18,44 +24,91 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <apr_strings.h>
 
-void worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
+#include "bf_sweepq.h"
+
+/* Unlink dir/name under an exclusive, non-blocking flock.  1: removed or
+ * already gone; 0: busy (being served), try again next sweep; -1: error. */
+static int unlink_locked(int dfd, const char *job_id, const char *name)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int rc = 1;
+
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 1;
+        /* a symlink or something unreadable: no one serves it, just unlink */
+        if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+            return 1;
+        bf_log(BF_LOG_WARN, "BF02500: job %s: remove %s: %s", job_id, name,
+               strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK || errno == EINTR) {
+            bf_log(BF_LOG_INFO, "job %s: %s is being served, removing it later",
+                   job_id, name);
+            rc = 0;
+        } else {
+            bf_log(BF_LOG_WARN, "BF02501: job %s: flock %s: %s", job_id, name,
+                   strerror(errno));
+            rc = -1;
+        }
+    } else if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
+        bf_log(BF_LOG_WARN, "BF02502: job %s: remove %s: %s", job_id, name,
+               strerror(errno));
+        rc = -1;
+    }
+    close(fd); /* drops the lock */
+    return rc;
+}
+
+bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
 {
     const char *dir;
     DIR *d;
     struct dirent *e;
-    int removed = 0;
+    int removed = 0, left = 0;
 
     if (!bf_task_valid_uuid(job_id))
-        return;
+        return false;
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job_id, NULL);
     d = opendir(dir);
     if (!d) {
-        if (errno != ENOENT)
-            bf_log(BF_LOG_WARN, "BF02030: job %s: open %s: %s", job_id, dir,
-                   strerror(errno));
-        return;
+        if (errno == ENOENT)
+            return true;
+        bf_log(BF_LOG_WARN, "BF02030: job %s: open %s: %s", job_id, dir,
+               strerror(errno));
+        return false;
     }
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+        if (unlink_locked(dirfd(d), job_id, e->d_name) == 1)
             removed++;
-        else if (errno != ENOENT)
-            bf_log(BF_LOG_WARN, "BF02031: job %s: remove %s/%s: %s", job_id, dir,
-                   e->d_name, strerror(errno));
+        else
+            left++;
     }
     closedir(d);
-    if (rmdir(dir) != 0 && errno != ENOENT)
-        bf_log(BF_LOG_WARN, "BF02032: job %s: rmdir %s: %s", job_id, dir,
-               strerror(errno));
-    else
+    if (left)
+        return false;
+    if (rmdir(dir) != 0 && errno != ENOENT) {
+        /* ENOTEMPTY: a late writer; the next sweep takes it */
+        if (errno != ENOTEMPTY && errno != EEXIST)
+            bf_log(BF_LOG_WARN, "BF02032: job %s: rmdir %s: %s", job_id, dir,
+                   strerror(errno));
+        return false;
+    }
+    if (removed)
         bf_log(BF_LOG_INFO, "job %s: removed its directory (%d files)", job_id,
                removed);
+    return true;
 }
 
 /* "Type.task.fencing.part.ndjson" -> "task.fencing" */
@@ -113,6 +166,33 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
     }
 }
 
+/* Job directories in the export root with no job row (a job deleted while
+ * a worker still wrote, or removed by hand): removed.  One export root per
+ * database: the root must not be shared with another installation. */
+static void sweep_orphan_dirs(worker_t *w, apr_pool_t *p)
+{
+    apr_array_header_t *ids = apr_array_make(p, 16, sizeof(const char *));
+    apr_hash_t *orphans;
+    apr_hash_index_t *hi;
+    DIR *d = opendir(w->cfg.export_root);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL && ids->nelts < 1000)
+        if (bf_task_valid_uuid(e->d_name))
+            APR_ARRAY_PUSH(ids, const char *) = apr_pstrdup(p, e->d_name);
+    closedir(d);
+    if (!bf_sweepq_orphans(w->conn, p, ids, &orphans))
+        return;
+    for (hi = apr_hash_first(p, orphans); hi; hi = apr_hash_next(hi)) {
+        const char *job = apr_hash_this_key(hi);
+
+        if (worker_remove_job_dir(w, p, job))
+            bf_log(BF_LOG_NOTICE, "job %s: removed a directory no job owns", job);
+    }
+}
+
 void worker_sweep(worker_t *w)
 {
     apr_pool_t *p;
@@ -143,16 +223,29 @@ void worker_sweep(worker_t *w)
                        s->task.max_attempts);
         }
     }
-    if (bf_task_cancelled_jobs(w->conn, p, 100, &arr)) {
+    /* cancelled: files go, rows stay (status answers 404 for them) */
+    if (bf_sweepq_cancelled(w->conn, p, 3 * w->cfg.lease_seconds, 100, &arr)) {
         for (i = 0; i < arr->nelts; i++) {
             const char *job = APR_ARRAY_IDX(arr, i, const char *);
-            struct stat sb;
 
-            if (stat(apr_pstrcat(p, w->cfg.export_root, "/", job, NULL), &sb) == 0)
-                worker_remove_job_dir(w, p, job);
-            bf_task_forget_files(w->conn, job);
+            if (worker_remove_job_dir(w, p, job) && bf_task_forget_files(w->conn, job))
+                bf_sweepq_mark_removed(w->conn, job);
         }
     }
+    /* expired: files, then the rows */
+    if (bf_sweepq_expired(w->conn, p, 100, &arr)) {
+        for (i = 0; i < arr->nelts; i++) {
+            const char *job = APR_ARRAY_IDX(arr, i, const char *);
+            bool deleted;
+
+            if (worker_remove_job_dir(w, p, job)
+                && bf_sweepq_delete_expired(w->conn, job, &deleted) && deleted)
+                bf_log(BF_LOG_NOTICE, "job %s: expired, files and rows removed",
+                       job);
+        }
+    }
+    if (w->sweeps % 12 == 0)
+        sweep_orphan_dirs(w, p);
     if (w->sweeps++ % 12 == 0 && bf_task_live_jobs(w->conn, p, 100, &arr)) {
         for (i = 0; i < arr->nelts; i++)
             worker_sweep_job_parts(w, p, APR_ARRAY_IDX(arr, i, const char *));

@@ -110,6 +110,8 @@ typedef struct worker {
 } worker_t;
 
 int worker_run(worker_t *w);
+/* msg with every absolute path cut to its last component (for clients). */
+const char *worker_public_message(apr_pool_t *p, const char *msg);
 /* (Re)connect with jittered exponential backoff until connected or a stop
  * is requested; LISTENs and registers.  False when stopping. */
 bool worker_db_ensure(worker_t *w);
@@ -130,8 +132,10 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
 
 /* ---- sweep.c ---- */
 void worker_sweep(worker_t *w);
-/* Remove files and the directory of one job (cancelled or stale). */
-void worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id);
+
+/* Remove the files (each under flock LOCK_EX|LOCK_NB) and the directory of
+ * one job; false when something is left (busy file, late writer, error). */
+bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id);
 /* Remove the parts of a job that no running attempt and no file row owns. */
 void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id);
 
