@@ -1,0 +1,211 @@
+"""Targets and the BENCHMARKS.md text from a scripts/bench results dict.
+
+Re-render an old run:  /usr/bin/python3 tests/bench/report.py RESULTS.json
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RSS_LIMIT_KB = 64 * 1024
+RSS_FLAT = 1.2      # "flat": peak RSS at the larger size <= 1.2 x the smaller
+
+
+def g(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def worker_hwm(s):
+    xs = []
+    for ex in ("exports_1w", "exports_2w"):
+        for kind in (g(s, ex) or {}).values():
+            xs += [r.get("worker_hwm_kb") or 0 for r in kind.get("runs", [])]
+    xs += [v or 0 for v in (g(s, "worker_hwm_kb") or {}).values()]
+    return max(xs) if xs else None
+
+
+def targets(res):
+    """[{name, value, target, ok, detail}]"""
+    out = []
+
+    def add(name, value, target, ok, detail=""):
+        out.append({"name": name, "value": value, "target": target,
+                    "ok": None if value is None else ok, "detail": detail})
+
+    sizes = res.get("sizes", {})
+    for size, s in sizes.items():
+        if "error" in s:
+            add("%s: run" % size, None, "completes", False, s["error"])
+            continue
+        ceil = g(s, "ceiling", "server_copy_median_s")
+        e1 = g(s, "exports_1w", "system", "median_s")
+        e2 = g(s, "exports_2w", "system", "median_s")
+        r = ratio(ceil, e1)
+        add("%s: system export 1 worker / COPY ceiling (speed)" % size, r, ">= 0.8",
+            r is not None and r >= 0.8,
+            "COPY %.3f s, export %.3f s" % (ceil or 0, e1 or 0))
+        r = ratio(e1, e2)
+        lt = g(s, "exports_2w", "system", "longest_task_s")
+        add("%s: system export 2 workers / 1 worker (speed)" % size, r, ">= 1.3",
+            r is not None and r >= 1.3,
+            "1w %.3f s, 2w %.3f s; longest single task %.3f s (%s) bounds the 2-worker time"
+            % (e1 or 0, e2 or 0, lt or 0, longest_type(s)))
+        if size == "synthea":
+            add("synthea-100p: system export, kick-off to manifest (1 worker)", e1,
+                "< 1 s", e1 is not None and e1 < 1.0)
+        h = worker_hwm(s)
+        add("%s: worker peak RSS (VmHWM, MB)" % size, h / 1024 if h else None, "<= 64",
+            h is not None and h <= RSS_LIMIT_KB)
+        d = g(s, "download", "ratio")
+        if d is not None:
+            add("%s: download via module / static" % size, d, ">= 0.9", d >= 0.9,
+                "%.0f vs %.0f MB/s, %s" % (g(s, "download", "module_median_MBps"),
+                                          g(s, "download", "static_median_MBps"),
+                                          g(s, "download", "file")))
+        rates = s.get("rates")
+        if rates:
+            for poll, static in (("poll_202", "static_small"), ("poll_200", "static_manifest")):
+                a, b = g(rates, poll, "rps"), g(rates, static, "rps")
+                if a is not None:
+                    r = ratio(a, b)
+                    add("status polls (%s) / static file req/s" % poll[-3:], r, ">= 0.5",
+                        r is not None and r >= 0.5, "%.0f vs %.0f req/s" % (a, b or 0))
+    hs = [(k, worker_hwm(v)) for k, v in sizes.items() if k in ("100k", "1m", "5m")
+          and "error" not in v]
+    if len(hs) >= 2 and all(h for _, h in hs):
+        r = hs[-1][1] / hs[0][1]
+        add("worker peak RSS %s / %s (flat)" % (hs[-1][0], hs[0][0]), r,
+            "<= %.1f" % RSS_FLAT, r <= RSS_FLAT)
+    return out
+
+
+def longest_type(s):
+    runs = g(s, "exports_2w", "system", "runs") or []
+    if not runs or not runs[-1]["tasks"]:
+        return "?"
+    t = max(runs[-1]["tasks"], key=lambda t: t["seconds"] or 0)
+    return t["type"]
+
+
+def f(v, fmt="%.3f"):
+    return "—" if v is None else fmt % v
+
+
+def rss_mb(d):
+    return "—" if not d else "%.1f" % (max(d.values()) / 1024)
+
+
+def markdown(res):
+    m = res["machine"]
+    L = ["# Benchmarks", ""]
+    if res.get("note"):
+        L += ["> **%s**" % res["note"], ""]
+    L += ["Produced by `%s` (results/%s.json, run time %.0f s). Every figure is a median of "
+          "the repetitions shown; the targets are ratios measured in the same run on the "
+          "same stack. Regenerate with the command below; do not edit by hand (the Profile "
+          "section comes from `tests/bench/PROFILE.md`)." % (res["command"], res["timestamp"],
+                                                             res.get("elapsed_s", 0)), "",
+          "```", res["command"], "```", "",
+          "## Machine", "",
+          "| | |", "|---|---|",
+          "| CPU | %s |" % m.get("cpu"), "| cores | %s |" % m.get("cores"),
+          "| RAM | %s GB |" % m.get("ram_gb"), "| disk (work dir) | %s |" % m.get("disk"),
+          "| kernel | %s |" % m.get("kernel"), "| PostgreSQL | %s |" % m.get("postgresql"),
+          "| httpd | %s |" % m.get("httpd"),
+          "| load average start / end | %s / %s |" % (" ".join(m.get("loadavg_start", [])),
+                                                     " ".join(m.get("loadavg_end", []))),
+          "", "PostgreSQL runs as `scripts/devstack` sets it up (fsync off, "
+          "synchronous_commit off, default shared_buffers); httpd is mpm_event with "
+          "the devstack limits (4 children x 16 threads).", "",
+          "## Targets", "", "| measure | value | target | met | detail |",
+          "|---|---|---|---|---|"]
+    for t in res.get("targets", []):
+        ok = "—" if t["ok"] is None else ("yes" if t["ok"] else "**no**")
+        L.append("| %s | %s | %s | %s | %s |" % (t["name"], f(t["value"], "%.2f"),
+                                                t["target"], ok, t["detail"]))
+    for size, s in res.get("sizes", {}).items():
+        L += ["", "## Dataset %s" % size, ""]
+        if "error" in s:
+            L += ["Failed: `%s`" % s["error"]]
+            continue
+        c = s.get("ceiling", {})
+        L += ["%s current resources (%.1f MB as COPY text), loaded in %.1f s; %d repetitions; "
+              "Group/%s for the Group export." % (s.get("resources"), c.get("bytes", 0) / 1e6,
+                                                 s.get("load_s", 0), s.get("reps"),
+                                                 s.get("group")), "",
+              "| measure | median s | MB/s | resources/s | vs COPY ceiling |",
+              "|---|---|---|---|---|"]
+        cs = c.get("server_copy_median_s")
+        nb, nr = c.get("bytes"), s.get("resources")
+        L.append("| COPY ... TO file (server, 1 backend) | %s | %s | %s | 1.00 |" % (
+            f(cs), f(ratio(nb, cs) and nb / cs / 1e6, "%.0f"), f(ratio(nr, cs), "%.0f")))
+        cc = c.get("client_copy_median_s")
+        L.append("| \\copy ... TO file (psql client) | %s | %s | %s | %s |" % (
+            f(cc), f(ratio(nb, cc) and nb / cc / 1e6, "%.0f"), f(ratio(nr, cc), "%.0f"),
+            f(ratio(cs, cc), "%.2f")))
+        for ex, label in (("exports_1w", "1 worker"), ("exports_2w", "2 workers")):
+            for kind, e in (s.get(ex) or {}).items():
+                L.append("| %s export, %s (%d res, %.1f MB; longest task %s s) | %s | %s | %s | %s |"
+                         % (kind, label, e["resources"], e["bytes"] / 1e6,
+                            f(e.get("longest_task_s")), f(e["median_s"]),
+                            f(e.get("MBps"), "%.0f"), f(e.get("resources_per_s"), "%.0f"),
+                            f(ratio(cs, e["median_s"]), "%.2f")))
+        d = s.get("download")
+        if d:
+            L += ["", "Download of `%s` (%.1f MB), %d times each, interleaved: module %s MB/s, "
+                  "static (httpd core, same file) %s MB/s, ratio %s. httpd child RSS (max, MB) "
+                  "before %s, after %s." % (d["file"], d["bytes"] / 1e6, len(d["module_MBps"]),
+                                            f(d["module_median_MBps"], "%.0f"),
+                                            f(d["static_median_MBps"], "%.0f"),
+                                            f(d["ratio"], "%.2f"),
+                                            rss_mb(d["httpd_rss_kb_before"]),
+                                            rss_mb(d["httpd_rss_kb_after"]))]
+        L += ["", "Worker peak RSS (VmHWM): %s MB." % f((worker_hwm(s) or 0) / 1024, "%.1f")]
+        r = s.get("rates")
+        if r:
+            L += ["", "Request rates (`wrk -t2 -c16 -d%ss`, keep-alive):" %
+                  g(r, "poll_202", "seconds"), "",
+                  "| request | req/s | p50 | p99 | non-2xx |", "|---|---|---|---|---|"]
+            for k, label in (("poll_202", "status poll, job queued (202)"),
+                             ("static_small", "static file, same size as the 202 body"),
+                             ("poll_200", "status poll, job complete (200 manifest)"),
+                             ("static_manifest", "static file, same size as the manifest"),
+                             ("kickoff_get", "kick-off GET $export"),
+                             ("kickoff_post", "kick-off POST $export (Parameters)")):
+                w = r.get(k)
+                if w:
+                    L.append("| %s | %s | %s | %s | %s |" % (label, f(w["rps"], "%.0f"),
+                                                            w["p50"], w["p99"],
+                                                            w["non_2xx_3xx"]))
+            L += ["", "Kick-off runs created %s jobs (cancelled and deleted afterwards). "
+                  "httpd child RSS (max, MB): before %s, after the queued-job runs %s, after "
+                  "all %s." % (r.get("jobs_created"), rss_mb(r.get("httpd_rss_kb_before")),
+                               rss_mb(r.get("httpd_rss_kb_after")),
+                               rss_mb(g(r, "httpd_rss_kb_after_all")))]
+    prof = os.path.join(HERE, "PROFILE.md")
+    if os.path.exists(prof):
+        L += ["", open(prof).read().rstrip()]
+    return "\n".join(L) + "\n"
+
+
+def summary(res):
+    lines = []
+    for t in res.get("targets", []):
+        ok = "?" if t["ok"] is None else ("ok " if t["ok"] else "NO ")
+        lines.append("%s %-62s %8s  target %s  %s" % (ok, t["name"], f(t["value"], "%.2f"),
+                                                      t["target"], t["detail"]))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    r = json.load(open(sys.argv[1]))
+    r["targets"] = targets(r)
+    sys.stdout.write(markdown(r))
