@@ -166,7 +166,7 @@ static const char css[] =
     "font-size:.9em}th{background:#e8eef4}td.n{text-align:right}"
     ".bar{width:160px;height:12px;background:#ddd;display:inline-block;"
     "vertical-align:middle}.bar span{display:block;height:100%;"
-    "background:#3a7bd5}.state-failed{color:#b00}.state-completed"
+    "background:#3a7bd5}td.p{white-space:nowrap}.state-failed{color:#b00}.state-completed"
     "{color:#070}.muted{color:#777}code{font-size:.95em}";
 
 static void html_counts(request_rec *r, const char *title, json_object *o,
@@ -213,7 +213,7 @@ static void html_jobs(request_rec *r, const char *title, json_object *jobs,
             r,
             "<tr><td><code>%s</code></td><td>%s</td><td>%s%s%s</td>"
             "<td class=\"state-%s\">%s</td><td>%s <span class=\"muted\">"
-            "(%s ago)</span></td><td><span class=\"bar\" title=\"%.0f%%\">"
+            "(%s ago)</span></td><td class=\"p\"><span class=\"bar\" title=\"%.0f%%\">"
             "<span style=\"width:%.0f%%\"></span></span> %.0f%%</td>"
             "<td>%lld/%lld/%lld/%lld/%lld of %lld</td><td class=\"n\">%lld"
             "</td><td class=\"n\">%s</td><td class=\"n\">%lld</td>"
@@ -444,7 +444,7 @@ int bf_status_page_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, BF_STATUS_HANDLER) != 0)
         return DECLINED;
-    r->allowed |= (AP_METHOD_BIT << M_GET);
+    ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, -1);
     if (r->method_number != M_GET)
         return HTTP_METHOD_NOT_ALLOWED;
     fmt = parse_args(r, &refresh);
