@@ -50,18 +50,40 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
     const char *v[9] = { k->client_id, k->level, k->group_id, k->params,
                          k->since, k->until, k->request_url,
                          k->requires_token ? "true" : "false", k->types };
+    const char *u[3];
+    char life[32];
     PGresult *res;
 
     *job_id = NULL;
+    /* one transaction: kickoff()'s NOTIFY is delivered at COMMIT, so no
+     * worker sees the job before its 0030 columns are set */
+    if (!bf_pq_exec(conn, "kick-off", "BEGIN", 0, NULL, NULL, sqlstate))
+        return false;
     if (!bf_pq_exec(conn, "kick-off",
                     "SELECT bulkfhir.kickoff($1, $2, $3, $4::jsonb, "
                     "$5::timestamptz, $6::timestamptz, $7, $8::boolean, "
                     "$9::text[])",
                     9, v, &res, sqlstate))
-        return false;
+        goto fail;
     *job_id = apr_pstrdup(p, PQgetvalue(res, 0, 0));
     PQclear(res);
+    snprintf(life, sizeof life, "%lld",
+             k->file_lifetime > 0 ? k->file_lifetime : 0LL);
+    u[0] = *job_id;
+    u[1] = k->separate_status ? "true" : "false";
+    u[2] = life;
+    if (!bf_pq_exec(conn, "kick-off",
+                    "UPDATE bulkfhir.job SET separate_status = $2::boolean, "
+                    "file_lifetime = $3::integer WHERE id = $1::uuid",
+                    3, u, NULL, sqlstate))
+        goto fail;
+    if (!bf_pq_exec(conn, "kick-off", "COMMIT", 0, NULL, NULL, sqlstate))
+        goto fail;
     return true;
+fail:
+    *job_id = NULL;
+    bf_pq_rollback(conn, "kick-off");
+    return false;
 }
 
 bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
@@ -99,11 +121,22 @@ bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
             "to_char(j.transaction_time AT TIME ZONE 'UTC', "
             "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
             "coalesce(extract(epoch FROM j.finished_at), 0), j.error::text, "
-            "(SELECT count(*) FROM bulkfhir.task t WHERE t.job_id = j.id "
-            "  AND t.state <> 'cancelled'), "
-            "(SELECT count(*) FROM bulkfhir.task t WHERE t.job_id = j.id "
-            "  AND t.state IN ('done', 'failed')) "
-            "FROM bulkfhir.job j WHERE j.id = $1::uuid",
+            "pr.tasks_total, pr.tasks_done, "
+            "coalesce(extract(epoch FROM j.expires_at), 0), "
+            "coalesce(j.expires_at < now(), false), j.separate_status, "
+            "coalesce(j.params->>'allowPartialManifests' = 'true', false), "
+            "j.params->>'organizeOutputBy', pr.pct, pr.written "
+            "FROM bulkfhir.job j CROSS JOIN LATERAL ("
+            "  SELECT * FROM bulkfhir.job_progress(j.id) "
+            "   WHERE j.state IN ('queued', 'running') "
+            "  UNION ALL "
+            "  SELECT 0, (SELECT count(*) FROM bulkfhir.task t "
+            "              WHERE t.job_id = j.id "
+            "                AND t.state IN ('done', 'failed')), "
+            "         (SELECT count(*) FROM bulkfhir.task t "
+            "           WHERE t.job_id = j.id AND t.state <> 'cancelled'), 0 "
+            "   WHERE j.state NOT IN ('queued', 'running')) pr "
+            "WHERE j.id = $1::uuid",
             1, v, &res, sqlstate))
         return false;
     if (PQntuples(res) == 1) {
@@ -118,6 +151,13 @@ bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
         j->error = dup_or_null(p, res, 0, 7);
         j->tasks_total = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
         j->tasks_done = strtoll(PQgetvalue(res, 0, 9), NULL, 10);
+        j->expires_at = strtod(PQgetvalue(res, 0, 10), NULL);
+        j->expired = PQgetvalue(res, 0, 11)[0] == 't';
+        j->separate_status = PQgetvalue(res, 0, 12)[0] == 't';
+        j->partial_manifests = PQgetvalue(res, 0, 13)[0] == 't';
+        j->organized_by = dup_or_null(p, res, 0, 14);
+        j->progress_pct = atoi(PQgetvalue(res, 0, 15));
+        j->written = strtoll(PQgetvalue(res, 0, 16), NULL, 10);
         *job = j;
     }
     PQclear(res);
@@ -125,20 +165,28 @@ bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
 }
 
 bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
-                  apr_array_header_t **files, char sqlstate[6])
+                  long long lo, long long hi, apr_array_header_t **files,
+                  char sqlstate[6])
 {
-    const char *v[1] = { job_id };
+    char b_lo[24], b_hi[24];
+    const char *v[3] = { job_id, b_lo, hi < 0 ? NULL : b_hi };
     PGresult *res;
     int i, n;
     char what[80];
 
     *files = NULL;
+    snprintf(b_lo, sizeof b_lo, "%lld", lo);
+    snprintf(b_hi, sizeof b_hi, "%lld", hi);
     snprintf(what, sizeof what, "job %s: files", job_id);
+    /* continues_in (0020) names the next file of a resource block */
     if (!bf_pq_exec(conn, what,
-                    "SELECT kind, resource_type, part, name, count "
-                    "FROM bulkfhir.file WHERE job_id = $1::uuid "
-                    "ORDER BY kind, resource_type, part, name",
-                    1, v, &res, sqlstate))
+                    "SELECT f.kind, f.resource_type, f.part, f.name, f.count, "
+                    "f.continues_in, f.id "
+                    "FROM bulkfhir.file f WHERE f.job_id = $1::uuid "
+                    "AND f.id > $2::bigint "
+                    "AND ($3::bigint IS NULL OR f.id <= $3::bigint) "
+                    "ORDER BY f.kind, f.resource_type, f.part, f.name",
+                    3, v, &res, sqlstate))
         return false;
     n = PQntuples(res);
     *files = apr_array_make(p, n + 1, sizeof(bf_manifest_file_t));
@@ -146,10 +194,65 @@ bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
         bf_manifest_file_t *f = apr_array_push(*files);
 
         f->kind = apr_pstrdup(p, PQgetvalue(res, i, 0));
-        f->type = apr_pstrdup(p, PQgetvalue(res, i, 1));
+        f->type = dup_or_null(p, res, i, 1);
         f->part = atoi(PQgetvalue(res, i, 2));
         f->name = apr_pstrdup(p, PQgetvalue(res, i, 3));
         f->count = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        f->continues_in = dup_or_null(p, res, i, 5);
+        f->id = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+    }
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
+                          bool *found, long long *lo, long long *hi,
+                          bool *final, char sqlstate[6])
+{
+    char b_page[16];
+    const char *v[2] = { job_id, b_page };
+    PGresult *res;
+    char what[80];
+
+    *found = *final = false;
+    *lo = *hi = 0;
+    snprintf(b_page, sizeof b_page, "%d", page);
+    snprintf(what, sizeof what, "job %s: manifest page", job_id);
+    if (!bf_pq_exec(conn, what,
+                    "SELECT lo, hi, final "
+                    "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
+                    2, v, &res, sqlstate))
+        return false;
+    if (PQntuples(res) == 1) {
+        *found = true;
+        *lo = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        *hi = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        *final = PQgetvalue(res, 0, 2)[0] == 't';
+    }
+    PQclear(res);
+    return true;
+}
+
+bool bf_job_poll(PGconn *conn, const char *job_id, int min_ms, bool *allowed,
+                 int *wait_ms, char sqlstate[6])
+{
+    char b_ms[16];
+    const char *v[2] = { job_id, b_ms };
+    PGresult *res;
+    char what[80];
+
+    *allowed = true;
+    *wait_ms = 0;
+    snprintf(b_ms, sizeof b_ms, "%d", min_ms);
+    snprintf(what, sizeof what, "job %s: poll", job_id);
+    if (!bf_pq_exec(conn, what,
+                    "SELECT allowed, wait_ms "
+                    "FROM bulkfhir.job_poll($1::uuid, $2::integer)",
+                    2, v, &res, sqlstate))
+        return false;
+    if (PQntuples(res) == 1) {
+        *allowed = PQgetvalue(res, 0, 0)[0] == 't';
+        *wait_ms = atoi(PQgetvalue(res, 0, 1));
     }
     PQclear(res);
     return true;
@@ -188,17 +291,19 @@ bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
 
 bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
                         const char *name, bool *found, const char **client_id,
-                        char sqlstate[6])
+                        bool *expired, char sqlstate[6])
 {
     const char *v[2] = { job_id, name };
     PGresult *res;
     char what[80];
 
-    *found = false;
+    *found = *expired = false;
     *client_id = NULL;
     snprintf(what, sizeof what, "job %s: file lookup", job_id);
     if (!bf_pq_exec(conn, what,
-                    "SELECT j.client_id FROM bulkfhir.file f "
+                    "SELECT j.client_id, "
+                    "coalesce(j.expires_at < now(), false) "
+                    "FROM bulkfhir.file f "
                     "JOIN bulkfhir.job j ON j.id = f.job_id "
                     "WHERE f.job_id = $1::uuid AND f.name = $2 "
                     "AND j.state <> 'cancelled'",
@@ -207,6 +312,7 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
     if (PQntuples(res) > 0) {
         *found = true;
         *client_id = dup_or_null(p, res, 0, 0);
+        *expired = PQgetvalue(res, 0, 1)[0] == 't';
     }
     PQclear(res);
     return true;

@@ -23,8 +23,12 @@ typedef struct bf_job_kickoff_t {
     const char *request_url;
     bool requires_token;
     const char *types; /* text[] literal or NULL (every stored type) */
+    bool separate_status;   /* Prefer: separate-export-status (R15) */
+    long long file_lifetime; /* seconds; expires_at = finished_at + this */
 } bf_job_kickoff_t;
 
+/* Records the job (bulkfhir.kickoff) and its separate_status and
+ * file_lifetime (migration 0030) in one transaction. */
 bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
                     const char **job_id, char sqlstate[6]);
 
@@ -40,18 +44,40 @@ typedef struct bf_job_t {
     bool requires_token;
     const char *transaction_time; /* instant, UTC, microseconds */
     double finished_at;           /* epoch seconds, 0 when not finished */
+    double expires_at;            /* epoch seconds, 0 when not set */
+    bool expired;                 /* expires_at has passed */
+    bool separate_status;         /* R16: status answers 200 + X-Export-Status */
+    bool partial_manifests;       /* params.allowPartialManifests (R46) */
+    const char *organized_by;     /* params.organizeOutputBy or NULL */
     const char *error;            /* OperationOutcome JSON or NULL */
     long long tasks_total;        /* tasks that are not cancelled */
     long long tasks_done;         /* done or failed */
+    /* queued/running jobs only (bulkfhir.job_progress, else 0) */
+    int progress_pct;             /* 0..99 */
+    long long written;            /* resources written so far */
 } bf_job_t;
 
 /* *job is NULL when no such job.  job_id must be a valid uuid. */
 bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
                 bf_job_t **job, char sqlstate[6]);
 
-/* Published files of a job (bf_manifest_file_t), ordered kind, type, part. */
+/* Published files of a job (bf_manifest_file_t), ordered kind, type, part,
+ * with lo < id <= hi (hi < 0: no upper bound). */
 bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
-                  apr_array_header_t **files, char sqlstate[6]);
+                  long long lo, long long hi, apr_array_header_t **files,
+                  char sqlstate[6]);
+
+/* Page `page` (1..) of a job's partial manifests (R46,
+ * bulkfhir.manifest_page_take): recorded on first use, then fixed.
+ * *found false when the page does not exist (yet). */
+bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
+                          bool *found, long long *lo, long long *hi,
+                          bool *final, char sqlstate[6]);
+
+/* R43: a status poll of a running job; *allowed false when it came less
+ * than min_ms after the previous one (then *wait_ms says how long to wait). */
+bool bf_job_poll(PGconn *conn, const char *job_id, int min_ms, bool *allowed,
+                 int *wait_ms, char sqlstate[6]);
 
 /* Cancel: job (queued|running|completed|failed) -> cancelled and its
  * queued/running tasks -> cancelled, in one statement.  *found is false when
@@ -60,10 +86,11 @@ bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
                    char sqlstate[6]);
 
 /* A published file of a job that is not cancelled.  *found false if none;
- * *client_id is the job's client (NULL when none). */
+ * *client_id is the job's client (NULL when none); *expired: the job's
+ * expires_at has passed. */
 bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
                         const char *name, bool *found, const char **client_id,
-                        char sqlstate[6]);
+                        bool *expired, char sqlstate[6]);
 
 /* Bearer token check: hash_hex is the bytea literal "\x<sha256 hex>".
  * *found false when unknown or expired. */

@@ -48,19 +48,37 @@ const char *bf_manifest_json(apr_pool_t *p, const bf_manifest_t *m)
                            json_object_new_string(m->request));
     json_object_object_add(root, "requiresAccessToken",
                            json_object_new_boolean(m->requires_token));
+    if (m->organized_by)
+        json_object_object_add(root, "outputOrganizedBy",
+                               json_object_new_string(m->organized_by));
     for (i = 0; i < n; i++) {
         const bf_manifest_file_t *f = sorted[i];
         json_object *item = json_object_new_object(), *to = output;
 
-        if (strcmp(f->kind, "deleted") == 0)
+        const char *type = f->type;
+
+        if (strcmp(f->kind, "deleted") == 0) {
             to = deleted;
-        else if (strcmp(f->kind, "error") == 0)
+            type = "Bundle"; /* R54: transaction Bundles of DELETEs */
+        }
+        else if (strcmp(f->kind, "error") == 0) {
             to = error;
-        json_object_object_add(item, "type", json_object_new_string(f->type));
+            type = "OperationOutcome"; /* R56 */
+        }
+        else if (m->organized_by) {
+            type = NULL; /* R53: organized items SHALL NOT have type */
+        }
+        if (type)
+            json_object_object_add(item, "type", json_object_new_string(type));
         json_object_object_add(
             item, "url",
             json_object_new_string(
                 bf_manifest_file_url(p, m->base_url, m->job_id, f->name)));
+        if (f->continues_in && to == output)
+            json_object_object_add(
+                item, "continuesInFile",
+                json_object_new_string(bf_manifest_file_url(
+                    p, m->base_url, m->job_id, f->continues_in)));
         json_object_object_add(item, "count",
                                json_object_new_int64(f->count));
         json_object_array_add(to, item);
@@ -71,6 +89,15 @@ const char *bf_manifest_json(apr_pool_t *p, const bf_manifest_t *m)
     else
         json_object_put(deleted);
     json_object_object_add(root, "error", error);
+    if (m->next_url) {
+        json_object *link = json_object_new_array(),
+                    *l = json_object_new_object();
+
+        json_object_object_add(l, "relation", json_object_new_string("next"));
+        json_object_object_add(l, "url", json_object_new_string(m->next_url));
+        json_object_array_add(link, l);
+        json_object_object_add(root, "link", link);
+    }
     s = bf_json_to_pool(p, root);
     json_object_put(root);
     return s;

@@ -249,6 +249,17 @@ static const char *set_kickoff_rate(cmd_parms *cmd, void *dconf,
     return err;
 }
 
+static const char *set_min_poll_interval(cmd_parms *cmd, void *dconf,
+                                         const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 0, 3600000, "milliseconds", &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->min_poll_interval = (int)v;
+    return err;
+}
+
 static const char *set_auth_scope_source(cmd_parms *cmd, void *dconf,
                                          const char *arg)
 {
@@ -300,6 +311,10 @@ const command_rec bf_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "Kick-offs per client per minute, N or N/min "
                   "(default 60)"),
+    AP_INIT_TAKE1(BF_CMD_MIN_POLL_INTERVAL, set_min_poll_interval, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Milliseconds a client must wait between two status polls "
+                  "of a running job, else 429 (default 500; 0 disables)"),
     AP_INIT_TAKE1(BF_CMD_AUTH_SCOPE_SOURCE, set_auth_scope_source, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "With BulkFhirAuth header: where the granted scopes are, "
@@ -385,7 +400,7 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      dc->base_url ? dc->base_url : "(from the request)");
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
                      "mod_bulkfhir: server %s:%u: security defaults: %s %d, "
-                     "%s %d, %s %s, %s %d, %s %d/min, %s %s",
+                     "%s %d, %s %s, %s %d, %s %d/min, %s %s, %s %dms",
                      v->server_hostname ? v->server_hostname : "*",
                      (unsigned)v->port, BF_CMD_TOKEN_LIFETIME,
                      bf_dir_token_lifetime(dc), BF_CMD_JWKS_TIMEOUT,
@@ -393,7 +408,8 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      bf_dir_jwks_loopback(dc) ? "On" : "Off",
                      BF_CMD_MAX_ACTIVE_JOBS, bf_dir_max_active_jobs(dc),
                      BF_CMD_KICKOFF_RATE, bf_dir_kickoff_rate(dc),
-                     BF_CMD_AUTH_SCOPE_SOURCE, bf_dir_auth_scope_source(dc));
+                     BF_CMD_AUTH_SCOPE_SOURCE, bf_dir_auth_scope_source(dc),
+                     BF_CMD_MIN_POLL_INTERVAL, bf_dir_min_poll_interval(dc));
         if (!sc->conninfo)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
                          "BF01001: server %s: %s is not set; bulkfhir "

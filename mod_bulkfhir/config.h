@@ -21,6 +21,7 @@
 #define BF_CMD_JWKS_LOOPBACK "BulkFhirJwksAllowHttpLoopback"
 #define BF_CMD_MAX_ACTIVE_JOBS "BulkFhirMaxActiveJobs"
 #define BF_CMD_KICKOFF_RATE "BulkFhirKickoffRate"
+#define BF_CMD_MIN_POLL_INTERVAL "BulkFhirMinPollInterval"
 #define BF_CMD_AUTH_SCOPE_SOURCE "BulkFhirAuthScopeSource"
 
 /* "not set here": inherit from the enclosing scope, else the default */
@@ -35,6 +36,7 @@
 #define BF_DEFAULT_JWKS_TIMEOUT 5
 #define BF_DEFAULT_MAX_ACTIVE_JOBS 5    /* clients without bulkfhir.client.max_jobs */
 #define BF_DEFAULT_KICKOFF_RATE 60      /* kick-offs per client per minute */
+#define BF_DEFAULT_MIN_POLL_INTERVAL 500 /* ms between status polls of a job (R43) */
 #define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
 
 typedef enum {
@@ -65,6 +67,7 @@ typedef struct bf_dir_conf_t {
     int jwks_loopback;       /* 0/1: http JWKS URLs on loopback allowed */
     int max_active_jobs;     /* queued+running jobs per unregistered client */
     int kickoff_rate;        /* kick-offs per client per minute */
+    int min_poll_interval;   /* ms between polls of a running job; 0: off */
     const char *auth_scope_source; /* "header:NAME" or "env:NAME"; NULL: unset */
 } bf_dir_conf_t;
 
@@ -87,6 +90,7 @@ int bf_dir_jwks_timeout(const bf_dir_conf_t *c);
 int bf_dir_jwks_loopback(const bf_dir_conf_t *c);
 int bf_dir_max_active_jobs(const bf_dir_conf_t *c);
 int bf_dir_kickoff_rate(const bf_dir_conf_t *c);
+int bf_dir_min_poll_interval(const bf_dir_conf_t *c);
 const char *bf_dir_auth_scope_source(const bf_dir_conf_t *c);
 
 #endif

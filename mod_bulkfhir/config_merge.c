@@ -54,6 +54,7 @@ bf_dir_conf_t *bf_dir_conf_create(apr_pool_t *p, const char *location)
     c->jwks_loopback = BF_DEF_VAL;
     c->max_active_jobs = BF_DEF_VAL;
     c->kickoff_rate = BF_DEF_VAL;
+    c->min_poll_interval = BF_DEF_VAL;
     return c;
 }
 
@@ -73,6 +74,7 @@ bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
     c->jwks_loopback = BF_MERGE(base, add, jwks_loopback);
     c->max_active_jobs = BF_MERGE(base, add, max_active_jobs);
     c->kickoff_rate = BF_MERGE(base, add, kickoff_rate);
+    c->min_poll_interval = BF_MERGE(base, add, min_poll_interval);
     c->auth_scope_source = BF_MERGE_PTR(base, add, auth_scope_source);
     return c;
 }
@@ -130,6 +132,11 @@ int bf_dir_max_active_jobs(const bf_dir_conf_t *c)
 int bf_dir_kickoff_rate(const bf_dir_conf_t *c)
 {
     return BF_OR_DEFAULT(c->kickoff_rate, BF_DEFAULT_KICKOFF_RATE);
+}
+
+int bf_dir_min_poll_interval(const bf_dir_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->min_poll_interval, BF_DEFAULT_MIN_POLL_INTERVAL);
 }
 
 const char *bf_dir_auth_scope_source(const bf_dir_conf_t *c)

@@ -1,15 +1,33 @@
 /* mod_bulkfhir files: GET/HEAD bulkfiles/{job}/{name}, served from
- * {BulkFhirExportRoot}/{job}/{name} with a file bucket (sendfile); httpd's
- * byterange filter answers Range requests. */
+ * {BulkFhirExportRoot}/{job}/{name}.
+ *
+ *   identity  a file bucket (sendfile); httpd's byterange filter answers
+ *             Range requests (Range is honoured on identity only)
+ *   gzip      (R51) when Accept-Encoding allows it and no Range was sent:
+ *             the worker's precompressed {name}.gz sibling when there is
+ *             one, else the file compressed here while it is sent (zlib,
+ *             bounded buffers).  Content-Encoding: gzip; Vary always.
+ *   R8        the open file is held with flock(LOCK_SH) until the response
+ *             is done (the descriptor closes with r->pool); the sweeper takes
+ *             LOCK_EX|LOCK_NB before it unlinks, so it skips files being
+ *             downloaded.  A file unlinked before we got the lock is 410.
+ *   expiry    after the job's expires_at: 410 Gone. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 
 #include <apr_buckets.h>
+#include <apr_portable.h>
 #include <apr_strings.h>
 #include <ctype.h>
+#include <errno.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <util_filter.h>
+#include <zlib.h>
+
+#define GZ_CHUNK (64 * 1024)
 
 /* {Type}.{task}.{fencing}.{part}.ndjson: ^[A-Za-z]+\.[0-9]+\.[0-9]+\.[0-9]+\.ndjson$ */
 static bool valid_name(const char *s)
@@ -30,14 +48,148 @@ static bool valid_name(const char *s)
     return strcmp(p, ".ndjson") == 0;
 }
 
+/* Accept-Encoding allows gzip: "gzip"/"x-gzip" or "*" with q > 0, and
+ * gzip not refused with q=0. */
+static bool accepts_gzip(request_rec *r)
+{
+    const char *ae = apr_table_get(r->headers_in, "Accept-Encoding");
+    char *copy, *item, *last, *semi, *q;
+    bool gzip = false, star = false, gzip_zero = false;
+
+    if (!ae)
+        return false;
+    copy = apr_pstrdup(r->pool, ae);
+    for (item = apr_strtok(copy, ",", &last); item;
+         item = apr_strtok(NULL, ",", &last)) {
+        bool zero = false;
+
+        semi = strchr(item, ';');
+        if (semi) {
+            *semi = '\0';
+            q = strstr(semi + 1, "q=");
+            if (q && apr_atoi64(q + 2) == 0 && !strpbrk(q + 2, "123456789"))
+                zero = true;
+        }
+        apr_collapse_spaces(item, item);
+        if (!strcasecmp(item, "gzip") || !strcasecmp(item, "x-gzip")) {
+            if (zero)
+                gzip_zero = true;
+            else
+                gzip = true;
+        }
+        else if (!strcmp(item, "*") && !zero) {
+            star = true;
+        }
+    }
+    return !gzip_zero && (gzip || star);
+}
+
+/* Open path read-only and take a shared flock for the life of r->pool.
+ * APR_ENOENT when the file is gone (or was unlinked before the lock). */
+static apr_status_t open_locked(request_rec *r, const char *path,
+                                apr_file_t **fd, apr_finfo_t *fi)
+{
+    apr_os_file_t os;
+    struct stat st;
+    apr_status_t rv;
+
+    rv = apr_file_open(fd, path, APR_READ | APR_SENDFILE_ENABLED, 0, r->pool);
+    if (rv != APR_SUCCESS)
+        return rv;
+    apr_os_file_get(&os, *fd);
+    while (flock(os, LOCK_SH) != 0) {
+        if (errno != EINTR)
+            return APR_FROM_OS_ERROR(errno);
+    }
+    /* the sweeper may have unlinked it between our open and our lock */
+    if (fstat(os, &st) != 0)
+        return APR_FROM_OS_ERROR(errno);
+    if (st.st_nlink == 0)
+        return APR_ENOENT;
+    return apr_file_info_get(fi, APR_FINFO_NORM, *fd);
+}
+
+static apr_status_t pass_bytes(request_rec *r, apr_bucket_brigade *bb,
+                               const char *data, apr_size_t n)
+{
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(
+                                    data, n, NULL, r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}
+
+/* Send fd gzip-compressed, GZ_CHUNK at a time. */
+static apr_status_t send_gzip(request_rec *r, apr_file_t *fd)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool,
+                                                r->connection->bucket_alloc);
+    char *in = apr_palloc(r->pool, GZ_CHUNK), *out = apr_palloc(r->pool,
+                                                                 GZ_CHUNK);
+    z_stream zs;
+    apr_size_t n;
+    apr_status_t rv = APR_SUCCESS, rd;
+    int flush, zrc;
+
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY)
+        != Z_OK)
+        return APR_ENOMEM;
+    do {
+        n = GZ_CHUNK;
+        rd = apr_file_read(fd, in, &n);
+        if (rd != APR_SUCCESS && rd != APR_EOF) {
+            rv = rd;
+            goto leave;
+        }
+        flush = rd == APR_EOF ? Z_FINISH : Z_NO_FLUSH;
+        zs.next_in = (Bytef *)in;
+        zs.avail_in = (uInt)n;
+        do {
+            zs.next_out = (Bytef *)out;
+            zs.avail_out = GZ_CHUNK;
+            zrc = deflate(&zs, flush);
+            if (zrc == Z_STREAM_ERROR) {
+                rv = APR_EGENERAL;
+                goto leave;
+            }
+            if (GZ_CHUNK - zs.avail_out > 0) {
+                rv = pass_bytes(r, bb, out, GZ_CHUNK - zs.avail_out);
+                if (rv != APR_SUCCESS)
+                    goto leave;
+            }
+        } while (zs.avail_out == 0);
+    } while (flush != Z_FINISH);
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_eos_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+leave:
+    deflateEnd(&zs);
+    return rv;
+}
+
+/* A strong ETag of the gzip representation must differ from identity's. */
+static void etag_gzip(request_rec *r)
+{
+    const char *etag = apr_table_get(r->headers_out, "ETag");
+    size_t n;
+
+    if (!etag || (n = strlen(etag)) < 2 || etag[n - 1] != '"')
+        return;
+    apr_table_setn(r->headers_out, "ETag",
+                   apr_psprintf(r->pool, "%.*s-gzip\"", (int)(n - 1), etag));
+}
+
 int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 {
     request_rec *r = rq->r;
     const char *path, *client;
-    char sqlstate[6];
-    bool found;
-    apr_file_t *fd;
-    apr_finfo_t fi;
+    char sqlstate[6], buf[120];
+    bool found, expired, gzip, pre = false;
+    apr_file_t *fd, *gz_fd = NULL;
+    apr_finfo_t fi, gz_fi;
     apr_status_t rv;
     apr_bucket_brigade *bb;
     int st;
@@ -55,29 +207,36 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "file");
     if (!bf_job_file_lookup(rq->conn, r->pool, job_id, name, &found, &client,
-                            sqlstate))
+                            &expired, sqlstate))
         return bf_http_db_error(rq, sqlstate, "file");
     if (!found || !bf_auth_may_see(rq, client))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
+    if (expired)
+        return bf_http_oo(rq, HTTP_GONE, "not-found",
+                          "the file has expired; start a new export");
 
     path = apr_pstrcat(r->pool, rq->sc->export_root, "/", job_id, "/", name,
                        NULL);
-    rv = apr_file_open(&fd, path, APR_READ | APR_SENDFILE_ENABLED, 0,
-                       r->pool);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_info_get(&fi, APR_FINFO_NORM, fd);
+    rv = open_locked(r, path, &fd, &fi);
     if (rv != APR_SUCCESS || fi.filetype != APR_REG) {
-        char buf[120];
-
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BF01031: job %s: published file %s missing on disk "
                       "(%s: %s)",
                       job_id, name, path,
                       rv != APR_SUCCESS ? apr_strerror(rv, buf, sizeof buf)
                                         : "not a regular file");
-        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
+        return bf_http_oo(rq, HTTP_GONE, "not-found",
                           "the file is no longer available");
     }
+
+    apr_table_mergen(r->headers_out, "Vary", "Accept-Encoding");
+    gzip = accepts_gzip(r) && !apr_table_get(r->headers_in, "Range");
+    if (gzip
+        && open_locked(r, apr_pstrcat(r->pool, path, ".gz", NULL), &gz_fd,
+                       &gz_fi)
+               == APR_SUCCESS
+        && gz_fi.filetype == APR_REG && gz_fi.mtime >= fi.mtime)
+        pre = true;
 
     /* validators: r->finfo feeds ap_set_etag and ap_meets_conditions */
     r->finfo = fi;
@@ -86,19 +245,32 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     ap_set_last_modified(r);
     ap_set_etag(r);
     ap_set_content_type(r, BF_CT_NDJSON);
-    ap_set_accept_ranges(r);
+    if (gzip) {
+        etag_gzip(r);
+        apr_table_setn(r->headers_out, "Content-Encoding", "gzip");
+    }
+    else {
+        ap_set_accept_ranges(r);
+    }
     st = ap_meets_conditions(r);
     if (st != OK)
         return st;
-    ap_set_content_length(r, fi.size);
+    if (!gzip || pre)
+        ap_set_content_length(r, pre ? gz_fi.size : fi.size);
     if (r->header_only)
         return OK;
 
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    apr_brigade_insert_file(bb, fd, 0, fi.size, r->pool);
-    APR_BRIGADE_INSERT_TAIL(bb,
-                            apr_bucket_eos_create(r->connection->bucket_alloc));
-    rv = ap_pass_brigade(r->output_filters, bb);
+    if (gzip && !pre) {
+        rv = send_gzip(r, fd);
+    }
+    else {
+        bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        apr_brigade_insert_file(bb, pre ? gz_fd : fd, 0,
+                                pre ? gz_fi.size : fi.size, r->pool);
+        APR_BRIGADE_INSERT_TAIL(
+            bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+        rv = ap_pass_brigade(r->output_filters, bb);
+    }
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
                       "job %s: sending %s aborted", job_id, name);

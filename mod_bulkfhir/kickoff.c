@@ -32,10 +32,18 @@ static const char *request_url(bf_req_t *rq)
     return url;
 }
 
+static int prefer_one(void *baton, const char *key, const char *value)
+{
+    (void)key;
+    bf_params_prefer_add(baton, value);
+    return 1;
+}
+
 int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
 {
     request_rec *r = rq->r;
-    bool lenient = bf_http_prefer(r, "handling=lenient");
+    bf_prefer_t pref;
+    bool lenient;
     bf_params_t *prm;
     bf_job_kickoff_t k;
     const char *job_id, *body, *location;
@@ -47,6 +55,11 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
 
     if (r->header_only) /* HEAD must not start an export */
         return bf_http_not_allowed(rq, "GET, POST");
+    /* R13-R16: every Prefer header, comma lists, quoted values, any case;
+     * a missing respond-async is accepted (R14); handling=strict wins */
+    memset(&pref, 0, sizeof pref);
+    apr_table_do(prefer_one, &pref, r->headers_in, "Prefer", NULL);
+    lenient = pref.lenient && !pref.strict;
     if (r->method_number == M_GET) {
         ok = bf_params_from_query(r->pool, r->args, level, lenient,
                                   &prm);
@@ -98,11 +111,16 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     k.request_url = request_url(rq);
     k.requires_token = bf_dir_auth(rq->dc) != BF_AUTH_NONE;
     k.types = bf_params_types_literal(r->pool, prm);
+    k.separate_status = pref.separate_status;
+    k.file_lifetime = bf_dir_file_lifetime(rq->dc);
     if (!bf_limits_kickoff(rq, &k, &job_id, &rc)) /* R9: limits.c */
         return rc;
 
     location = apr_pstrcat(r->pool, rq->base, "/bulkstatus/", job_id, NULL);
     apr_table_setn(r->headers_out, "Content-Location", location);
+    if (pref.separate_status) /* R15 */
+        apr_table_setn(r->headers_out, "Preference-Applied",
+                       "respond-async, separate-export-status");
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "job %s: accepted (%s level%s%s, client %s)", job_id, level,
                   group_id ? ", Group/" : "", group_id ? group_id : "",

@@ -1,8 +1,19 @@
 /* mod_bulkfhir status: GET bulkstatus/{job} (202 progress, 200 manifest,
- * 4xx/5xx OperationOutcome) and DELETE bulkstatus/{job} (cancel). */
+ * 4xx/5xx OperationOutcome) and DELETE bulkstatus/{job} (cancel).
+ *
+ *   R42  Retry-After (BulkFhirRetryAfter seconds) and X-Progress
+ *        ("<n>% complete", bulkfhir.job_progress) while the job runs
+ *   R43  429 + Retry-After + OperationOutcome (throttled) when a running
+ *        job is polled sooner than BulkFhirMinPollInterval ms after the
+ *        previous poll (bulkfhir.job_poll; last_poll_at on the job row)
+ *   R16  separate-export-status: 200 + X-Export-Status: <job status>
+ *   R46  allowPartialManifests: ?page=N, pages fixed once served
+ *        (bulkfhir.manifest_page), link next until the final page
+ *        Expires: job.expires_at; after it, 410 Gone + OperationOutcome */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_manifest.h"
+#include "bf_oo.h"
 
 #include <apr_date.h>
 #include <apr_strings.h>
@@ -44,54 +55,182 @@ static int failed_status(const char *error)
     return status;
 }
 
-static int status_get(bf_req_t *rq, const bf_job_t *job)
+/* R16: with separate-export-status the response to the status request is
+ * 200 and X-Export-Status carries the job's status ("202 Accepted"). */
+static int job_reply(bf_req_t *rq, const bf_job_t *job, int status,
+                     const char *ctype, const char *body)
+{
+    if (job->separate_status) {
+        apr_table_setn(rq->r->headers_out, "X-Export-Status",
+                       ap_get_status_line(status));
+        status = HTTP_OK;
+    }
+    return bf_http_body(rq, status, ctype, body);
+}
+
+static int job_oo(bf_req_t *rq, const bf_job_t *job, int status,
+                  const char *code, const char *text)
+{
+    return job_reply(rq, job, status, BF_CT_FHIR_JSON,
+                     bf_oo_json(rq->r->pool,
+                                status >= 400 ? "error" : "information", code,
+                                "%s", text));
+}
+
+/* ?page=N (partial manifests); 1 when absent, 0 when malformed. */
+static int page_arg(request_rec *r)
+{
+    const char *a = r->args, *v;
+    char *end;
+    long n;
+
+    if (!a || !*a)
+        return 1;
+    for (; a && *a; a = strchr(a, '&') ? strchr(a, '&') + 1 : NULL) {
+        if (strncmp(a, "page=", 5) != 0)
+            continue;
+        v = a + 5;
+        n = strtol(v, &end, 10);
+        if (end == v || (*end && *end != '&') || n < 1 || n > 1000000)
+            return 0;
+        return (int)n;
+    }
+    return 1;
+}
+
+static void set_expires(bf_req_t *rq, const bf_job_t *job)
 {
     request_rec *r = rq->r;
-    char sqlstate[6], *date;
-    bf_manifest_t m;
-    int pct;
-    apr_time_t expires;
+    char *date = apr_palloc(r->pool, APR_RFC822_DATE_LEN);
+    double at = job->expires_at > 0
+                    ? job->expires_at
+                    : job->finished_at + (double)bf_dir_file_lifetime(rq->dc);
 
-    if (!strcmp(job->state, "queued") || !strcmp(job->state, "running")) {
-        pct = job->tasks_total > 0
-                  ? (int)(job->tasks_done * 100 / job->tasks_total)
-                  : 0;
-        apr_table_setn(r->headers_out, "X-Progress",
-                       apr_psprintf(r->pool,
-                                    "%d%% complete (%" APR_INT64_T_FMT
-                                    " of %" APR_INT64_T_FMT " tasks)",
-                                    pct, (apr_int64_t)job->tasks_done,
-                                    (apr_int64_t)job->tasks_total));
-        apr_table_setn(r->headers_out, "Retry-After",
-                       apr_itoa(r->pool, bf_dir_retry_after(rq->dc)));
-        return bf_http_body(rq, HTTP_ACCEPTED, BF_CT_FHIR_JSON, NULL);
-    }
-    if (!strcmp(job->state, "failed")) {
-        if (job->error)
-            return bf_http_body(rq, failed_status(job->error),
-                                BF_CT_FHIR_JSON, job->error);
-        return bf_http_oo(rq, HTTP_INTERNAL_SERVER_ERROR, "exception",
-                          "export job %s failed", job->id);
-    }
-    if (strcmp(job->state, "completed") != 0)
-        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
-                          "export job %s was cancelled", job->id);
+    apr_rfc822_date(date, apr_time_from_sec((apr_int64_t)at));
+    apr_table_setn(r->headers_out, "Expires", date);
+}
+
+static const char *manifest(bf_req_t *rq, const bf_job_t *job,
+                            apr_array_header_t *files, const char *next)
+{
+    bf_manifest_t m;
 
     memset(&m, 0, sizeof m);
-    if (!bf_job_files(rq->conn, r->pool, job->id, &m.files, sqlstate))
-        return bf_http_db_error(rq, sqlstate, "status");
+    m.files = files;
     m.transaction_time = job->transaction_time;
     m.request = job->request_url;
     m.requires_token = job->requires_token;
     m.base_url = rq->base;
     m.job_id = job->id;
-    expires = apr_time_from_sec((apr_int64_t)job->finished_at
-                                + bf_dir_file_lifetime(rq->dc));
-    date = apr_palloc(r->pool, APR_RFC822_DATE_LEN);
-    apr_rfc822_date(date, expires);
-    apr_table_setn(r->headers_out, "Expires", date);
-    return bf_http_body(rq, HTTP_OK, "application/json",
-                        bf_manifest_json(r->pool, &m));
+    m.organized_by = job->organized_by;
+    m.next_url = next;
+    return bf_manifest_json(rq->r->pool, &m);
+}
+
+/* R42, X-Progress: how far a running job is, from its counters. */
+static void progress_headers(bf_req_t *rq, const bf_job_t *job)
+{
+    request_rec *r = rq->r;
+
+    apr_table_setn(r->headers_out, "X-Progress",
+                   apr_psprintf(r->pool, "%d%% complete", job->progress_pct));
+    apr_table_setn(r->headers_out, "Retry-After",
+                   apr_itoa(r->pool, bf_dir_retry_after(rq->dc)));
+}
+
+/* R46: page N of the partial manifests of a job that asked for them. */
+static int partial_get(bf_req_t *rq, const bf_job_t *job, bool running)
+{
+    request_rec *r = rq->r;
+    int page = page_arg(r);
+    long long lo, hi;
+    bool found, final;
+    char sqlstate[6];
+    apr_array_header_t *files;
+    const char *next = NULL;
+
+    if (page < 1)
+        return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
+                          "page must be a positive integer");
+    if (!bf_job_manifest_page(rq->conn, job->id, page, &found, &lo, &hi,
+                              &final, sqlstate))
+        return bf_http_db_error(rq, sqlstate, "status");
+    if (!found) {
+        if (running) { /* nothing new published yet */
+            progress_headers(rq, job);
+            return job_reply(rq, job, HTTP_ACCEPTED, BF_CT_FHIR_JSON, NULL);
+        }
+        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
+                          "export job %s has no manifest page %d", job->id,
+                          page);
+    }
+    if (!bf_job_files(rq->conn, r->pool, job->id, lo, hi, &files, sqlstate))
+        return bf_http_db_error(rq, sqlstate, "status");
+    if (!final)
+        next = apr_psprintf(r->pool, "%s/bulkstatus/%s?page=%d", rq->base,
+                            job->id, page + 1);
+    if (running) {
+        progress_headers(rq, job);
+        return job_reply(rq, job, HTTP_ACCEPTED, "application/json",
+                         manifest(rq, job, files, next));
+    }
+    set_expires(rq, job);
+    return job_reply(rq, job, HTTP_OK, "application/json",
+                     manifest(rq, job, files, next));
+}
+
+static int status_get(bf_req_t *rq, const bf_job_t *job)
+{
+    request_rec *r = rq->r;
+    char sqlstate[6];
+    apr_array_header_t *files;
+    bool running, allowed;
+    int wait_ms, min_ms = bf_dir_min_poll_interval(rq->dc);
+
+    running = !strcmp(job->state, "queued") || !strcmp(job->state, "running");
+    if (running && min_ms > 0) {
+        /* R43: the status request itself is refused, whatever the job */
+        if (!bf_job_poll(rq->conn, job->id, min_ms, &allowed, &wait_ms,
+                         sqlstate))
+            return bf_http_db_error(rq, sqlstate, "status");
+        if (!allowed) {
+            apr_table_setn(r->headers_out, "Retry-After",
+                           apr_itoa(r->pool, wait_ms > 1000
+                                                 ? (wait_ms + 999) / 1000
+                                                 : 1));
+            return bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
+                              "export job %s is polled too often: wait at "
+                              "least %d ms between polls",
+                              job->id, min_ms);
+        }
+    }
+    if (job->expired)
+        return bf_http_oo(rq, HTTP_GONE, "not-found",
+                          "export job %s has expired; its files were or "
+                          "will soon be removed",
+                          job->id);
+    if (job->partial_manifests && (running || !strcmp(job->state, "completed")))
+        return partial_get(rq, job, running);
+    if (running) {
+        progress_headers(rq, job);
+        return job_reply(rq, job, HTTP_ACCEPTED, BF_CT_FHIR_JSON, NULL);
+    }
+    if (!strcmp(job->state, "failed")) {
+        if (job->error)
+            return job_reply(rq, job, failed_status(job->error),
+                             BF_CT_FHIR_JSON, job->error);
+        return job_oo(rq, job, HTTP_INTERNAL_SERVER_ERROR, "exception",
+                      apr_psprintf(r->pool, "export job %s failed", job->id));
+    }
+    if (strcmp(job->state, "completed") != 0)
+        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
+                          "export job %s was cancelled", job->id);
+
+    if (!bf_job_files(rq->conn, r->pool, job->id, 0, -1, &files, sqlstate))
+        return bf_http_db_error(rq, sqlstate, "status");
+    set_expires(rq, job);
+    return job_reply(rq, job, HTTP_OK, "application/json",
+                     manifest(rq, job, files, NULL));
 }
 
 int bf_status_handle(bf_req_t *rq, const char *job_id)

@@ -28,6 +28,7 @@ static void test_defaults(void **state)
     assert_int_equal(bf_dir_retry_after(d), 2);
     assert_true(bf_dir_file_lifetime(d) == 3600);
     assert_true(bf_dir_max_body(d) == 1024 * 1024);
+    assert_int_equal(bf_dir_min_poll_interval(d), 500);
 }
 
 static void test_srv_merge(void **state)
@@ -71,6 +72,12 @@ static void test_dir_merge(void **state)
     assert_int_equal(bf_dir_retry_after(m), 10);
     assert_string_equal(m->base_url, "https://example.org/fhir");
     assert_true(bf_dir_file_lifetime(m) == 3600);
+    assert_int_equal(bf_dir_min_poll_interval(m), 500);
+    /* 0 (off) is a value, not "unset" */
+    loc->min_poll_interval = 0;
+    assert_int_equal(bf_dir_min_poll_interval(bf_dir_conf_merge(pool, srv,
+                                                                loc)),
+                     0);
 
     /* explicitly set to the default value still overrides */
     loc->auth = BF_AUTH_NONE;
