@@ -32,6 +32,15 @@ struct bf_ndjson {
     bool dir_synced;
     const char *error;
     int error_no;
+    const char *kind;           /* bulkfhir.file kind */
+    const char *rtype;          /* bulkfhir.file resource_type (NULL ok) */
+    int first_part;
+    bf_ndjson_closed_fn on_closed;
+    void *on_closed_ctx;
+    bf_ndjson_t *next;          /* chained writer of the same attempt */
+    char *header;               /* current block's header line */
+    size_t header_len, header_cap;
+    bool in_block;
 };
 
 static bool fail(bf_ndjson_t *w, int err, const char *op, const char *path)
@@ -92,8 +101,50 @@ bool bf_ndjson_open(bf_ndjson_t **pw, apr_pool_t *p, const char *dir,
     w->buf = apr_palloc(p, w->bufsize);
     w->fd = -1;
     w->parts = apr_array_make(p, 4, sizeof(bf_ndjson_part_t));
+    w->kind = "output";
+    w->rtype = w->type;
     *pw = w;
     return true;
+}
+
+void bf_ndjson_set_publish(bf_ndjson_t *w, const char *kind,
+                           const char *resource_type)
+{
+    w->kind = apr_pstrdup(w->pool, kind);
+    w->rtype = resource_type ? apr_pstrdup(w->pool, resource_type) : NULL;
+}
+
+const char *bf_ndjson_kind(const bf_ndjson_t *w)
+{
+    return w->kind;
+}
+
+const char *bf_ndjson_resource_type(const bf_ndjson_t *w)
+{
+    return w->rtype;
+}
+
+void bf_ndjson_set_first_part(bf_ndjson_t *w, int first)
+{
+    w->first_part = first;
+}
+
+void bf_ndjson_on_part_closed(bf_ndjson_t *w, bf_ndjson_closed_fn fn, void *ctx)
+{
+    w->on_closed = fn;
+    w->on_closed_ctx = ctx;
+}
+
+void bf_ndjson_chain(bf_ndjson_t *w, bf_ndjson_t *next)
+{
+    while (w->next)
+        w = w->next;
+    w->next = next;
+}
+
+bf_ndjson_t *bf_ndjson_next(const bf_ndjson_t *w)
+{
+    return w->next;
 }
 
 static const char *part_path(bf_ndjson_t *w, const bf_ndjson_part_t *part)
@@ -122,6 +173,26 @@ static bool flush(bf_ndjson_t *w)
     return true;
 }
 
+/* fsync the directory once its new entries must be durable. */
+static bool sync_dir(bf_ndjson_t *w)
+{
+    int dfd;
+
+    if (w->parts->nelts == 0 || w->dir_synced)
+        return true;
+    dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return fail(w, errno, "open", w->dir);
+    if (fsync(dfd) != 0) {
+        int e = errno;
+        close(dfd);
+        return fail(w, e, "fsync", w->dir);
+    }
+    close(dfd);
+    w->dir_synced = true;
+    return true;
+}
+
 /* Flush, fsync and close the current part. */
 static bool finish_part(bf_ndjson_t *w)
 {
@@ -143,6 +214,21 @@ static bool finish_part(bf_ndjson_t *w)
     }
     if (close(fd) != 0)
         return fail(w, errno, "close", path);
+    cur->closed = true;
+    if (w->on_closed) {
+        const char *err = NULL;
+
+        w->dir_synced = false;
+        if (!sync_dir(w))
+            return false;
+        if (!w->on_closed(w->on_closed_ctx, w, cur, &err)) {
+            if (!w->error) {
+                w->error_no = EIO;
+                w->error = apr_pstrdup(w->pool, err ? err : "part publication failed");
+            }
+            return false;
+        }
+    }
     return true;
 }
 
@@ -153,7 +239,8 @@ static bool open_part(bf_ndjson_t *w)
     int fd;
 
     part = apr_array_push(w->parts);
-    part->part = w->parts->nelts - 1;
+    memset(part, 0, sizeof *part);
+    part->part = w->first_part + w->parts->nelts - 1;
     part->name = apr_psprintf(w->pool, "%s.%" PRId64 ".%" PRId64 ".%d.ndjson",
                               w->type, w->task_id, w->fencing, part->part);
     part->count = 0;
@@ -176,26 +263,11 @@ static bool open_part(bf_ndjson_t *w)
     return true;
 }
 
-bool bf_ndjson_write(bf_ndjson_t *w, const char *line, size_t len)
+static bool append(bf_ndjson_t *w, const char *line, size_t len)
 {
-    bf_ndjson_part_t *cur;
+    bf_ndjson_part_t *cur = current(w);
     size_t need = len + 1;
 
-    if (w->error)
-        return false;
-    cur = current(w);
-    if (cur && ((w->max_resources > 0 && cur->count >= w->max_resources)
-                || (w->max_bytes > 0 && cur->bytes > 0
-                    && cur->bytes + (int64_t)need > w->max_bytes))) {
-        if (!finish_part(w))
-            return false;
-        cur = NULL;
-    }
-    if (!cur) {
-        if (!open_part(w))
-            return false;
-        cur = current(w);
-    }
     if (w->buflen + need > w->bufsize) {
         if (!flush(w))
             return false;
@@ -220,28 +292,75 @@ bool bf_ndjson_write(bf_ndjson_t *w, const char *line, size_t len)
     return true;
 }
 
-bool bf_ndjson_close(bf_ndjson_t *w)
+static bool write_line(bf_ndjson_t *w, const char *line, size_t len,
+                       bool is_header)
 {
-    int dfd;
+    bf_ndjson_part_t *cur;
+    size_t need = len + 1;
 
     if (w->error)
         return false;
-    if (!finish_part(w))
-        return false;
-    if (w->parts->nelts > 0 && !w->dir_synced) {
-        /* make the new directory entries durable before publishing */
-        dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-            return fail(w, errno, "open", w->dir);
-        if (fsync(dfd) != 0) {
-            int e = errno;
-            close(dfd);
-            return fail(w, e, "fsync", w->dir);
+    cur = current(w);
+    if (cur && ((w->max_resources > 0 && cur->count >= w->max_resources)
+                || (w->max_bytes > 0 && cur->bytes > 0
+                    && cur->bytes + (int64_t)need > w->max_bytes))) {
+        /* a block too large for one part continues in the next one, which
+         * starts with the block's header again (R53) */
+        bool split = w->in_block && !is_header;
+
+        if (!finish_part(w) || !open_part(w))
+            return false;
+        if (split) {
+            bf_ndjson_part_t *prev = &APR_ARRAY_IDX(w->parts, w->parts->nelts - 2,
+                                                    bf_ndjson_part_t);
+
+            prev->continues_in = current(w)->name;
+            if (!append(w, w->header, w->header_len))
+                return false;
         }
-        close(dfd);
-        w->dir_synced = true;
+        cur = current(w);
     }
-    return true;
+    if (!cur && !open_part(w))
+        return false;
+    return append(w, line, len);
+}
+
+bool bf_ndjson_write(bf_ndjson_t *w, const char *line, size_t len)
+{
+    return write_line(w, line, len, false);
+}
+
+bool bf_ndjson_block(bf_ndjson_t *w, const char *header, size_t len,
+                     int64_t lines, int64_t bytes)
+{
+    bf_ndjson_part_t *cur;
+
+    if (w->error)
+        return false;
+    cur = current(w);
+    /* a block that does not fit where we are starts a new part */
+    if (cur && cur->count > 0
+        && ((w->max_resources > 0 && cur->count + lines > w->max_resources)
+            || (w->max_bytes > 0 && cur->bytes + bytes > w->max_bytes))) {
+        if (!finish_part(w))
+            return false;
+    }
+    if (len > w->header_cap) {
+        w->header_cap = len * 2;
+        w->header = apr_palloc(w->pool, w->header_cap);
+    }
+    memcpy(w->header, header, len);
+    w->header_len = len;
+    w->in_block = true;
+    return write_line(w, header, len, true);
+}
+
+bool bf_ndjson_close(bf_ndjson_t *w)
+{
+    if (w->error)
+        return false;
+    /* make the new directory entries durable before publishing */
+    return finish_part(w) && sync_dir(w);
 }
 
 void bf_ndjson_abort(bf_ndjson_t *w)
@@ -250,6 +369,8 @@ void bf_ndjson_abort(bf_ndjson_t *w)
 
     if (!w)
         return;
+    if (w->next)
+        bf_ndjson_abort(w->next);
     if (w->fd >= 0) {
         close(w->fd);
         w->fd = -1;
@@ -259,6 +380,8 @@ void bf_ndjson_abort(bf_ndjson_t *w)
         const bf_ndjson_part_t *part =
             &APR_ARRAY_IDX(w->parts, i, bf_ndjson_part_t);
 
+        if (part->published)
+            continue; /* a client may be reading it already */
         if (unlink(part_path(w, part)) != 0 && errno != ENOENT && !w->error)
             fail(w, errno, "unlink", part_path(w, part));
     }
@@ -322,6 +445,12 @@ static uint16_t be16(const unsigned char *p)
 void bf_copybin_init(bf_copybin_t *st)
 {
     memset(st, 0, sizeof *st);
+    st->ncols = 1;
+}
+
+static int64_t be64(const unsigned char *p)
+{
+    return (int64_t)(((uint64_t)be32(p) << 32) | (uint64_t)be32(p + 4));
 }
 
 static bool bad(bf_copybin_t *st, const char *what)
@@ -369,22 +498,45 @@ bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,
             st->trailer_seen = true;
             continue;
         }
-        if (nfields != 1)
-            return bad(st, "expected one column");
-        if (end - p < 4)
-            return bad(st, "truncated field length");
-        flen = (int32_t)be32(p);
-        p += 4;
-        st->rows++;
-        if (flen == -1)
-            continue; /* NULL resource: nothing to export */
-        if (flen < 1 || end - p < flen)
-            return bad(st, "truncated field");
-        if (p[0] != 1)
-            return bad(st, "unknown jsonb version");
-        if (!bf_ndjson_write(w, (const char *)p + 1, (size_t)flen - 1))
-            return false;
-        p += flen;
+        if (nfields != st->ncols)
+            return bad(st, st->ncols == 1 ? "expected one column"
+                                          : "expected three columns");
+        {
+            int64_t blk[2] = { -1, -1 };
+            int c;
+
+            for (c = 0; c + 1 < st->ncols; c++) {
+                if (end - p < 4)
+                    return bad(st, "truncated field length");
+                flen = (int32_t)be32(p);
+                p += 4;
+                if (flen == -1)
+                    continue;
+                if (flen != 8 || end - p < 8)
+                    return bad(st, "bad int8 field");
+                blk[c < 2 ? c : 1] = be64(p);
+                p += 8;
+            }
+            if (end - p < 4)
+                return bad(st, "truncated field length");
+            flen = (int32_t)be32(p);
+            p += 4;
+            st->rows++;
+            if (flen == -1)
+                continue; /* NULL resource: nothing to export */
+            if (flen < 1 || end - p < flen)
+                return bad(st, "truncated field");
+            if (p[0] != 1)
+                return bad(st, "unknown jsonb version");
+            if (blk[0] >= 0 && blk[1] >= 0) {
+                if (!bf_ndjson_block(w, (const char *)p + 1, (size_t)flen - 1,
+                                     blk[0], blk[1]))
+                    return false;
+            } else if (!bf_ndjson_write(w, (const char *)p + 1, (size_t)flen - 1)) {
+                return false;
+            }
+            p += flen;
+        }
     }
     return true;
 }

@@ -25,6 +25,10 @@ typedef struct bf_ndjson_part {
     const char *name;  /* file name inside the directory */
     int64_t count;     /* lines */
     int64_t bytes;     /* bytes, newlines included */
+    const char *continues_in; /* next part's name when a resource block
+                                 continues there (organizeOutputBy), else NULL */
+    bool closed;       /* flushed, fsynced and closed */
+    bool published;    /* its file row is committed (per-part publication) */
 } bf_ndjson_part_t;
 
 #define BF_NDJSON_BUFSIZE (1024 * 1024)
@@ -37,6 +41,33 @@ bool bf_ndjson_open(bf_ndjson_t **pw, apr_pool_t *p, const char *dir,
                     const char *type, int64_t task_id, int64_t fencing,
                     int64_t max_resources, int64_t max_bytes, size_t bufsize,
                     const char **err);
+
+/* What the parts are published as (bulkfhir.file kind and resource_type;
+ * resource_type NULL for organized output).  Default: "output" and the
+ * writer's type. */
+void bf_ndjson_set_publish(bf_ndjson_t *w, const char *kind,
+                           const char *resource_type);
+const char *bf_ndjson_kind(const bf_ndjson_t *w);
+const char *bf_ndjson_resource_type(const bf_ndjson_t *w);
+/* Number the next part `first` (resuming after parts published earlier). */
+void bf_ndjson_set_first_part(bf_ndjson_t *w, int first);
+/* Called after a part was closed durably (file and directory fsynced);
+ * returning false fails the writer with the message in *err. */
+typedef bool (*bf_ndjson_closed_fn)(void *ctx, bf_ndjson_t *w,
+                                    bf_ndjson_part_t *part, const char **err);
+void bf_ndjson_on_part_closed(bf_ndjson_t *w, bf_ndjson_closed_fn fn, void *ctx);
+/* A chain of writers of one task attempt (output, then deleted, ...):
+ * publish walks it, abort removes the parts of every writer in it. */
+void bf_ndjson_chain(bf_ndjson_t *w, bf_ndjson_t *next);
+bf_ndjson_t *bf_ndjson_next(const bf_ndjson_t *w);
+
+/* Resource blocks (organizeOutputBy, SPEC R53): start a block with its
+ * header line; lines and bytes (header included, newlines included) are the
+ * block's size, so the block starts a new part when it would not fit in the
+ * current one.  A block larger than a part is split: the next part starts
+ * with the header again and the previous part's continues_in names it. */
+bool bf_ndjson_block(bf_ndjson_t *w, const char *header, size_t len,
+                     int64_t lines, int64_t bytes);
 
 /* Append one line (len bytes, no newline; the writer adds it). */
 bool bf_ndjson_write(bf_ndjson_t *w, const char *line, size_t len);
@@ -72,13 +103,15 @@ int bf_ndjson_write_all(int fd, const char *buf, size_t len);
  * written to w as one line.  The header may precede the first row in the
  * first chunk; the trailer (field count -1) ends the stream. */
 typedef struct bf_copybin {
+    int ncols;          /* 1 (jsonb) or 3 (int8 block lines, int8 block
+                           bytes, jsonb: a non-NULL pair starts a block) */
     bool header_seen;
     bool trailer_seen;
     int64_t rows;       /* tuples seen, NULLs included */
     char err[160];      /* parse error, "" while none */
 } bf_copybin_t;
 
-void bf_copybin_init(bf_copybin_t *st);
+void bf_copybin_init(bf_copybin_t *st);   /* ncols 1 */
 /* False on a malformed stream (st->err) or a writer error
  * (bf_ndjson_error(w)). */
 bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,

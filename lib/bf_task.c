@@ -12,9 +12,6 @@
 #include <apr_strings.h>
 #include <json-c/json.h>
 
-#include "bf_elements.h"
-#include "bf_typefilter.h"
-
 #define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
 static const char *dup_or_null(apr_pool_t *p, PGresult *res, int row, int col)
@@ -49,19 +46,6 @@ bool bf_task_valid_type(const char *s)
         return false;
     for (i = 0; i < n; i++)
         if (!isalpha((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
-/* FHIR id: [A-Za-z0-9\-\.]{1,64} */
-static bool valid_fhir_id(const char *s)
-{
-    size_t i, n;
-
-    if (!s || !(n = strlen(s)) || n > 64)
-        return false;
-    for (i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
             return false;
     return true;
 }
@@ -132,7 +116,7 @@ bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
         "                  FOR UPDATE OF k SKIP LOCKED LIMIT 1)"
         "   AND t.state = 'queued'"
         " RETURNING t.id, t.job_id, t.resource_type, t.shard, t.shard_count,"
-        "   t.attempt, t.max_attempts, t.fencing",
+        "   t.attempt, t.max_attempts, t.fencing, t.kind",
         2, v, &res, NULL))
         return false;
     if (PQntuples(res) == 1) {
@@ -145,6 +129,7 @@ bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
         t->attempt = atoi(PQgetvalue(res, 0, 5));
         t->max_attempts = atoi(PQgetvalue(res, 0, 6));
         t->fencing = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+        t->kind = apr_pstrdup(p, PQgetvalue(res, 0, 8));
         *out = t;
     }
     PQclear(res);
@@ -165,7 +150,8 @@ bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         "            WHERE id = $1 AND state = 'queued' RETURNING id)"
         " SELECT j.id, j.level, j.group_id, j.params::text, j.since::text,"
         "   j.until::text, j.transaction_time::text, j.snapshot::text,"
-        "   CASE WHEN EXISTS (SELECT 1 FROM s) THEN 'running' ELSE j.state END"
+        "   CASE WHEN EXISTS (SELECT 1 FROM s) THEN 'running' ELSE j.state END,"
+        "   j.xid_horizon::text"
         " FROM bulkfhir.job j WHERE j.id = $1",
         1, v, &res, NULL))
         return false;
@@ -180,6 +166,7 @@ bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         j->transaction_time = dup_or_null(p, res, 0, 6);
         j->snapshot = dup_or_null(p, res, 0, 7);
         j->state = dup_or_null(p, res, 0, 8);
+        j->xid_horizon = dup_or_null(p, res, 0, 9);
         *out = j;
     }
     PQclear(res);
@@ -193,6 +180,20 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
     PGresult *res;
 
     *pending = 0;
+    if (job->xid_horizon) {
+        /* every xid below the kick-off's own has ended (0006) */
+        const char *vh[] = { job->xid_horizon };
+
+        if (!bf_pq_exec(conn, "snapshot wait",
+            "SELECT CASE WHEN pg_snapshot_xmin(pg_current_snapshot()) < $1::xid8"
+            "   THEN 1 ELSE 0 END",
+            1, vh, &res, NULL))
+            return false;
+        *pending = atol(PQgetvalue(res, 0, 0));
+        snprintf(horizon, 32, "%s", job->xid_horizon);
+        PQclear(res);
+        return true;
+    }
     /* xip of the job snapshot misses transactions whose xid is >= its xmax
      * (xmax is latestCompletedXid + 1, not the next xid to assign); they are
      * covered by waiting until the oldest running xid has passed a horizon
@@ -233,229 +234,6 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
     return true;
 }
 
-/* ---- export statement ---------------------------------------------------------- */
-
-static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
-{
-    char *q = PQescapeLiteral(conn, s, strlen(s));
-    const char *r;
-
-    if (!q)
-        return NULL;
-    r = apr_pstrdup(p, q);
-    PQfreemem(q);
-    return r;
-}
-
-/* FHIR date/dateTime text (possibly partial) as the first / the first
- * instant after the end of the interval it denotes. */
-#define FHIR_START(x) \
-    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz" \
-    " WHEN 7 THEN (" x " || '-01')::timestamptz ELSE (" x ")::timestamptz END)"
-#define FHIR_END(x) \
-    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz + interval '1 year'" \
-    " WHEN 7 THEN (" x " || '-01')::timestamptz + interval '1 month'" \
-    " WHEN 10 THEN (" x ")::timestamptz + interval '1 day'" \
-    " ELSE (" x ")::timestamptz END)"
-#define PATIENT_REF_ID(x) \
-    "substring(" x " from '(?:^|/)Patient/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$')"
-
-/* The strings of params[key] (an array of strings, or one string), each
- * split at commas; NULL when absent. */
-static apr_array_header_t *param_strings(apr_pool_t *p, json_object *params,
-                                         const char *key)
-{
-    json_object *v;
-    apr_array_header_t *out;
-    size_t i, n;
-
-    if (!params || !json_object_object_get_ex(params, key, &v))
-        return NULL;
-    out = apr_array_make(p, 4, sizeof(const char *));
-    n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
-    for (i = 0; i < n; i++) {
-        json_object *e = json_object_is_type(v, json_type_array)
-                             ? json_object_array_get_idx(v, i) : v;
-        char *copy, *tok, *last;
-
-        if (!json_object_is_type(e, json_type_string))
-            continue;
-        copy = apr_pstrdup(p, json_object_get_string(e));
-        if (strcmp(key, "_typeFilter") == 0) {
-            /* a comma inside one query belongs to it ([v4b]: repeat instead) */
-            APR_ARRAY_PUSH(out, const char *) = copy;
-            continue;
-        }
-        for (tok = apr_strtok(copy, ",", &last); tok; tok = apr_strtok(NULL, ",", &last)) {
-            apr_collapse_spaces(tok, tok); /* returns the end, not tok */
-            if (*tok)
-                APR_ARRAY_PUSH(out, const char *) = tok;
-        }
-    }
-    return out;
-}
-
-/* _typeFilter and _elements of the job for this task's type: a boolean SQL
- * expression (or NULL) and the selected column. */
-static bool params_sql(apr_pool_t *p, const bf_task_t *task,
-                       const bf_task_job_t *job, const char **filter,
-                       const char **column, bool *has_patient,
-                       const char **err)
-{
-    json_object *params = job->params ? json_tokener_parse(job->params) : NULL;
-    apr_array_header_t *vals, *mine;
-    bool ok = false;
-    int i;
-
-    *filter = NULL;
-    *column = "resource";
-    *has_patient = params && json_object_object_get_ex(params, "patient", NULL);
-    if ((vals = param_strings(p, params, "_typeFilter")) != NULL) {
-        mine = apr_array_make(p, 2, sizeof(bf_typefilter *));
-        for (i = 0; i < vals->nelts; i++) {
-            bf_typefilter *tf;
-
-            if (!bf_typefilter_parse(p, APR_ARRAY_IDX(vals, i, const char *), &tf, err))
-                goto leave;
-            if (strcmp(tf->type, task->resource_type) == 0)
-                APR_ARRAY_PUSH(mine, bf_typefilter *) = tf;
-        }
-        /* a type without a filter of its own is exported unfiltered */
-        if (mine->nelts > 0 && !bf_typefilter_sql(p, mine, filter, err))
-            goto leave;
-    }
-    if ((vals = param_strings(p, params, "_elements")) != NULL && vals->nelts > 0) {
-        apr_array_header_t *els;
-
-        if (!bf_elements_parse(p, vals, &els, err))
-            goto leave;
-        *column = apr_pstrcat(p, "bulkfhir.fhir_subset(resource, ",
-                              bf_elements_keep_sql(p, els, task->resource_type),
-                              ")", NULL);
-    }
-    ok = true;
-leave:
-    if (params)
-        json_object_put(params);
-    return ok;
-}
-
-bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
-                        const bf_task_job_t *job, const char **sql,
-                        const char **err)
-{
-    const char *type, *t, *q, *members = NULL, *filter, *column, *plist;
-    bool has_patient;
-
-    *sql = NULL;
-    if (!bf_task_valid_type(task->resource_type)) {
-        *err = "invalid resource type";
-        return false;
-    }
-    if (!job->transaction_time || !bf_task_valid_uuid(job->id)) {
-        *err = "job without transaction time";
-        return false;
-    }
-    if (!(type = lit(conn, p, task->resource_type))
-        || !(t = lit(conn, p, job->transaction_time))) {
-        *err = "cannot quote a literal";
-        return false;
-    }
-    if (!params_sql(p, task, job, &filter, &column, &has_patient, err))
-        return false;
-    q = apr_pstrcat(p,
-        "COPY (SELECT ", column, " FROM fhir.resource_version"
-        " WHERE resource_type = ", type,
-        " AND NOT deleted AND last_updated <= ", t, "::timestamptz"
-        " AND (superseded_at IS NULL OR superseded_at > ", t, "::timestamptz)",
-        NULL);
-    if (job->since) {
-        const char *s = lit(conn, p, job->since);
-        if (!s) {
-            *err = "cannot quote _since";
-            return false;
-        }
-        q = apr_pstrcat(p, q, " AND last_updated > ", s, "::timestamptz", NULL);
-    }
-    if (job->until) {
-        const char *u = lit(conn, p, job->until);
-        if (!u) {
-            *err = "cannot quote _until";
-            return false;
-        }
-        q = apr_pstrcat(p, q, " AND last_updated <= ", u, "::timestamptz", NULL);
-    }
-    if (filter)
-        q = apr_pstrcat(p, q, " AND (", filter, ")", NULL);
-    if (task->shard_count > 1)
-        q = apr_psprintf(p, "%s AND (hashtext(id)::bigint & 2147483647) %% %d = %d",
-                         q, task->shard_count, task->shard);
-
-    {
-        const char *jid = lit(conn, p, job->id);
-        if (!jid) {
-            *err = "cannot quote the job id";
-            return false;
-        }
-        /* the kick-off's `patient` parameter (NULL when absent) */
-        plist = apr_pstrcat(p,
-            "(SELECT array_agg(DISTINCT " PATIENT_REF_ID("coalesce(e->>'reference', e #>> '{}')") ")"
-            "   FROM bulkfhir.job j,"
-            "        jsonb_array_elements(CASE jsonb_typeof(j.params->'patient')"
-            "          WHEN 'array' THEN j.params->'patient' ELSE '[]'::jsonb END) e"
-            "  WHERE j.id = ", jid, "::uuid)",
-            NULL);
-    }
-    if (job->level && strcmp(job->level, "group") == 0) {
-        const char *g;
-        if (!valid_fhir_id(job->group_id) || !(g = lit(conn, p, job->group_id))) {
-            *err = "invalid group id";
-            return false;
-        }
-        /* members of the Group version valid at T, active, period covers T */
-        members = apr_pstrcat(p,
-            "(SELECT coalesce(array_agg(DISTINCT x.pid), '{}'::text[]) FROM ("
-            " SELECT " PATIENT_REF_ID("m->'entity'->>'reference'") " AS pid, m"
-            "   FROM fhir.resource_version g,"
-            "        jsonb_array_elements(coalesce(g.resource->'member', '[]'::jsonb)) m"
-            "  WHERE g.resource_type = 'Group' AND g.id = ", g,
-            "    AND NOT g.deleted AND g.last_updated <= ", t, "::timestamptz"
-            "    AND (g.superseded_at IS NULL OR g.superseded_at > ", t, "::timestamptz)"
-            ") x WHERE x.pid IS NOT NULL"
-            "  AND coalesce(x.m->>'inactive', 'false') <> 'true'"
-            "  AND (x.m->'period'->>'start' IS NULL OR "
-                FHIR_START("x.m->'period'->>'start'") " <= ", t, "::timestamptz)"
-            "  AND (x.m->'period'->>'end' IS NULL OR "
-                FHIR_END("x.m->'period'->>'end'") " > ", t, "::timestamptz))",
-            NULL);
-        /* R24: with a patient list, only listed members */
-        if (has_patient)
-            members = apr_pstrcat(p, "ARRAY(SELECT unnest(", members,
-                                  ") INTERSECT SELECT unnest(", plist, "))", NULL);
-    } else if (job->level && strcmp(job->level, "patient") == 0) {
-        members = plist;
-        /* NULL (no patient parameter): the whole compartment */
-        if (strcmp(task->resource_type, "Patient") == 0)
-            q = apr_pstrcat(p, q, " AND (", members, " IS NULL OR id = ANY(",
-                            members, "::text[]))", NULL);
-        else
-            q = apr_pstrcat(p, q, " AND patient_ids <> '{}' AND (", members,
-                            " IS NULL OR patient_ids && ", members, ")", NULL);
-        members = NULL;
-    } else if (!job->level || strcmp(job->level, "system") != 0) {
-        *err = "unknown export level";
-        return false;
-    }
-    if (members) {
-        if (strcmp(task->resource_type, "Patient") == 0)
-            q = apr_pstrcat(p, q, " AND id = ANY(", members, "::text[])", NULL);
-        else
-            q = apr_pstrcat(p, q, " AND patient_ids && ", members, NULL);
-    }
-    *sql = apr_pstrcat(p, q, ") TO STDOUT (FORMAT binary)", NULL);
-    return true;
-}
-
 /* ---- publish, fail, release ------------------------------------------------------ */
 
 /* Inside a transaction: lock the job row, then the task row if it is still
@@ -493,15 +271,100 @@ static bool lock_job_task(PGconn *conn, const bf_task_t *task,
     return true;
 }
 
+static bool insert_file(PGconn *conn, const bf_task_t *task, const char *kind,
+                        const char *resource_type, const bf_ndjson_part_t *pt)
+{
+    char b_id[24], b_n[24], b_b[24], b_part[24];
+    const char *v[] = { task->job_id, I64(b_id, task->id), kind, resource_type,
+                        I64(b_part, pt->part), pt->name, I64(b_n, pt->count),
+                        I64(b_b, pt->bytes), pt->continues_in };
+
+    return bf_pq_exec(conn, "publish file",
+        "INSERT INTO bulkfhir.file (job_id, task_id, kind, resource_type, part,"
+        "   name, count, bytes, continues_in)"
+        " VALUES ($1::uuid, $2::bigint, $3, $4, $5::int, $6, $7::bigint,"
+        "   $8::bigint, $9)",
+        9, v, NULL, NULL);
+}
+
+/* The job's lenient warnings (R60) as an OperationOutcome error file, written
+ * and published inside the transaction that completes the job.  *ew gets the
+ * writer (to remove the file when the transaction does not commit). */
+static bool publish_warnings(PGconn *conn, apr_pool_t *tp, const bf_task_t *task,
+                             const char *dir, bf_ndjson_t **ew)
+{
+    const char *v[] = { task->job_id };
+    const char *err = NULL;
+    PGresult *res;
+    int i, n;
+    bool ok = false;
+
+    *ew = NULL;
+    if (!bf_pq_exec(conn, "lenient warnings",
+        "SELECT w #>> '{}' FROM bulkfhir.job j,"
+        "   jsonb_array_elements(CASE jsonb_typeof(j.params->'_warnings')"
+        "     WHEN 'array' THEN j.params->'_warnings' ELSE '[]'::jsonb END) w"
+        " WHERE j.id = $1::uuid",
+        1, v, &res, NULL))
+        return false;
+    n = PQntuples(res);
+    if (n == 0) {
+        PQclear(res);
+        return true;
+    }
+    /* "error.": never the name of a resource type's output */
+    if (!bf_ndjson_open(ew, tp, dir, "error", task->id, task->fencing, 0, 0,
+                        64 * 1024, &err)) {
+        bf_log(BF_LOG_ERR, "BF06001: job %s: task %" PRId64 ": warnings file: %s",
+               task->job_id, task->id, err);
+        goto leave;
+    }
+    bf_ndjson_set_publish(*ew, "error", "OperationOutcome");
+    for (i = 0; i < n; i++) {
+        json_object *oo = json_object_new_object(), *issues = json_object_new_array(),
+                    *issue = json_object_new_object();
+        const char *line;
+        bool wrote;
+
+        json_object_object_add(issue, "severity", json_object_new_string("warning"));
+        json_object_object_add(issue, "code", json_object_new_string("not-supported"));
+        json_object_object_add(issue, "diagnostics",
+                               json_object_new_string(PQgetvalue(res, i, 0)));
+        json_object_array_add(issues, issue);
+        json_object_object_add(oo, "resourceType",
+                               json_object_new_string("OperationOutcome"));
+        json_object_object_add(oo, "issue", issues);
+        line = json_object_to_json_string_ext(oo, JSON_C_TO_STRING_PLAIN
+                                                  | JSON_C_TO_STRING_NOSLASHESCAPE);
+        wrote = bf_ndjson_write(*ew, line, strlen(line));
+        json_object_put(oo);
+        if (!wrote)
+            break;
+    }
+    if (!bf_ndjson_close(*ew)) {
+        bf_log(BF_LOG_ERR, "BF06002: job %s: task %" PRId64 ": warnings file: %s",
+               task->job_id, task->id, bf_ndjson_error(*ew));
+        goto leave;
+    }
+    ok = insert_file(conn, task, "error", "OperationOutcome", bf_ndjson_part_at(*ew, 0));
+leave:
+    PQclear(res);
+    return ok;
+}
+
 bool bf_task_publish(PGconn *conn, const bf_task_t *task,
                      const char *worker_id, const bf_ndjson_t *w,
                      bool *published, bool *job_completed)
 {
-    char b_id[24], b_n[24], b_b[24], b_part[24];
+    char b_id[24], b_n[24], b_b[24];
     char state[16];
     bool ours;
     size_t i;
     PGresult *res;
+    const bf_ndjson_t *x;
+    int64_t total_n = 0, total_b = 0;
+    apr_pool_t *tp = NULL;
+    bf_ndjson_t *ew = NULL;
 
     *published = false;
     *job_completed = false;
@@ -513,23 +376,22 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
         bf_pq_rollback(conn, "publish");
         return true;
     }
-    for (i = 0; i < bf_ndjson_part_count(w); i++) {
-        const bf_ndjson_part_t *pt = bf_ndjson_part_at(w, i);
-        const char *v[] = { task->job_id, I64(b_id, task->id), task->resource_type,
-                            I64(b_part, pt->part), pt->name, I64(b_n, pt->count),
-                            I64(b_b, pt->bytes) };
+    for (x = w; x; x = bf_ndjson_next(x)) {
+        for (i = 0; i < bf_ndjson_part_count(x); i++) {
+            const bf_ndjson_part_t *pt = bf_ndjson_part_at(x, i);
 
-        if (!bf_pq_exec(conn, "publish file",
-            "INSERT INTO bulkfhir.file (job_id, task_id, kind, resource_type, part,"
-            "   name, count, bytes)"
-            " VALUES ($1::uuid, $2::bigint, 'output', $3, $4::int, $5, $6::bigint,"
-            "   $7::bigint)",
-            7, v, NULL, NULL))
-            goto fail;
+            if (pt->published)
+                continue;
+            if (!insert_file(conn, task, bf_ndjson_kind(x), bf_ndjson_resource_type(x), pt))
+                goto fail;
+        }
+        if (strcmp(bf_ndjson_kind(x), "output") == 0) {
+            total_n += bf_ndjson_total_count(x);
+            total_b += bf_ndjson_total_bytes(x);
+        }
     }
     {
-        const char *v[] = { I64(b_id, task->id), I64(b_n, bf_ndjson_total_count(w)),
-                            I64(b_b, bf_ndjson_total_bytes(w)) };
+        const char *v[] = { I64(b_id, task->id), I64(b_n, total_n), I64(b_b, total_b) };
         if (!bf_pq_exec(conn, "publish task",
             "UPDATE bulkfhir.task SET state = 'done', resources = $2::bigint,"
             "   bytes = $3::bigint, finished_at = now(), lease_until = NULL"
@@ -549,15 +411,75 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
         *job_completed = strcmp(PQcmdTuples(res), "1") == 0;
         PQclear(res);
     }
+    if (*job_completed) {
+        apr_pool_create(&tp, NULL);
+        if (!publish_warnings(conn, tp, task, bf_ndjson_dir(w), &ew))
+            goto fail;
+    }
     if (!bf_pq_commit(conn, "publish")) {
         *job_completed = false;
         goto fail;
     }
+    if (tp)
+        apr_pool_destroy(tp);
     *published = true;
     return true;
 fail:
+    *job_completed = false;
     bf_pq_rollback(conn, "publish");
+    if (ew)
+        bf_ndjson_abort(ew);
+    if (tp)
+        apr_pool_destroy(tp);
     return false;
+}
+
+bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
+                          const char *worker_id, const char *kind,
+                          const char *resource_type,
+                          const bf_ndjson_part_t *part, bool *ours)
+{
+    char state[16];
+
+    *ours = false;
+    if (!bf_pq_begin(conn, "publish part"))
+        return false;
+    if (!lock_job_task(conn, task, worker_id, false, "publish part", ours, state))
+        goto fail;
+    if (!*ours || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+        *ours = false;
+        bf_pq_rollback(conn, "publish part");
+        return true;
+    }
+    if (!insert_file(conn, task, kind, resource_type, part))
+        goto fail;
+    if (!bf_pq_commit(conn, "publish part"))
+        goto fail;
+    return true;
+fail:
+    *ours = false;
+    bf_pq_rollback(conn, "publish part");
+    return false;
+}
+
+bool bf_task_published_so_far(PGconn *conn, const bf_task_t *task,
+                              int64_t *rows, int *parts)
+{
+    char b_id[24];
+    const char *v[] = { I64(b_id, task->id) };
+    PGresult *res;
+
+    *rows = 0;
+    *parts = 0;
+    if (!bf_pq_exec(conn, "published parts",
+        "SELECT coalesce(sum(count), 0), coalesce(max(part) + 1, 0)"
+        " FROM bulkfhir.file WHERE task_id = $1::bigint AND kind = 'output'",
+        1, v, &res, NULL))
+        return false;
+    *rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    *parts = atoi(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return true;
 }
 
 bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,

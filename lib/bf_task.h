@@ -29,6 +29,7 @@ typedef struct bf_task {
     int attempt;
     int max_attempts;
     int64_t fencing;
+    const char *kind;             /* 'type' | 'organized' (0020) */
 } bf_task_t;
 
 typedef struct bf_task_job {
@@ -40,6 +41,7 @@ typedef struct bf_task_job {
     const char *until;            /* timestamptz as text, or NULL */
     const char *transaction_time; /* timestamptz as text */
     const char *snapshot;         /* pg_snapshot as text */
+    const char *xid_horizon;      /* xid8 as text (0006), or NULL */
     const char *state;
 } bf_task_job_t;
 
@@ -65,9 +67,12 @@ bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                        bf_task_job_t **out);
 
 /* DESIGN invariant 1: > 0 while a transaction that may have stamped
- * versions at or before transaction_time is still in progress: one in the
- * job snapshot's xip, or any xid below a horizon (the next xid as of the
- * first call; horizon "" on the first call, then pass it back). */
+ * versions at or before transaction_time is still in progress.  With the
+ * job's xid_horizon (0006: the kick-off's own xid, taken after its
+ * snapshot): while pg_snapshot_xmin(pg_current_snapshot()) < xid_horizon.
+ * Without it (older jobs): one in the job snapshot's xip, or any xid below
+ * a horizon (the next xid as of the first call; horizon "" on the first
+ * call, then pass it back). */
 bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
                               char horizon[32], long *pending);
 
@@ -76,21 +81,51 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
 bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        const char *worker_id, int lease_seconds, bool *held);
 
-/* Build the COPY statement streaming the task's resources as one binary
- * jsonb column.  False (message in *err) when the task or job holds a value
- * that cannot be quoted safely. */
+/* The COPY statements of a task (lib/bf_task_sql.c); false (message in
+ * *err) when the task or job holds a value that cannot be quoted safely.
+ *
+ * Output of a 'type' task: one binary jsonb column.  skip >= 0 orders the
+ * rows by id and skips that many (resuming after parts an earlier attempt
+ * published); -1: no order. */
 bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
-                        const bf_task_job_t *job, const char **sql,
-                        const char **err);
+                        const bf_task_job_t *job, int64_t skip,
+                        const char **sql, const char **err);
+/* The deleted versions of a 'type' task (R54, R55): one transaction Bundle
+ * per line; *sql NULL when the job has no _since. */
+bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                         const bf_task_job_t *job, const char **sql,
+                         const char **err);
+/* The resource blocks of an 'organized' task (R53): three binary columns
+ * (int8 block lines, int8 block bytes, jsonb); the first two are set on a
+ * block's header line only. */
+bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                           const bf_task_job_t *job, const char **sql,
+                           const char **err);
 
-/* Publish the parts (one bulkfhir.file row each), mark the task done and,
- * when it was the last unfinished task, the job completed; all in one
- * transaction that first locks the job row and checks the task is still
- * ours.  *published false: not ours any more (the caller deletes the
- * parts); *job_completed true when this completed the job. */
+/* Publish the parts of every writer in the chain w (bf_ndjson_chain; one
+ * bulkfhir.file row each, parts already published skipped), mark the task
+ * done and, when it was the last unfinished task, the job completed; all
+ * in one transaction that first locks the job row and checks the task is
+ * still ours.  The transaction that completes the job also writes and
+ * publishes the job's lenient warnings (params._warnings, R60) as an
+ * OperationOutcome error file in w's directory.  *published false: not
+ * ours any more (the caller deletes the parts); *job_completed true when
+ * this completed the job. */
 bool bf_task_publish(PGconn *conn, const bf_task_t *task,
                      const char *worker_id, const bf_ndjson_t *w,
                      bool *published, bool *job_completed);
+
+/* Per-part publication (allowPartialManifests, R46): commit one file row
+ * for a closed part while the task is still ours (fencing checked).
+ * *ours false: the task is no longer ours; the row was not written. */
+bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
+                          const char *worker_id, const char *kind,
+                          const char *resource_type,
+                          const bf_ndjson_part_t *part, bool *ours);
+/* Rows and parts an earlier attempt of the task already published
+ * (kind output), to resume after them. */
+bool bf_task_published_so_far(PGconn *conn, const bf_task_t *task,
+                              int64_t *rows, int *parts);
 
 /* Record a failed attempt (errors[] gets {attempt, at, message, worker}):
  * back to queued with run_after = now() + 2^attempt s, or, with no attempts

@@ -3,7 +3,13 @@
  * COPY would escape backslashes inside the JSON) into the NDJSON writer,
  * one row at a time (invariant 6: memory does not grow with the export).
  * Between chunks it checks the heartbeat's lease-lost flag and the shutdown
- * flag, so either stops the task within a fraction of a second. */
+ * flag, so either stops the task within a fraction of a second.
+ *
+ * A 'type' task writes its type's output, then (with _since) a deleted
+ * file of transaction Bundles (R54); an 'organized' task writes resource
+ * blocks (R53).  With allowPartialManifests every closed output part is
+ * published at once on a second connection (R46), and a retried attempt
+ * resumes after the rows an earlier one published. */
 #include "config.h"
 #include "worker.h"
 
@@ -13,6 +19,7 @@
 #include <time.h>
 
 #include <apr_strings.h>
+#include <json-c/json.h>
 
 #include "bf_pq.h"
 
@@ -91,44 +98,72 @@ static void cancel_copy(worker_t *w)
         PQclear(res);
 }
 
-worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
-                               const bf_task_t *task,
-                               const bf_task_job_t *job, bf_ndjson_t **out,
-                               const char **msg)
+/* Per-part publication context (allowPartialManifests). */
+typedef struct part_pub {
+    worker_t *w;
+    const bf_task_t *task;
+    PGconn *conn;   /* second connection: the first one is inside the COPY */
+    bool lost;      /* the task is no longer ours */
+} part_pub_t;
+
+static bool publish_closed_part(void *ctx, bf_ndjson_t *nd,
+                                bf_ndjson_part_t *part, const char **err)
+{
+    part_pub_t *pp = ctx;
+    bool ours;
+
+    if (!pp->conn || !bf_pq_healthy(pp->conn)) {
+        if (pp->conn)
+            PQfinish(pp->conn);
+        pp->conn = bf_pq_connect(pp->w->cfg.database, WORKER_APPNAME, 5);
+        if (!pp->conn) {
+            *err = "per-part publication: cannot connect";
+            return false;
+        }
+    }
+    if (!bf_task_publish_part(pp->conn, pp->task, pp->w->id, bf_ndjson_kind(nd),
+                              bf_ndjson_resource_type(nd), part, &ours)) {
+        *err = "per-part publication failed";
+        return false;
+    }
+    if (!ours) {
+        pp->lost = true;
+        *err = "per-part publication: the task is no longer ours";
+        return false;
+    }
+    part->published = true;
+    bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): published part %s",
+           pp->task->job_id, pp->task->id, pp->task->resource_type, part->name);
+    return true;
+}
+
+static bool param_true(const bf_task_job_t *job, const char *key)
+{
+    json_object *params = job->params ? json_tokener_parse(job->params) : NULL, *v;
+    bool on = false;
+
+    if (params && json_object_object_get_ex(params, key, &v))
+        on = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v)
+             : json_object_is_type(v, json_type_string)
+                 && strcmp(json_object_get_string(v), "true") == 0;
+    if (params)
+        json_object_put(params);
+    return on;
+}
+
+/* Stream one COPY statement into nd (ncols: see bf_copybin_t). */
+static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *task,
+                                 const bf_task_job_t *job, const char *sql,
+                                 int ncols, bf_ndjson_t *nd, const char **msg)
 {
     worker_export_rc rc;
-    const char *sql, *err = NULL, *dir;
-    bf_ndjson_t *nd = NULL;
     bf_copybin_t st;
     PGresult *res;
-    double t0;
     unsigned long chunks = 0;
     int n;
 
-    *out = NULL;
-    *msg = NULL;
-    if ((rc = wait_snapshot(w, p, task, job, msg)) != WORKER_EXPORT_OK)
-        return rc;
-    if (!bf_task_export_sql(w->conn, p, task, job, &sql, &err)) {
-        *msg = apr_psprintf(p, "cannot build the export query: %s", err);
-        return WORKER_EXPORT_FAILED;
-    }
-    if (!bf_task_valid_uuid(job->id)) {
-        *msg = "invalid job id";
-        return WORKER_EXPORT_FAILED;
-    }
-    dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
-    if (!bf_ndjson_open(&nd, p, dir, task->resource_type, task->id,
-                        task->fencing, w->cfg.max_part_resources,
-                        w->cfg.max_part_bytes, 0, &err)) {
-        *msg = err;
-        return WORKER_EXPORT_FAILED;
-    }
-    *out = nd;
     bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): %s", job->id, task->id,
            task->resource_type, sql);
-
-    t0 = now_s();
     if (!PQsendQuery(w->conn, sql))
         return db_failure(w, p, msg, "COPY");
     res = PQgetResult(w->conn);
@@ -145,6 +180,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     PQclear(res);
 
     bf_copybin_init(&st);
+    st.ncols = ncols;
     for (;;) {
         char *buf = NULL;
 
@@ -203,13 +239,109 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
         *msg = bf_ndjson_error(nd);
         return WORKER_EXPORT_FAILED;
     }
+    return WORKER_EXPORT_OK;
+}
+
+static worker_export_rc open_writer(worker_t *w, apr_pool_t *p, const bf_task_t *task,
+                                    const char *dir, const char *prefix,
+                                    bf_ndjson_t **nd, const char **msg)
+{
+    const char *err = NULL;
+
+    if (!bf_ndjson_open(nd, p, dir, prefix, task->id, task->fencing,
+                        w->cfg.max_part_resources, w->cfg.max_part_bytes, 0, &err)) {
+        *msg = err;
+        return WORKER_EXPORT_FAILED;
+    }
+    return WORKER_EXPORT_OK;
+}
+
+worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
+                               const bf_task_t *task,
+                               const bf_task_job_t *job, bf_ndjson_t **out,
+                               const char **msg)
+{
+    worker_export_rc rc;
+    const char *sql, *err = NULL, *dir;
+    bf_ndjson_t *nd = NULL, *del = NULL;
+    part_pub_t pp = { w, task, NULL, false };
+    bool organized = task->kind && strcmp(task->kind, "organized") == 0;
+    int64_t skip = -1;
+    double t0;
+
+    *out = NULL;
+    *msg = NULL;
+    if ((rc = wait_snapshot(w, p, task, job, msg)) != WORKER_EXPORT_OK)
+        return rc;
+    if (!bf_task_valid_uuid(job->id)) {
+        *msg = "invalid job id";
+        return WORKER_EXPORT_FAILED;
+    }
+    dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
+    t0 = now_s();
+
+    if (organized) {
+        /* "blocks.": never the name of a resource type's output */
+        if (!bf_task_organized_sql(w->conn, p, task, job, &sql, &err)) {
+            *msg = apr_psprintf(p, "cannot build the export query: %s", err);
+            return WORKER_EXPORT_FAILED;
+        }
+        if ((rc = open_writer(w, p, task, dir, "blocks", &nd, msg)) != WORKER_EXPORT_OK)
+            return rc;
+        bf_ndjson_set_publish(nd, "output", NULL);
+        *out = nd;
+        rc = run_copy(w, p, task, job, sql, 3, nd, msg);
+    } else {
+        int first_part = 0;
+
+        if (param_true(job, "allowPartialManifests")) {
+            if (!bf_task_published_so_far(w->conn, task, &skip, &first_part))
+                return db_failure(w, p, msg, "published parts");
+        }
+        if (!bf_task_export_sql(w->conn, p, task, job, skip, &sql, &err)) {
+            *msg = apr_psprintf(p, "cannot build the export query: %s", err);
+            return WORKER_EXPORT_FAILED;
+        }
+        if ((rc = open_writer(w, p, task, dir, task->resource_type, &nd, msg))
+            != WORKER_EXPORT_OK)
+            return rc;
+        *out = nd;
+        if (skip >= 0) {
+            bf_ndjson_set_first_part(nd, first_part);
+            bf_ndjson_on_part_closed(nd, publish_closed_part, &pp);
+        }
+        rc = run_copy(w, p, task, job, sql, 1, nd, msg);
+        if (rc == WORKER_EXPORT_OK) {
+            if (!bf_task_deleted_sql(w->conn, p, task, job, &sql, &err)) {
+                *msg = apr_psprintf(p, "cannot build the deleted query: %s", err);
+                rc = WORKER_EXPORT_FAILED;
+            } else if (sql) {
+                /* "deleted.": never the name of a resource type's output */
+                rc = open_writer(w, p, task, dir, "deleted", &del, msg);
+                if (rc == WORKER_EXPORT_OK) {
+                    bf_ndjson_set_publish(del, "deleted", "Bundle");
+                    bf_ndjson_chain(nd, del);
+                    rc = run_copy(w, p, task, job, sql, 1, del, msg);
+                }
+            }
+        }
+    }
+    if (pp.conn)
+        PQfinish(pp.conn);
+    if (pp.lost && rc == WORKER_EXPORT_FAILED)
+        rc = WORKER_EXPORT_LOST;
+    if (rc != WORKER_EXPORT_OK)
+        return rc;
     {
         double dt = now_s() - t0;
 
-        bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): %" PRId64
-               " resources, %zu part(s), %" PRId64 " bytes in %.2f s (%.0f/s)",
-               job->id, task->id, task->resource_type, bf_ndjson_total_count(nd),
-               bf_ndjson_part_count(nd), bf_ndjson_total_bytes(nd), dt,
+        bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s%s): %" PRId64
+               " resources, %zu part(s), %" PRId64 " bytes, %" PRId64
+               " deleted Bundle line(s) in %.2f s (%.0f/s)",
+               job->id, task->id, organized ? "organized by " : "",
+               task->resource_type, bf_ndjson_total_count(nd),
+               bf_ndjson_part_count(nd), bf_ndjson_total_bytes(nd),
+               del ? bf_ndjson_total_count(del) : 0, dt,
                dt > 0 ? (double)bf_ndjson_total_count(nd) / dt : 0.0);
     }
     return WORKER_EXPORT_OK;

@@ -1,0 +1,505 @@
+/* bf_task_sql: the COPY statements a task streams (see bf_task.h): the
+ * output of a type task, its deleted Bundles, and the resource blocks of an
+ * organized task.  COPY takes no parameters: every value is validated, then
+ * quoted with PQescapeLiteral.
+ *
+ * Every statement selects the versions valid at the job's transactionTime T
+ * (last_updated <= T and not superseded at T), DESIGN invariant 1.  Alias r
+ * is always the row being exported, c a compartment row, so the _typeFilter
+ * SQL (over an unqualified `resource`) binds to r. */
+#include "bf_task.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <json-c/json.h>
+
+#include "bf_elements.h"
+#include "bf_r4.h"
+#include "bf_typefilter.h"
+
+/* Bundles per line in a deleted file, entries per Bundle */
+#define DELETED_PER_BUNDLE 1000
+
+typedef struct xq {
+    PGconn *conn;
+    apr_pool_t *p;
+    const bf_task_t *task;
+    const bf_task_job_t *job;
+    const char *T;                /* quoted transaction time */
+    const char *since, *until;    /* quoted, or NULL */
+    bool compartment;             /* patient or group level */
+    const char *members;          /* text[] of patient ids, NULL: all */
+    apr_array_header_t *types;    /* _type (const char *), NULL: all */
+    apr_array_header_t *filters;  /* every bf_typefilter * of the job */
+    apr_array_header_t *elements; /* bf_element, NULL: no _elements */
+} xq_t;
+
+/* FHIR id: [A-Za-z0-9\-\.]{1,64} */
+static bool valid_fhir_id(const char *s)
+{
+    size_t i, n;
+
+    if (!s || !(n = strlen(s)) || n > 64)
+        return false;
+    for (i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+            return false;
+    return true;
+}
+
+static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
+{
+    char *q = PQescapeLiteral(conn, s, strlen(s));
+    const char *r;
+
+    if (!q)
+        return NULL;
+    r = apr_pstrdup(p, q);
+    PQfreemem(q);
+    return r;
+}
+
+/* FHIR date/dateTime text (possibly partial) as the first / the first
+ * instant after the end of the interval it denotes. */
+#define FHIR_START(x) \
+    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz" \
+    " WHEN 7 THEN (" x " || '-01')::timestamptz ELSE (" x ")::timestamptz END)"
+#define FHIR_END(x) \
+    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz + interval '1 year'" \
+    " WHEN 7 THEN (" x " || '-01')::timestamptz + interval '1 month'" \
+    " WHEN 10 THEN (" x ")::timestamptz + interval '1 day'" \
+    " ELSE (" x ")::timestamptz END)"
+#define PATIENT_REF_ID(x) \
+    "substring(" x " from '(?:^|/)Patient/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$')"
+
+/* The strings of params[key] (an array of strings, or one string), each
+ * split at commas (not _typeFilter); NULL when absent. */
+static apr_array_header_t *param_strings(apr_pool_t *p, json_object *params,
+                                         const char *key)
+{
+    json_object *v;
+    apr_array_header_t *out;
+    size_t i, n;
+
+    if (!params || !json_object_object_get_ex(params, key, &v))
+        return NULL;
+    out = apr_array_make(p, 4, sizeof(const char *));
+    n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+    for (i = 0; i < n; i++) {
+        json_object *e = json_object_is_type(v, json_type_array)
+                             ? json_object_array_get_idx(v, i) : v;
+        char *copy, *tok, *last;
+
+        if (!json_object_is_type(e, json_type_string))
+            continue;
+        copy = apr_pstrdup(p, json_object_get_string(e));
+        if (strcmp(key, "_typeFilter") == 0) {
+            /* a comma inside one query belongs to it ([v4b]: repeat instead) */
+            APR_ARRAY_PUSH(out, const char *) = copy;
+            continue;
+        }
+        for (tok = apr_strtok(copy, ",", &last); tok; tok = apr_strtok(NULL, ",", &last)) {
+            apr_collapse_spaces(tok, tok); /* returns the end, not tok */
+            if (*tok)
+                APR_ARRAY_PUSH(out, const char *) = tok;
+        }
+    }
+    return out;
+}
+
+/* "a.last_updated <= T AND (a.superseded_at IS NULL OR ... > T)" plus
+ * _since / _until */
+static const char *valid_at(const xq_t *x, const char *a, bool changed)
+{
+    const char *s = apr_psprintf(x->p,
+        "%s.last_updated <= %s::timestamptz AND (%s.superseded_at IS NULL OR"
+        " %s.superseded_at > %s::timestamptz)", a, x->T, a, a, x->T);
+
+    if (changed && x->since)
+        s = apr_psprintf(x->p, "%s AND %s.last_updated > %s::timestamptz", s, a,
+                         x->since);
+    if (changed && x->until)
+        s = apr_psprintf(x->p, "%s AND %s.last_updated <= %s::timestamptz", s, a,
+                         x->until);
+    return s;
+}
+
+/* In the export's Patient compartments (compartment levels only). */
+static const char *member_of(const xq_t *x, const char *a, bool is_patient)
+{
+    if (is_patient)
+        return x->members ? apr_psprintf(x->p, "%s.id = ANY(%s::text[])", a, x->members)
+                          : "true";
+    return x->members ? apr_psprintf(x->p, "%s.patient_ids && %s::text[]", a, x->members)
+                      : apr_psprintf(x->p, "%s.patient_ids <> '{}'", a);
+}
+
+/* Row a (any type) belongs to an exported compartment. */
+static const char *in_compartment(const xq_t *x, const char *a)
+{
+    return apr_psprintf(x->p, "(%s OR (%s.resource_type = 'Patient' AND %s))",
+                        member_of(x, a, false), a, member_of(x, a, true));
+}
+
+/* Row a is of a requested type. */
+static const char *requested(const xq_t *x, const char *a)
+{
+    const char *arr = "";
+    int i;
+
+    if (!x->types)
+        return "true";
+    for (i = 0; i < x->types->nelts; i++) {
+        const char *t = APR_ARRAY_IDX(x->types, i, const char *);
+        if (!bf_task_valid_type(t))
+            continue;
+        arr = apr_pstrcat(x->p, arr, *arr ? "," : "", "'", t, "'", NULL);
+    }
+    return apr_psprintf(x->p, "%s.resource_type = ANY(ARRAY[%s]::text[])", a,
+                        *arr ? arr : "NULL");
+}
+
+static bool is_requested(const xq_t *x, const char *type)
+{
+    int i;
+
+    if (!x->types)
+        return true;
+    for (i = 0; i < x->types->nelts; i++)
+        if (strcmp(APR_ARRAY_IDX(x->types, i, const char *), type) == 0)
+            return true;
+    return false;
+}
+
+/* The _typeFilter expression for one type, NULL when it has none (R28,
+ * R29: the filters of a type are ORed; other types are not filtered). */
+static bool filter_for(const xq_t *x, const char *type, const char **sql,
+                       const char **err)
+{
+    apr_array_header_t *mine = apr_array_make(x->p, 2, sizeof(bf_typefilter *));
+    int i;
+
+    *sql = NULL;
+    for (i = 0; x->filters && i < x->filters->nelts; i++) {
+        bf_typefilter *tf = APR_ARRAY_IDX(x->filters, i, bf_typefilter *);
+        if (strcmp(tf->type, type) == 0)
+            APR_ARRAY_PUSH(mine, bf_typefilter *) = tf;
+    }
+    return mine->nelts == 0 || bf_typefilter_sql(x->p, mine, sql, err);
+}
+
+/* The exported column for rows of one type (_elements subsetting). */
+static const char *column_for(const xq_t *x, const char *type)
+{
+    if (!x->elements)
+        return "resource";
+    return apr_pstrcat(x->p, "bulkfhir.fhir_subset(resource, ",
+                       bf_elements_keep_sql(x->p, x->elements, type), ")", NULL);
+}
+
+static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                    const bf_task_job_t *job, const char **err)
+{
+    json_object *params = NULL;
+    apr_array_header_t *vals, *plist_vals;
+    bool ok = false;
+    int i;
+
+    memset(x, 0, sizeof *x);
+    x->conn = conn;
+    x->p = p;
+    x->task = task;
+    x->job = job;
+    if (!bf_task_valid_type(task->resource_type)) {
+        *err = "invalid resource type";
+        return false;
+    }
+    if (!job->transaction_time || !bf_task_valid_uuid(job->id)) {
+        *err = "job without transaction time";
+        return false;
+    }
+    if (!(x->T = lit(conn, p, job->transaction_time))
+        || (job->since && !(x->since = lit(conn, p, job->since)))
+        || (job->until && !(x->until = lit(conn, p, job->until)))) {
+        *err = "cannot quote a literal";
+        return false;
+    }
+    params = job->params ? json_tokener_parse(job->params) : NULL;
+    x->types = param_strings(p, params, "_type");
+    if ((vals = param_strings(p, params, "_typeFilter")) != NULL) {
+        x->filters = apr_array_make(p, vals->nelts, sizeof(bf_typefilter *));
+        for (i = 0; i < vals->nelts; i++) {
+            bf_typefilter *tf;
+
+            if (!bf_typefilter_parse(p, APR_ARRAY_IDX(vals, i, const char *), &tf, err))
+                goto leave;
+            APR_ARRAY_PUSH(x->filters, bf_typefilter *) = tf;
+        }
+    }
+    if ((vals = param_strings(p, params, "_elements")) != NULL && vals->nelts > 0
+        && !bf_elements_parse(p, vals, &x->elements, err))
+        goto leave;
+
+    /* the kick-off's `patient` list as text[] (NULL when absent) */
+    plist_vals = NULL;
+    if (params && json_object_object_get_ex(params, "patient", NULL)) {
+        const char *jid = lit(conn, p, job->id);
+
+        if (!jid) {
+            *err = "cannot quote the job id";
+            goto leave;
+        }
+        plist_vals = apr_array_make(p, 1, sizeof(const char *));
+        APR_ARRAY_PUSH(plist_vals, const char *) = apr_pstrcat(p,
+            "(SELECT array_agg(DISTINCT " PATIENT_REF_ID("coalesce(e->>'reference', e #>> '{}')") ")"
+            "   FROM bulkfhir.job j,"
+            "        jsonb_array_elements(CASE jsonb_typeof(j.params->'patient')"
+            "          WHEN 'array' THEN j.params->'patient' ELSE '[]'::jsonb END) e"
+            "  WHERE j.id = ", jid, "::uuid)", NULL);
+    }
+    if (job->level && strcmp(job->level, "group") == 0) {
+        const char *g;
+
+        if (!valid_fhir_id(job->group_id) || !(g = lit(conn, p, job->group_id))) {
+            *err = "invalid group id";
+            goto leave;
+        }
+        /* members of the Group version valid at T: Patient entities, not
+         * inactive, whose period covers T (other members are ignored) */
+        x->members = apr_pstrcat(p,
+            "(SELECT coalesce(array_agg(DISTINCT gm.pid), '{}'::text[]) FROM ("
+            " SELECT " PATIENT_REF_ID("m->'entity'->>'reference'") " AS pid, m"
+            "   FROM fhir.resource_version g,"
+            "        jsonb_array_elements(CASE jsonb_typeof(g.resource->'member')"
+            "          WHEN 'array' THEN g.resource->'member' ELSE '[]'::jsonb END) m"
+            "  WHERE g.resource_type = 'Group' AND g.id = ", g,
+            "    AND NOT g.deleted AND ", valid_at(x, "g", false),
+            ") gm WHERE gm.pid IS NOT NULL"
+            "  AND coalesce(gm.m->>'inactive', 'false') <> 'true'"
+            "  AND (gm.m->'period'->>'start' IS NULL OR "
+                FHIR_START("gm.m->'period'->>'start'") " <= ", x->T, "::timestamptz)"
+            "  AND (gm.m->'period'->>'end' IS NULL OR "
+                FHIR_END("gm.m->'period'->>'end'") " > ", x->T, "::timestamptz))",
+            NULL);
+        /* R24: with a patient list, only listed members */
+        if (plist_vals)
+            x->members = apr_pstrcat(p, "ARRAY(SELECT unnest(", x->members,
+                                     ") INTERSECT SELECT unnest(",
+                                     APR_ARRAY_IDX(plist_vals, 0, const char *),
+                                     "))", NULL);
+        x->compartment = true;
+    } else if (job->level && strcmp(job->level, "patient") == 0) {
+        /* NULL (no patient parameter): every compartment */
+        x->members = plist_vals ? APR_ARRAY_IDX(plist_vals, 0, const char *) : NULL;
+        x->compartment = true;
+    } else if (!job->level || strcmp(job->level, "system") != 0) {
+        *err = "unknown export level";
+        goto leave;
+    }
+    ok = true;
+leave:
+    if (params)
+        json_object_put(params);
+    return ok;
+}
+
+/* Shard predicate over alias a's id (the planner's shards). */
+static const char *shard_of(const xq_t *x, const char *a)
+{
+    if (x->task->shard_count <= 1)
+        return "";
+    return apr_psprintf(x->p, " AND (hashtext(%s.id)::bigint & 2147483647) %% %d = %d",
+                        a, x->task->shard_count, x->task->shard);
+}
+
+/* Rows of type X outside every compartment that an exported compartment
+ * resource references (R32 MAY; see the README's export rules). */
+static const char *referenced_ids(const xq_t *x, const char *type)
+{
+    const char *re = lit(x->conn, x->p, apr_psprintf(x->p,
+        "(?:^|/)%s/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$", type));
+    const char *tl = lit(x->conn, x->p, type);
+
+    return apr_psprintf(x->p,
+        "(SELECT substring(rf.v #>> '{}' from %s)"
+        "   FROM fhir.resource_version c,"
+        "        jsonb_path_query(c.resource, 'strict $.**.reference') rf(v)"
+        "  WHERE c.resource_type <> %s AND NOT c.deleted AND %s AND %s AND %s)",
+        re, tl, valid_at(x, "c", false), requested(x, "c"), in_compartment(x, "c"));
+}
+
+/* Provenance whose target is an exported compartment resource (R27). */
+static const char *provenance_of_compartment(const xq_t *x)
+{
+    return apr_psprintf(x->p,
+        "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(r.resource->'target')"
+        "          WHEN 'array' THEN r.resource->'target' ELSE '[]'::jsonb END) tg(v),"
+        "        LATERAL (SELECT substring(tg.v->>'reference' from"
+        "          '(?:^|/)([A-Z][A-Za-z]{0,63})/[A-Za-z0-9.-]{1,64}(?:/_history/[^/]*)?$') AS rt,"
+        "          substring(tg.v->>'reference' from"
+        "          '(?:^|/)[A-Z][A-Za-z]{0,63}/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$') AS rid) tr,"
+        "        fhir.resource_version c"
+        "  WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted"
+        "    AND %s AND %s AND %s)",
+        valid_at(x, "c", false), requested(x, "c"), in_compartment(x, "c"));
+}
+
+bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                        const bf_task_job_t *job, int64_t skip,
+                        const char **sql, const char **err)
+{
+    xq_t x;
+    const char *type, *q, *filter;
+    bool is_patient;
+
+    *sql = NULL;
+    if (!xq_init(&x, conn, p, task, job, err))
+        return false;
+    if (!filter_for(&x, task->resource_type, &filter, err))
+        return false;
+    type = lit(conn, p, task->resource_type);
+    is_patient = strcmp(task->resource_type, "Patient") == 0;
+    q = apr_pstrcat(p,
+        "COPY (SELECT ", column_for(&x, task->resource_type),
+        " FROM fhir.resource_version r WHERE r.resource_type = ", type,
+        " AND NOT r.deleted AND ", valid_at(&x, "r", true), NULL);
+    if (filter)
+        q = apr_pstrcat(p, q, " AND (", filter, ")", NULL);
+    q = apr_pstrcat(p, q, shard_of(&x, "r"), NULL);
+    if (x.compartment) {
+        if (is_patient) {
+            q = apr_pstrcat(p, q, " AND ", member_of(&x, "r", true), NULL);
+        } else {
+            q = apr_pstrcat(p, q, " AND (", member_of(&x, "r", false),
+                            " OR (r.patient_ids = '{}' AND r.id IN ",
+                            referenced_ids(&x, task->resource_type), ")", NULL);
+            if (strcmp(task->resource_type, "Provenance") == 0)
+                q = apr_pstrcat(p, q, " OR ", provenance_of_compartment(&x), NULL);
+            q = apr_pstrcat(p, q, ")", NULL);
+        }
+    }
+    if (skip >= 0)
+        /* per-part publication: a deterministic order to resume after the
+         * rows already published by an earlier attempt */
+        q = apr_psprintf(p, "%s ORDER BY r.id OFFSET %lld", q, (long long)skip);
+    *sql = apr_pstrcat(p, q, ") TO STDOUT (FORMAT binary)", NULL);
+    return true;
+}
+
+bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                         const bf_task_job_t *job, const char **sql,
+                         const char **err)
+{
+    xq_t x;
+    const char *type, *filter, *q;
+
+    *sql = NULL;
+    if (!job->since)
+        return true; /* deleted files only answer _since (R54) */
+    if (!xq_init(&x, conn, p, task, job, err))
+        return false;
+    if (!filter_for(&x, task->resource_type, &filter, err))
+        return false;
+    type = lit(conn, p, task->resource_type);
+    /* r: the deleted version valid at T, with the patient_ids and resource
+     * of the last version before it that was not deleted */
+    q = apr_psprintf(p,
+        "SELECT d.id, lv.patient_ids, lv.resource FROM fhir.resource_version d"
+        " LEFT JOIN LATERAL (SELECT pv.patient_ids, pv.resource"
+        "   FROM fhir.resource_version pv WHERE pv.resource_type = d.resource_type"
+        "    AND pv.id = d.id AND NOT pv.deleted AND pv.version_id < d.version_id"
+        "  ORDER BY pv.version_id DESC LIMIT 1) lv ON true"
+        " WHERE d.resource_type = %s AND d.deleted AND %s%s",
+        type, valid_at(&x, "d", true), shard_of(&x, "d"));
+    q = apr_pstrcat(p, "SELECT r.id, (row_number() OVER (ORDER BY r.id) - 1) / ",
+                    apr_itoa(p, DELETED_PER_BUNDLE), " AS b FROM (", q, ") r WHERE true",
+                    NULL);
+    if (filter)
+        q = apr_pstrcat(p, q, " AND coalesce((", filter, "), false)", NULL);
+    if (x.compartment)
+        q = apr_pstrcat(p, q, " AND ",
+                        member_of(&x, "r", strcmp(task->resource_type, "Patient") == 0),
+                        NULL);
+    *sql = apr_pstrcat(p,
+        "COPY (SELECT jsonb_build_object('resourceType', 'Bundle', 'type', 'transaction',"
+        "   'entry', jsonb_agg(jsonb_build_object('request', jsonb_build_object("
+        "     'method', 'DELETE', 'url', ", type, " || '/' || s.id)) ORDER BY s.id))"
+        " FROM (", q, ") s GROUP BY s.b ORDER BY s.b) TO STDOUT (FORMAT binary)",
+        NULL);
+    return true;
+}
+
+bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
+                           const bf_task_job_t *job, const char **sql,
+                           const char **err)
+{
+    xq_t x;
+    const char *filter, *pfilter, *fcase = "", *ecase = "", *rows;
+    size_t i;
+
+    *sql = NULL;
+    if (!xq_init(&x, conn, p, task, job, err))
+        return false;
+    /* per-type _typeFilter and _elements over every R4 type */
+    for (i = 0; i < bf_r4_type_count(); i++) {
+        const char *t = bf_r4_type_at(i);
+
+        if (!is_requested(&x, t) || strcmp(t, "Patient") == 0)
+            continue;
+        if (!filter_for(&x, t, &filter, err))
+            return false;
+        if (filter)
+            fcase = apr_pstrcat(p, fcase, " WHEN '", t, "' THEN (", filter, ")", NULL);
+        if (x.elements)
+            ecase = apr_pstrcat(p, ecase, " WHEN '", t, "' THEN ",
+                                column_for(&x, t), NULL);
+    }
+    if (!filter_for(&x, "Patient", &pfilter, err))
+        return false;
+    /* the patients of this shard: every Patient at system level */
+    rows = apr_pstrcat(p,
+        "WITH pts AS (SELECT r.id FROM fhir.resource_version r"
+        "  WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ",
+        valid_at(&x, "r", false), shard_of(&x, "r"),
+        x.compartment ? apr_pstrcat(p, " AND ", member_of(&x, "r", true), NULL) : "",
+        "), rws AS (",
+        is_requested(&x, "Patient")
+            ? apr_pstrcat(p,
+                "SELECT r.id AS pid, 0 AS ord, r.resource_type AS rt, r.id AS rid, ",
+                column_for(&x, "Patient"), " AS line"
+                " FROM fhir.resource_version r JOIN pts ON pts.id = r.id"
+                " WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ",
+                valid_at(&x, "r", true),
+                pfilter ? apr_pstrcat(p, " AND (", pfilter, ")", NULL) : "",
+                " UNION ALL ", NULL)
+            : "",
+        "SELECT u.pid, 1, r.resource_type, r.id, ",
+        x.elements ? apr_pstrcat(p, "CASE r.resource_type", ecase,
+                                 " ELSE resource END", NULL)
+                   : "resource",
+        " FROM fhir.resource_version r CROSS JOIN LATERAL unnest(r.patient_ids) u(pid)"
+        " JOIN pts ON pts.id = u.pid"
+        " WHERE r.resource_type <> 'Patient' AND NOT r.deleted AND ",
+        valid_at(&x, "r", true), " AND ", requested(&x, "r"),
+        *fcase ? apr_pstrcat(p, " AND coalesce(CASE r.resource_type", fcase,
+                             " ELSE true END, false)", NULL) : "",
+        ")", NULL);
+    /* one header per block (R53) carrying the block's lines and bytes */
+    *sql = apr_pstrcat(p,
+        "COPY (", rows,
+        ", hdr AS (SELECT w.pid, jsonb_build_object('resourceType', 'Parameters',"
+        "   'parameter', jsonb_build_array(jsonb_build_object('name', 'header',"
+        "     'valueReference', jsonb_build_object('reference', 'Patient/' || w.pid))))"
+        "   AS line, count(*) AS n, sum(octet_length(w.line::text) + 1) AS bytes"
+        "   FROM rws w GROUP BY w.pid)"
+        " SELECT b.n, b.bytes, b.line FROM ("
+        "  SELECT h.pid, -1 AS ord, '' AS rt, '' AS rid, h.n + 1 AS n,"
+        "    h.bytes + octet_length(h.line::text) + 1 AS bytes, h.line FROM hdr h"
+        "  UNION ALL SELECT w.pid, w.ord, w.rt, w.rid, NULL, NULL, w.line FROM rws w"
+        " ) b ORDER BY b.pid, b.ord, b.rt, b.rid) TO STDOUT (FORMAT binary)",
+        NULL);
+    return true;
+}
