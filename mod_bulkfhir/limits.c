@@ -34,22 +34,23 @@ bool bf_limits_kickoff(bf_req_t *rq, const bf_job_kickoff_t *k,
             retry = BUSY_RETRY_MIN;
         apr_table_setn(r->headers_out, "Retry-After", apr_itoa(r->pool, retry));
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "kick-off refused: client %s has %lld active jobs "
-                      "(limit %d)", who, a.active, a.max_jobs);
+                      "kick-off refused: client %s has %" APR_INT64_T_FMT
+                      " active jobs (limit %d)",
+                      who, (apr_int64_t)a.active, a.max_jobs);
         *rc = bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
                          "too many export jobs in progress for this client "
-                         "(%lld of at most %d queued or running); wait for "
-                         "one to finish or DELETE one",
-                         a.active, a.max_jobs);
+                         "(%" APR_INT64_T_FMT " of at most %d queued or "
+                         "running); wait for one to finish or DELETE one",
+                         (apr_int64_t)a.active, a.max_jobs);
         return false;
     }
     if (a.verdict == BF_ADMIT_RATE) {
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_itoa(r->pool, a.retry_after));
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "kick-off refused: client %s started %lld jobs in the "
-                      "last minute (%s %d/min)",
-                      who, a.recent, BF_CMD_KICKOFF_RATE,
+                      "kick-off refused: client %s started %" APR_INT64_T_FMT
+                      " jobs in the last minute (%s %d/min)",
+                      who, (apr_int64_t)a.recent, BF_CMD_KICKOFF_RATE,
                       bf_dir_kickoff_rate(rq->dc));
         *rc = bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
                          "too many kick-offs: at most %d per minute for this "
