@@ -334,3 +334,37 @@ def test_350_006_unverifiable_certificate_is_rejected(tls):
     with socket.create_connection(("127.0.0.1", tls.port), timeout=10) as raw:
         with pytest.raises(ssl.SSLCertVerificationError):
             ctx.wrap_socket(raw, server_hostname="fhir.example.org")
+
+
+def test_350_007_example_conf_passes_configtest(tls):
+    """conf/bulkfhir-ssl.conf, with its <placeholders> filled in, is accepted
+    by `apache2 -t` next to the module from this build."""
+    httpd_conf = (tls.stack.dir / "httpd" / "httpd.conf").read_text()
+    mod = re.search(r"^LoadModule bulkfhir_module (\S+)", httpd_conf, re.M).group(1)
+    d = tls.dir / "configtest"
+    (d / "run").mkdir(parents=True, exist_ok=True)
+    (d / "log").mkdir(exist_ok=True)
+    site = EXAMPLE.read_text()
+    for old, new in (("</etc/ssl/certs/fhir.example.org.fullchain.pem>", str(tls.dir / "server.pem")),
+                     ("</etc/ssl/private/fhir.example.org.key>", str(tls.dir / "server.key")),
+                     ("<fhir.example.org>", "localhost"), ("</var/run/postgresql>", "/tmp"),
+                     ("<bulkfhir>", "bulkfhir"), ("</var/lib/bulkfhir/export>", str(d)),
+                     ("${APACHE_RUN_DIR}", str(d / "run")), ("${APACHE_LOG_DIR}", str(d / "log"))):
+        site = site.replace(old, new)
+    assert not re.search(r"<[a-z/][^>]*\.[^>]*>", re.sub(r"(?m)^\s*#.*$", "", site)), \
+        "a placeholder is left: %s" % site
+    (d / "site.conf").write_text(site)
+    (d / "httpd.conf").write_text("\n".join([
+        "ServerRoot %s" % d, "ServerName localhost", "PidFile %s/run/pid" % d,
+        "DefaultRuntimeDir %s/run" % d, "ErrorLog %s/log/error.log" % d,
+        "LoadModule mpm_event_module %s/mod_mpm_event.so" % MODDIR,
+        "LoadModule authz_core_module %s/mod_authz_core.so" % MODDIR,
+        "LoadModule ssl_module %s/mod_ssl.so" % MODDIR,
+        "LoadModule headers_module %s/mod_headers.so" % MODDIR,
+        "LoadModule socache_shmcb_module %s/mod_socache_shmcb.so" % MODDIR,
+        "LoadModule bulkfhir_module %s" % mod,
+        "Listen 127.0.0.1:%d" % free_port(),
+        "Include %s/site.conf" % d, ""]))
+    p = subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(d / "httpd.conf")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "Syntax OK" in p.stderr + p.stdout, p.stderr + p.stdout
