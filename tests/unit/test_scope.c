@@ -65,12 +65,50 @@ static void test_can_export(void **state)
     assert_false(bf_scope_can_export(pool, "", "Patient"));
 }
 
+/* R5: without _type, an export holds the granted types and only those */
+static void test_export_types(void **state)
+{
+    apr_array_header_t *t;
+    bool all;
+
+    t = bf_scope_export_types(pool, "system/*.read", &all);
+    assert_true(all);
+    assert_int_equal(t->nelts, 0);
+    t = bf_scope_export_types(pool, "system/Patient.read system/Observation.rs "
+                              "system/Patient.rs system/Condition.r "
+                              "system/Encounter.write", &all);
+    assert_false(all);
+    assert_int_equal(t->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(t, 0, const char *), "Patient");
+    assert_string_equal(APR_ARRAY_IDX(t, 1, const char *), "Observation");
+    t = bf_scope_export_types(pool, "system/*.cud system/Group.s", &all);
+    assert_false(all);
+    assert_int_equal(t->nelts, 0);
+    t = bf_scope_export_types(pool, NULL, &all);
+    assert_false(all);
+    assert_int_equal(t->nelts, 0);
+}
+
+/* R6: Group export needs read on Group */
+static void test_allows_group_read(void **state)
+{
+    assert_true(bf_scope_allows(pool, "system/Group.rs", "Group", BF_PERM_R));
+    assert_true(bf_scope_allows(pool, "system/Group.read", "Group", BF_PERM_R));
+    assert_true(bf_scope_allows(pool, "system/*.read", "Group", BF_PERM_R));
+    assert_true(bf_scope_allows(pool, "system/Group.r", "Group", BF_PERM_R));
+    assert_false(bf_scope_allows(pool, "system/Group.s", "Group", BF_PERM_R));
+    assert_false(bf_scope_allows(pool, "system/Patient.read", "Group", BF_PERM_R));
+    assert_false(bf_scope_allows(pool, "", "Group", BF_PERM_R));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_grant_within_registration),
         cmocka_unit_test(test_can_export),
+        cmocka_unit_test(test_export_types),
+        cmocka_unit_test(test_allows_group_read),
     };
     int rc;
 
