@@ -27,6 +27,7 @@ LoadModule authn_file_module {moddir}/mod_authn_file.so
 LoadModule auth_basic_module {moddir}/mod_auth_basic.so
 LoadModule authz_user_module {moddir}/mod_authz_user.so
 LoadModule headers_module {moddir}/mod_headers.so
+LoadModule env_module {moddir}/mod_env.so
 BulkFhirAuthScopeSource header:X-Granted-Scopes
 <Location /fhir>
     AuthType Basic
@@ -42,6 +43,17 @@ BulkFhirAuthScopeSource header:X-Granted-Scopes
     RequestHeader unset X-Granted-Scopes
     RequestHeader set X-Granted-Scopes "system/*.read" "expr=%{{REMOTE_USER}} == 'alice'"
     RequestHeader set X-Granted-Scopes "system/Patient.read" "expr=%{{REMOTE_USER}} == 'bob'"
+</Location>
+# scopes from a subprocess_env variable (as mod_auth_openidc sets
+# OIDC_CLAIM_scope); a BulkFhir directive here makes this its own FHIR base
+<Location /envfhir>
+    SetHandler bulkfhir
+    BulkFhirAuthScopeSource env:BF_TEST_SCOPES
+    AuthType Basic
+    AuthName "bulkfhir"
+    AuthUserFile "{htpasswd}"
+    Require valid-user
+    SetEnv BF_TEST_SCOPES "system/Condition.read,system/Patient.read"
 </Location>
 # a misconfigured base: BulkFhirAuth header but nobody authenticates
 <Location /open>
@@ -130,3 +142,19 @@ def test_320_004_bob_is_limited(env):
         assert_operation_outcome(bob.get(env.job.status_url), statuses=(404,))
         assert_operation_outcome(bob.delete(env.job.status_url), statuses=(404,))
         assert bob.download(env.job.manifest["output"][0]["url"]).status_code == 404
+
+
+def test_320_005_scopes_from_env(env):
+    """BulkFhirAuthScopeSource env:NAME (comma-separated scopes allowed):
+    Condition is granted there, Observation is not."""
+    c = user(env, "bob")
+    c.base = env.st.base_url.replace("/fhir", "/envfhir")
+    assert_operation_outcome(c.kickoff("$export", params={"_type": "Observation"}),
+                             statuses=(403,))
+    k = c.kickoff("$export", params={"_type": "Condition"})
+    assert k.status_code == 202, k.text
+    final, _ = c.poll(k.headers["Content-Location"], timeout=60)
+    assert final.status_code == 200
+    m = bfclient.json_body(final)
+    assert m["requiresAccessToken"] is True
+    assert {i["type"] for i in m["output"]} <= {"Condition"}
