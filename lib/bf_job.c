@@ -53,11 +53,13 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
     const char *u[3];
     char life[32];
     PGresult *res;
+    /* inside the caller's transaction (the admission of bf_limits) or in
+     * our own: kickoff()'s NOTIFY is delivered at COMMIT, so no worker sees
+     * the job before its 0030 columns are set */
+    bool own = PQtransactionStatus(conn) == PQTRANS_IDLE;
 
     *job_id = NULL;
-    /* one transaction: kickoff()'s NOTIFY is delivered at COMMIT, so no
-     * worker sees the job before its 0030 columns are set */
-    if (!bf_pq_exec(conn, "kick-off", "BEGIN", 0, NULL, NULL, sqlstate))
+    if (own && !bf_pq_exec(conn, "kick-off", "BEGIN", 0, NULL, NULL, sqlstate))
         return false;
     if (!bf_pq_exec(conn, "kick-off",
                     "SELECT bulkfhir.kickoff($1, $2, $3, $4::jsonb, "
@@ -77,12 +79,14 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
                     "file_lifetime = $3::integer WHERE id = $1::uuid",
                     3, u, NULL, sqlstate))
         goto fail;
-    if (!bf_pq_exec(conn, "kick-off", "COMMIT", 0, NULL, NULL, sqlstate))
+    if (own
+        && !bf_pq_exec(conn, "kick-off", "COMMIT", 0, NULL, NULL, sqlstate))
         goto fail;
     return true;
 fail:
     *job_id = NULL;
-    bf_pq_rollback(conn, "kick-off");
+    if (own)
+        bf_pq_rollback(conn, "kick-off");
     return false;
 }
 

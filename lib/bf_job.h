@@ -28,7 +28,8 @@ typedef struct bf_job_kickoff_t {
 } bf_job_kickoff_t;
 
 /* Records the job (bulkfhir.kickoff) and its separate_status and
- * file_lifetime (migration 0030) in one transaction. */
+ * file_lifetime (migration 0030) in one transaction: the caller's when one
+ * is open (then the caller commits or rolls back), else its own. */
 bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
                     const char **job_id, char sqlstate[6]);
 
@@ -97,6 +98,31 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
 bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
                         bool *found, const char **client_id,
                         const char **scope, char sqlstate[6]);
+
+/* ---- Group read/search (R12), bf_job_group.c ---- */
+
+/* The current Group resource (JSON) or *json NULL. */
+bool bf_job_group_read(PGconn *conn, apr_pool_t *p, const char *group_id,
+                       const char **json, char sqlstate[6]);
+
+typedef struct bf_group_query_t {
+    const char *name;      /* starts-with, case-insensitive; NULL: any */
+    const char *id_system; /* identifier system; NULL: any */
+    const char *id_value;  /* identifier value; NULL: any */
+    bool id_system_none;   /* "|value": the identifier has no system */
+} bf_group_query_t;
+
+typedef struct bf_group_hit_t {
+    const char *id;
+    const char *json;
+} bf_group_hit_t;
+
+/* Matching current Groups ordered by id, at most limit of them
+ * (bf_group_hit_t); *total counts all matches. */
+bool bf_job_group_search(PGconn *conn, apr_pool_t *p,
+                         const bf_group_query_t *q, int limit,
+                         apr_array_header_t **found, long long *total,
+                         char sqlstate[6]);
 
 /* True when s is a canonical textual uuid (8-4-4-4-12 hex digits). */
 bool bf_job_is_uuid(const char *s);

@@ -62,7 +62,8 @@ typedef enum {
     RT_STATUS,
     RT_FILE,
     RT_TOKEN,
-    RT_WELLKNOWN
+    RT_WELLKNOWN,
+    RT_GROUP /* Group (search) and Group/{id} (read), R12 */
 } route_e;
 
 typedef struct {
@@ -91,6 +92,12 @@ static bool parse_route(apr_pool_t *p, const char *rel, route_t *rt)
     }
     else if (!strcmp(rel, "Patient/$export")) {
         rt->kind = RT_PATIENT_EXPORT;
+    }
+    else if (!strcmp(rel, "Group")
+             || (!strncmp(rel, "Group/", 6) && !strchr(rel + 6, '/')
+                 && valid_id(rel + 6, strlen(rel + 6)))) {
+        rt->kind = RT_GROUP;
+        rt->a = rel[5] ? rel + 6 : NULL;
     }
     else if (!strncmp(rel, "Group/", 6)) {
         slash = strchr(rel + 6, '/');
@@ -199,6 +206,8 @@ static int dispatch(bf_req_t *rq, const route_t *rt)
         return bf_status_handle(rq, rt->a);
     case RT_FILE:
         return bf_files_handle(rq, rt->a, rt->b);
+    case RT_GROUP:
+        return bf_group_handle(rq, rt->a);
     case RT_METADATA:
     case RT_TOKEN:
     case RT_WELLKNOWN:

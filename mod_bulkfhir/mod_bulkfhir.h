@@ -83,6 +83,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id);
 int bf_status_handle(bf_req_t *rq, const char *job_id);
 int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name);
 int bf_metadata_handle(bf_req_t *rq);
+int bf_group_handle(bf_req_t *rq, const char *group_id); /* NULL: search */
 
 /* security (token.c, wellknown.c, limits.c, auth.c) */
 struct json_object;
