@@ -384,7 +384,8 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     if (skip >= 0)
         /* per-part publication: a deterministic order to resume after the
          * rows already published by an earlier attempt */
-        q = apr_psprintf(p, "%s ORDER BY r.id OFFSET %lld", q, (long long)skip);
+        q = apr_psprintf(p, "%s ORDER BY r.id OFFSET %" APR_INT64_T_FMT, q,
+                         (apr_int64_t)skip);
     *sql = apr_pstrcat(p, q, ") TO STDOUT (FORMAT binary)", NULL);
     return true;
 }
