@@ -4,7 +4,6 @@ import json
 import re
 from pathlib import Path
 
-import bfclient
 from bfclient import assert_operation_outcome, json_body
 
 BULK = "http://hl7.org/fhir/uv/bulkdata/"

@@ -129,12 +129,70 @@ static void test_no_slash_escaping(void **state)
                         BASE "/bulkfiles/" JOB "/A.1.1.0.ndjson");
 }
 
+/* §1.9, R53, R54, R56, R46: organized output has no type but
+ * outputOrganizedBy and continuesInFile; deleted items are Bundles, error
+ * items OperationOutcomes; a partial manifest links the next page. */
+static void test_organized_deleted_error_link(void **state)
+{
+    apr_array_header_t *files = apr_array_make(pool, 4,
+                                               sizeof(bf_manifest_file_t));
+    bf_manifest_t m;
+    json_object *o, *out, *item, *v;
+    bf_manifest_file_t *f;
+
+    add(files, "output", NULL, 1, "Patient.5.1.1.ndjson", 10);
+    f = &APR_ARRAY_IDX(files, 0, bf_manifest_file_t);
+    f->continues_in = "Patient.5.1.2.ndjson";
+    add(files, "output", NULL, 2, "Patient.5.1.2.ndjson", 3);
+    add(files, "deleted", "Patient", 1, "Patient.5.1.1.deleted.ndjson", 2);
+    add(files, "error", "Patient", 1, "Patient.5.1.1.error.ndjson", 1);
+    memset(&m, 0, sizeof m);
+    m.transaction_time = "2024-01-02T03:04:05Z";
+    m.request = BASE "/Patient/$export";
+    m.base_url = BASE;
+    m.job_id = JOB;
+    m.files = files;
+    m.organized_by = "Patient";
+    m.next_url = BASE "/bulkstatus/" JOB "?page=2";
+    o = json_tokener_parse(bf_manifest_json(pool, &m));
+    assert_non_null(o);
+    assert_string_equal(json_object_get_string(get(o, "outputOrganizedBy")),
+                        "Patient");
+    out = get(o, "output");
+    assert_int_equal(json_object_array_length(out), 2);
+    item = json_object_array_get_idx(out, 0);
+    assert_false(json_object_object_get_ex(item, "type", &v));
+    assert_string_equal(json_object_get_string(get(item, "continuesInFile")),
+                        BASE "/bulkfiles/" JOB "/Patient.5.1.2.ndjson");
+    item = json_object_array_get_idx(out, 1);
+    assert_false(json_object_object_get_ex(item, "continuesInFile", &v));
+    item = json_object_array_get_idx(get(o, "deleted"), 0);
+    assert_string_equal(json_object_get_string(get(item, "type")), "Bundle");
+    item = json_object_array_get_idx(get(o, "error"), 0);
+    assert_string_equal(json_object_get_string(get(item, "type")),
+                        "OperationOutcome");
+    item = json_object_array_get_idx(get(o, "link"), 0);
+    assert_string_equal(json_object_get_string(get(item, "relation")), "next");
+    assert_string_equal(json_object_get_string(get(item, "url")),
+                        BASE "/bulkstatus/" JOB "?page=2");
+    json_object_put(o);
+
+    /* not organized: every item has its type, no outputOrganizedBy, no link */
+    m.organized_by = NULL;
+    m.next_url = NULL;
+    o = json_tokener_parse(bf_manifest_json(pool, &m));
+    assert_false(json_object_object_get_ex(o, "outputOrganizedBy", &v));
+    assert_false(json_object_object_get_ex(o, "link", &v));
+    json_object_put(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_order_and_urls),
         cmocka_unit_test(test_no_slash_escaping),
+        cmocka_unit_test(test_organized_deleted_error_link),
     };
     int rc;
 
