@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -114,7 +115,20 @@ def ceiling(st, reps, workdir):
         _, ms = st.psql("\\copy (%s) TO '%s'" % (CEILING_SQL, out), timing=True)
         client.append(ms[-1] / 1000.0 if ms else time.monotonic() - t0)
         os.unlink(out)
-    return {"server_copy_s": server, "server_copy_median_s": bl.median(server),
+    # the same work split the way the worker splits it: one binary COPY per
+    # type (its plan: type index scan or seq scan), in one session
+    types = st.q1("SELECT DISTINCT resource_type FROM fhir.resource_version").split()
+    per_type = []
+    for _ in range(reps):
+        cmds = ["COPY (SELECT resource FROM fhir.resource_version WHERE resource_type = '%s' "
+                "AND superseded_at IS NULL AND NOT deleted) TO '%s' (FORMAT binary)"
+                % (t, out) for t in types]
+        _, ms = st.psql(*cmds, timing=True)
+        per_type.append(sum(ms) / 1000.0)
+        os.unlink(out)
+    return {"per_type_binary_copy_s": per_type,
+            "per_type_binary_copy_median_s": bl.median(per_type),
+            "server_copy_s": server, "server_copy_median_s": bl.median(server),
             "client_copy_s": client, "client_copy_median_s": bl.median(client),
             "bytes": size, "note": "single PostgreSQL backend, text COPY"}
 
@@ -287,7 +301,7 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     os.chmod(args.workdir, 0o755)
     ts = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    res = {"timestamp": ts, "command": "scripts/bench " + " ".join(sys.argv[1:]),
+    res = {"timestamp": ts, "command": shlex.join(["scripts/bench"] + sys.argv[1:]),
            "note": args.note, "machine": machine(args.workdir), "sizes": {},
            "options": {k: v for k, v in vars(args).items()}}
     t0 = time.monotonic()

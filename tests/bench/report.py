@@ -51,7 +51,9 @@ def targets(res):
         r = ratio(ceil, e1)
         add("%s: system export 1 worker / COPY ceiling (speed)" % size, r, ">= 0.8",
             r is not None and r >= 0.8,
-            "COPY %.3f s, export %.3f s" % (ceil or 0, e1 or 0))
+            "COPY %.3f s, export %.3f s; per-type binary COPY %.3f s (export / that: %s)"
+            % (ceil or 0, e1 or 0, g(s, "ceiling", "per_type_binary_copy_median_s") or 0,
+               f(ratio(g(s, "ceiling", "per_type_binary_copy_median_s"), e1), "%.2f")))
         r = ratio(e1, e2)
         lt = g(s, "exports_2w", "system", "longest_task_s")
         add("%s: system export 2 workers / 1 worker (speed)" % size, r, ">= 1.3",
@@ -151,6 +153,10 @@ def markdown(res):
         L.append("| \\copy ... TO file (psql client) | %s | %s | %s | %s |" % (
             f(cc), f(ratio(nb, cc) and nb / cc / 1e6, "%.0f"), f(ratio(nr, cc), "%.0f"),
             f(ratio(cs, cc), "%.2f")))
+        pt = c.get("per_type_binary_copy_median_s")
+        L.append("| COPY per type, binary, to file (server; the worker's split) | %s | %s | %s | %s |"
+                 % (f(pt), f(ratio(nb, pt) and nb / pt / 1e6, "%.0f"), f(ratio(nr, pt), "%.0f"),
+                    f(ratio(cs, pt), "%.2f")))
         for ex, label in (("exports_1w", "1 worker"), ("exports_2w", "2 workers")):
             for kind, e in (s.get(ex) or {}).items():
                 L.append("| %s export, %s (%d res, %.1f MB; longest task %s s) | %s | %s | %s | %s |"
