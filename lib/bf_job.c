@@ -79,6 +79,12 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
                     "file_lifetime = $3::integer WHERE id = $1::uuid",
                     3, u, NULL, sqlstate))
         goto fail;
+    /* R53: resource blocks instead of one task per type (0031) */
+    if (k->organized
+        && !bf_pq_exec(conn, "kick-off",
+                       "SELECT bulkfhir.plan_organized($1::uuid)", 1, u,
+                       NULL, sqlstate))
+        goto fail;
     if (own
         && !bf_pq_exec(conn, "kick-off", "COMMIT", 0, NULL, NULL, sqlstate))
         goto fail;

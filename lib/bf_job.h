@@ -25,6 +25,7 @@ typedef struct bf_job_kickoff_t {
     const char *types; /* text[] literal or NULL (every stored type) */
     bool separate_status;   /* Prefer: separate-export-status (R15) */
     long long file_lifetime; /* seconds; expires_at = finished_at + this */
+    bool organized;          /* organizeOutputBy=Patient: organized tasks */
 } bf_job_kickoff_t;
 
 /* Records the job (bulkfhir.kickoff) and its separate_status and

@@ -37,8 +37,8 @@ static const struct {
     { "_typeFilter", PK_QUERY, true },
     { "patient", PK_REF, true },
     { "includeAssociatedData", PK_LIST, false },
-    /* organizeOutputBy: only Patient, once the workers write blocks */
-    { "organizeOutputBy", PK_RTYPE, false },
+    /* organizeOutputBy: only Patient (the workers' resource blocks) */
+    { "organizeOutputBy", PK_RTYPE, true },
     /* the module serves partial manifests of the files published so far
      * (R46); the workers publish per part when the job asks */
     { "allowPartialManifests", PK_BOOL, true },
@@ -347,6 +347,8 @@ static bool finish(ctx_t *c)
         prm->since = apr_pstrdup(c->p, json_object_get_string(v));
     if (json_object_object_get_ex(c->obj, "_until", &v))
         prm->until = apr_pstrdup(c->p, json_object_get_string(v));
+    if (json_object_object_get_ex(c->obj, "organizeOutputBy", &v))
+        prm->organize_by = apr_pstrdup(c->p, json_object_get_string(v));
     if (json_object_object_get_ex(c->obj, "_type", &v)) {
         n = json_object_array_length(v);
         prm->types = apr_array_make(c->p, (int)n + 1, sizeof(const char *));

@@ -25,6 +25,7 @@ typedef struct bf_params_t {
     const char *since;             /* FHIR instant or NULL */
     const char *until;             /* FHIR instant or NULL (when supported) */
     apr_array_header_t *types;     /* const char *; NULL: no _type given */
+    const char *organize_by;       /* organizeOutputBy (Patient) or NULL */
     const char *json;              /* normalized params, serialised */
     apr_array_header_t *ignored;   /* const char *: messages, lenient only;
                                     * also stored as params._warnings */

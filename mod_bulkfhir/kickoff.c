@@ -112,6 +112,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     k.requires_token = bf_dir_auth(rq->dc) != BF_AUTH_NONE;
     k.types = bf_params_types_literal(r->pool, prm);
     k.separate_status = pref.separate_status;
+    k.organized = prm->organize_by != NULL;
     k.file_lifetime = bf_dir_file_lifetime(rq->dc);
     if (!bf_limits_kickoff(rq, &k, &job_id, &rc)) /* R9: limits.c */
         return rc;

@@ -311,3 +311,43 @@ def test_150_041_partial_union_equals_plain_export(stack, client):
             res = json.loads(ln)
             got[(res["resourceType"], res["id"])] = res
     assert set(got) == set(plain.resources())
+
+
+# ---- organizeOutputBy (R30, R53) ------------------------------------------------------
+def test_150_050_organize_output_by_patient(stack, client, dataset):
+    """R30, R53, §1.9: organizeOutputBy=Patient -> the job has only
+    'organized' tasks; the manifest has outputOrganizedBy and items without
+    type; the files hold one block per patient (header, Patient, its
+    compartment resources) and together the same resources as the plain
+    Patient-level export of the same types."""
+    types = "Patient,Condition,Encounter"
+    plain = bfclient.run_export(client, "Patient/$export", params={"_type": types}).fetch_all()
+    exp = bfclient.run_export(client, "Patient/$export",
+                              params={"_type": types, "organizeOutputBy": "Patient"})
+    job = job_id_of(exp.status_url)
+    kinds = stack.psql("SELECT DISTINCT kind, resource_type FROM bulkfhir.task "
+                       "WHERE job_id = :'p1'", job)
+    assert kinds == [["organized", "Patient"]]
+    m = exp.manifest
+    assert m["outputOrganizedBy"] == "Patient"
+    assert m["output"] and all("type" not in o for o in m["output"])
+    exp.fetch_all()
+    got, blocks = {}, set()
+    for item in m["output"]:
+        lines = exp.files[item["url"]][1]
+        pid = None
+        for ln in lines:
+            if ln["resourceType"] == "Parameters":
+                ref = ln["parameter"][0]["valueReference"]["reference"]
+                pid = ref.split("/", 1)[1]
+                blocks.add(pid)
+                continue
+            got[(ln["resourceType"], ln["id"])] = ln
+        if "continuesInFile" in item:
+            nxt = exp.files[item["continuesInFile"]][1]
+            assert nxt[0]["parameter"][0]["valueReference"]["reference"] == "Patient/" + pid
+    assert set(got) == set(plain.resources())
+    assert blocks == {i for (t, i) in plain.resources() if t == "Patient"}
+    # the unsupported organizing types are refused (400) without lenient
+    r = client.kickoff("Patient/$export", params={"organizeOutputBy": "Encounter"})
+    assert_operation_outcome(r, statuses=(400,))
