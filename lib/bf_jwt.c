@@ -479,7 +479,9 @@ bool bf_jwt_check_claims(const bf_jwt *jwt, const char *client_id,
         *err = "the JWT has no numeric exp";
         return false;
     }
-    if (jwt->exp + skew < now) {
+    /* exp comes from the client and may be INT64_MAX: compare against
+     * now - skew, which cannot overflow, not exp + skew */
+    if (jwt->exp < now - skew) {
         *err = "the JWT has expired";
         return false;
     }
