@@ -204,23 +204,24 @@ void worker_sweep(worker_t *w)
     if (bf_task_expired(w->conn, p, 50, &arr)) {
         for (i = 0; i < arr->nelts; i++) {
             bf_task_swept_t *s = &APR_ARRAY_IDX(arr, i, bf_task_swept_t);
-            const char *msg = apr_psprintf(p, "lease of worker %s expired",
-                                           s->locked_by);
+            /* clients may read this (job OperationOutcome): no worker id,
+             * the task's errors[] records it */
+            const char *msg = "its worker stopped responding (lease expired)";
             bool applied, job_failed;
 
             if (!bf_task_fail(w->conn, &s->task, s->locked_by, msg, true,
                               &applied, &job_failed) || !applied)
                 continue;
             if (job_failed)
-                bf_log(BF_LOG_WARN, "BF02034: job %s: task %" PRId64 " (%s): %s"
-                       " on attempt %d of %d; the job failed", s->task.job_id,
-                       s->task.id, s->task.resource_type, msg, s->task.attempt,
-                       s->task.max_attempts);
+                bf_log(BF_LOG_WARN, "BF02034: job %s: task %" PRId64 " (%s): lease"
+                       " of worker %s expired on attempt %d of %d; the job failed",
+                       s->task.job_id, s->task.id, s->task.resource_type,
+                       s->locked_by, s->task.attempt, s->task.max_attempts);
             else
-                bf_log(BF_LOG_WARN, "BF02035: job %s: task %" PRId64 " (%s): %s"
-                       " on attempt %d of %d; queued again", s->task.job_id,
-                       s->task.id, s->task.resource_type, msg, s->task.attempt,
-                       s->task.max_attempts);
+                bf_log(BF_LOG_WARN, "BF02035: job %s: task %" PRId64 " (%s): lease"
+                       " of worker %s expired on attempt %d of %d; queued again",
+                       s->task.job_id, s->task.id, s->task.resource_type,
+                       s->locked_by, s->task.attempt, s->task.max_attempts);
         }
     }
     /* cancelled: files go, rows stay (status answers 404 for them) */
