@@ -216,6 +216,29 @@ static int dispatch(bf_req_t *rq, const route_t *rt)
     return bf_metadata_handle(rq);
 }
 
+/* LogLevel bulkfhir:debug: one line per request with its parameters, the
+ * outcome (job id in Content-Location), the client and the time taken.
+ * The query string holds kick-off parameters only, never credentials. */
+static int dispatch_traced(bf_req_t *rq, const route_t *rt)
+{
+    request_rec *r = rq->r;
+    apr_time_t t0 = apr_time_now();
+    const char *loc;
+    int rc = dispatch(rq, rt);
+
+    if (APLOGrdebug(r)) {
+        loc = apr_table_get(r->headers_out, "Content-Location");
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "bulkfhir: %s %s%s%s -> %d in %.1f ms, client %s%s%s",
+                      r->method, r->uri, r->args ? "?" : "",
+                      r->args ? r->args : "", rc == OK ? r->status : rc,
+                      (double)(apr_time_now() - t0) / 1000.0,
+                      rq->client_id ? rq->client_id : "-",
+                      loc ? ", Content-Location " : "", loc ? loc : "");
+    }
+    return rc;
+}
+
 static int bf_handler(request_rec *r)
 {
     bf_req_t *rq;
@@ -237,7 +260,7 @@ static int bf_handler(request_rec *r)
     if (!routable)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "no such endpoint: %s", r->uri);
-    return dispatch(rq, &rt);
+    return dispatch_traced(rq, &rt);
 }
 
 static void bf_register_hooks(apr_pool_t *p)

@@ -226,3 +226,39 @@ def test_400_004_chromium_renders_the_page(stack, tmp_path):
     # the request reached the handler (and not, say, a 404 page)
     log = (Path(stack.dir) / "log" / "httpd-access.log").read_text()
     assert re.search(r'"GET /bulkfhir-status HTTP/1\.1" 200 ', log), log[-2000:]
+
+
+def test_400_005_loglevel_debug_traces_a_request(tmp_path):
+    """With `LogLevel bulkfhir:debug` every request leaves one line with its
+    method, URI and kick-off parameters, its status, the time taken, the
+    client and (kick-off) the job's status URL."""
+    import bfstack
+    conf = tmp_path / "debug.conf"
+    conf.write_text("LogLevel warn bulkfhir:debug\n")
+    d = tempfile.mkdtemp(prefix="bf-it-400-", dir="/tmp")
+    os.chmod(d, 0o755)
+    p = subprocess.run([str(bfstack.DEVSTACK), "up", d, "--workers", "1",
+                        "--extra-conf", str(conf)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    st = None
+    try:
+        assert p.returncode == 0, p.stderr[-2000:]
+        st = bfstack.Stack(d, dict(ln.split("=", 1) for ln in p.stdout.splitlines() if "=" in ln))
+        c = bfclient.Client(st.base_url)
+        kick = c.kickoff("$export", params={"_type": "Patient"})
+        assert kick.status_code == 202, kick.text[:300]
+        job_id = _job_id(kick)
+        r, _ = c.poll(kick.headers["Content-Location"], timeout=60)
+        assert r.status_code == 200
+        log = st.error_log.read_text()
+        m = re.search(r"\[bulkfhir:debug\] .*bulkfhir: GET /fhir/\$export\?_type=Patient -> 202 "
+                      r"in [0-9.]+ ms, client -, Content-Location (\S+)", log)
+        assert m, log[-3000:]
+        assert m.group(1).endswith("/bulkstatus/" + job_id)
+        assert re.search(r"\[bulkfhir:debug\] .*bulkfhir: GET /fhir/bulkstatus/%s -> 200 in "
+                         % job_id, log), log[-3000:]
+    finally:
+        subprocess.run([str(bfstack.DEVSTACK), "down", d], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=120)
+        if not os.environ.get("BULKFHIR_KEEP_STACK"):
+            shutil.rmtree(d, ignore_errors=True)
