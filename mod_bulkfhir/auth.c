@@ -182,3 +182,22 @@ bool bf_auth_kickoff(bf_req_t *rq, const char *group_id,
     *types = granted;
     return true;
 }
+
+bool bf_auth_file_scope(bf_req_t *rq, const char *name, int *rc)
+{
+    const char *dot = strchr(name, '.');
+    const char *type;
+
+    if (bf_dir_auth(rq->dc) == BF_AUTH_NONE || !dot)
+        return true;
+    type = apr_pstrndup(rq->r->pool, name, (apr_size_t)(dot - name));
+    /* error and deleted-resource files go with the export itself */
+    if (!strcmp(type, "OperationOutcome") || !strcmp(type, "Bundle")
+        || bf_scope_can_export(rq->r->pool, rq->scope, type))
+        return true;
+    *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
+                     "the access token's scopes do not allow reading %s "
+                     "resources",
+                     type);
+    return false;
+}

@@ -211,6 +211,8 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         return bf_http_db_error(rq, sqlstate, "file");
     if (!found || !bf_auth_may_see(rq, client))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
+    if (!bf_auth_file_scope(rq, name, &st)) /* R3: scopes cover the type */
+        return st;
     if (expired)
         return bf_http_oo(rq, HTTP_GONE, "not-found",
                           "the file has expired; start a new export");

@@ -101,6 +101,9 @@ struct bf_job_kickoff_t;
  * (429, 503, 500) was written and *rc is to be returned. */
 bool bf_limits_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
                        const char **job_id, int *rc);
+/* R3: the token's scopes cover the type of export file `name` (its
+ * "{Type}." prefix); false means a 403 was written. */
+bool bf_auth_file_scope(bf_req_t *rq, const char *name, int *rc);
 /* status_page.c: SetHandler bulkfhir-status (operators; own hook) */
 int bf_status_page_handler(request_rec *r);
 

@@ -235,3 +235,19 @@ def test_310_011_anonymous_jobs_share_a_budget(stack, client, allow_log):
     final, _ = client.poll(k.headers["Content-Location"], timeout=60)
     assert final.status_code == 200
     assert bfclient.json_body(final)["requiresAccessToken"] is False
+
+
+def test_310_012_file_needs_scope_for_its_type(env):
+    """R3: a file request is protected like the kick-off: the token's scopes
+    must cover the file's resource type (alice's own job, but a token asked
+    for Patient only -> 403 on the Observation file, 200 on Patient)."""
+    assert env.job, "needs test_310_001"
+    c = client_for(env, "alice", "system/Patient.read")
+    by_type = {}
+    for item in env.job.manifest["output"]:
+        by_type.setdefault(item["type"], item["url"])
+    r = c.download(by_type["Patient"])
+    assert r.status_code == 200
+    assert r.content == env.job.files[by_type["Patient"]][0].content
+    oo = assert_operation_outcome(c.download(by_type["Observation"]), statuses=(403,))
+    assert "Observation" in oo["issue"][0]["details"]["text"]
