@@ -10,7 +10,9 @@ Fixtures
               PostgreSQL); torn down at the end of the test module
   allow_log   allow_log(regex): warn+ error-log lines this test expects
 
-After every test the httpd error log lines written during the test are read:
+After every test the httpd error-log and worker-log lines written since the
+last check are read (a worker noting that its task was cancelled under it,
+BF02043, passes when the job really is cancelled):
 any warn/error/crit line that no allow_log pattern matches fails the test.
 When a test fails, the tails of the httpd, worker and PostgreSQL logs are
 attached to its report.
