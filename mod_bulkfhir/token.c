@@ -111,7 +111,7 @@ int bf_token_handle(bf_req_t *rq)
     bf_token_config cfg;
     bf_token_request req;
     bf_token_response res;
-    const char *body, *why = NULL;
+    const char *body, *why = NULL, *cl;
     apr_size_t len;
     int rc;
 
@@ -128,6 +128,12 @@ int bf_token_handle(bf_req_t *rq)
         return token_error(rq, HTTP_BAD_REQUEST, "invalid_request",
                            "Content-Type must be "
                            "application/x-www-form-urlencoded");
+    cl = apr_table_get(r->headers_in, "Content-Length");
+    if (cl && apr_atoi64(cl) > TOKEN_MAX_BODY) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return token_error(rq, HTTP_REQUEST_ENTITY_TOO_LARGE,
+                           "invalid_request", "the request body is too large");
+    }
     if (!bf_http_read_body(rq, TOKEN_MAX_BODY, &body, &len, &rc))
         return rc;
     if (!parse_form(r->pool, body, len, &req, &why))

@@ -231,6 +231,9 @@ def test_300_015_form_errors(smart):
     r = requests.post(smart.token_url, data="grant_type=%zz", timeout=10,
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
     oauth_error(r, 400, "invalid_request")
+    r = requests.post(smart.token_url, data="client_assertion=" + "a" * 70000, timeout=10,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    oauth_error(r, 413, "invalid_request")
 
 
 # ---- discovery (A1) ------------------------------------------------------------------
