@@ -351,3 +351,24 @@ def test_150_050_organize_output_by_patient(stack, client, dataset):
     # the unsupported organizing types are refused (400) without lenient
     r = client.kickoff("Patient/$export", params={"organizeOutputBy": "Encounter"})
     assert_operation_outcome(r, statuses=(400,))
+
+
+# ---- parameters: aliases and repeats (R18, R31) -------------------------------------------
+def test_150_060_output_format_aliases_and_repeats(stack, client):
+    """R18: application/fhir+ndjson (also with its '+' left unencoded, which
+    form-decodes to a space), application/ndjson and ndjson are accepted and
+    stored as application/fhir+ndjson; R31: a repeated _type is the comma
+    list of its values."""
+    for raw in ("application/fhir+ndjson", "application%2Ffhir%2Bndjson",
+                "application/ndjson", "ndjson"):
+        status, hdrs, body = raw_get(
+            client.url("$export?_type=Patient&_type=Condition,Patient&_outputFormat=" + raw),
+            [("Accept", "application/fhir+json"), ("Prefer", "respond-async")])
+        assert status == 202, (raw, body[:300])
+        params = job_params(stack, job_id_of(hdrs["Content-Location"]))
+        assert params["_outputFormat"] == "application/fhir+ndjson"
+        assert params["_type"] == ["Patient", "Condition"]
+        assert client.delete(hdrs["Content-Location"]).status_code == 202  # frees the slot
+    r = client.kickoff("$export", params={"_outputFormat": "text/csv"})
+    oo = assert_operation_outcome(r, statuses=(400,))
+    assert "_outputFormat" in json.dumps(oo)
