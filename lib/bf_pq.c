@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void log_failure(bf_log_level_e level, PGconn *conn, PGresult *res,
                         const char *what)
@@ -40,6 +41,8 @@ static bool exec_at(bf_log_level_e level, PGconn *conn, const char *what,
     PGresult *res;
     ExecStatusType st;
     const char *state;
+    struct timespec t0, t1;
+    bool timed;
 
     if (out)
         *out = NULL;
@@ -49,8 +52,19 @@ static bool exec_at(bf_log_level_e level, PGconn *conn, const char *what,
         bf_log(level, "BF00002: %s: no database connection", what);
         return false;
     }
+    timed = bf_log_is_level(BF_LOG_DEBUG);
+    if (timed)
+        clock_gettime(CLOCK_MONOTONIC, &t0);
     res = PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
     st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (timed) {
+        /* debug: every statement with its time (no parameter values) */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        bf_log(BF_LOG_DEBUG, "%s: SQL %.2f ms, %s, %d row(s)", what,
+               (double)(t1.tv_sec - t0.tv_sec) * 1e3
+                   + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+               PQresStatus(st), res ? PQntuples(res) : 0);
+    }
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         if (out)
             *out = res;
