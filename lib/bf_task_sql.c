@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "bf_elements.h"
+#include "bf_pq.h"
 #include "bf_r4.h"
 #include "bf_typefilter.h"
 
@@ -200,6 +201,33 @@ static const char *column_for(const xq_t *x, const char *type)
                        bf_elements_keep_sql(x->p, x->elements, type), ")", NULL);
 }
 
+/* Evaluate the member list once and embed it as a literal array: as a
+ * subquery the planner cannot see its size and scans the patient_ids GIN
+ * index for every row of the type (BENCHMARKS.md, Group export profile). */
+static bool materialize_members(xq_t *x, const char **err)
+{
+    PGresult *res = NULL;
+    const char *sql, *arr;
+
+    sql = apr_pstrcat(x->p, "SELECT (", x->members, ")::text", NULL);
+    if (!bf_pq_exec(x->conn, "export: group members", sql, 0, NULL, &res,
+                    NULL)
+        || PQntuples(res) != 1) {
+        PQclear(res);
+        *err = "cannot read the group's members";
+        return false;
+    }
+    arr = PQgetisnull(res, 0, 0) ? "{}" : PQgetvalue(res, 0, 0);
+    arr = lit(x->conn, x->p, arr);
+    PQclear(res);
+    if (!arr) {
+        *err = "cannot quote the member list";
+        return false;
+    }
+    x->members = apr_pstrcat(x->p, arr, "::text[]", NULL);
+    return true;
+}
+
 static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                     const bf_task_job_t *job, const char **err)
 {
@@ -291,6 +319,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                                      APR_ARRAY_IDX(plist_vals, 0, const char *),
                                      "))", NULL);
         x->compartment = true;
+        if (!materialize_members(x, err))
+            goto leave;
     } else if (job->level && strcmp(job->level, "patient") == 0) {
         /* NULL (no patient parameter): every compartment */
         x->members = plist_vals ? APR_ARRAY_IDX(plist_vals, 0, const char *) : NULL;
