@@ -67,6 +67,8 @@ class Stack:
             tails = _tail_dir(Path(d) / "log")
             subprocess.run([str(DEVSTACK), "down", d], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=120)
+            if not os.environ.get("BULKFHIR_KEEP_STACK"):
+                shutil.rmtree(d, ignore_errors=True)
             raise RuntimeError("devstack up failed (rc %d):\n%s\n%s\n%s"
                                % (p.returncode, p.stdout, p.stderr, tails))
         env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
