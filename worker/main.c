@@ -3,6 +3,8 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -125,6 +127,50 @@ static bool write_pidfile(const char *path)
     return true;
 }
 
+/* A fatal signal: say so on stderr (the worker log) with a backtrace,
+ * then die of the same signal.  Only async-signal-safe calls, apart from
+ * backtrace(), which glibc makes safe once it has been called before. */
+static void on_fatal(int sig)
+{
+    static const char head[] = "BF02900: worker crashed: fatal signal ";
+    char num[8];
+    int n = 0, v = sig;
+    void *frames[48];
+    int depth;
+
+    do {
+        num[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < (int)sizeof num);
+    if (write(STDERR_FILENO, head, sizeof head - 1) < 0)
+        _exit(128 + sig);
+    while (n > 0)
+        if (write(STDERR_FILENO, &num[--n], 1) < 0)
+            break;
+    if (write(STDERR_FILENO, "\n", 1) < 0)
+        _exit(128 + sig);
+    depth = backtrace(frames, 48);
+    backtrace_symbols_fd(frames, depth, STDERR_FILENO);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_crash_handlers(void)
+{
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+    struct sigaction sa;
+    void *warm[1];
+    size_t i;
+
+    backtrace(warm, 1);   /* load libgcc now, not inside the handler */
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_fatal;
+    sa.sa_flags = SA_RESETHAND;
+    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -222,6 +268,7 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    install_crash_handlers();
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
