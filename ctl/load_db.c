@@ -348,7 +348,7 @@ bool load_db_batch_begin(load_ctx *c)
                 && (!arr_add(&types, &tl, &tc, k->ref, k->type_len)
                     || !arr_add(&ids, &il, &ic, k->ref + k->type_len + 1,
                                 strlen(k->ref + k->type_len + 1)))) {
-                bf_log(BF_LOG_ERR, "BF03051: load: out of memory");
+                bf_log(BF_LOG_ERR, "BF03090: load: out of memory");
                 goto leave;
             }
         }

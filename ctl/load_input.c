@@ -176,7 +176,7 @@ static bool walk_ndjson(load_ctx *c, load_file *f, load_item_fn *fn,
                 char *nb = realloc(buf, cap * 2);
 
                 if (!nb) {
-                    bf_log(BF_LOG_ERR, "BF03035: load: out of memory");
+                    bf_log(BF_LOG_ERR, "BF03092: load: out of memory");
                     ok = false;
                     break;
                 }
@@ -222,7 +222,7 @@ static char *slurp(const char *path, size_t *len)
     char *buf;
 
     if (!gz) {
-        bf_log(BF_LOG_ERR, "BF03034: load: cannot open %s: %s", path,
+        bf_log(BF_LOG_ERR, "BF03091: load: cannot open %s: %s", path,
                strerror(errno));
         return NULL;
     }
@@ -231,7 +231,7 @@ static char *slurp(const char *path, size_t *len)
         int got;
 
         if (!buf) {
-            bf_log(BF_LOG_ERR, "BF03035: load: out of memory");
+            bf_log(BF_LOG_ERR, "BF03093: load: out of memory");
             break;
         }
         if (cap - n < READ_CHUNK) {
