@@ -58,6 +58,16 @@ static size_t org_of(const gen_pat *pt, const gen_enc *e)
     return (size_t)e->prac % pt->c->pools.n_org;
 }
 
+/* remember a resource the current encounter recorded (Provenance target) */
+static void note(gen_pat *pt, const char *type, const gen_id *id)
+{
+    if (pt->n_tgt >= GEN_MAX_TARGETS)
+        return;
+    pt->tgt[pt->n_tgt].type = type;
+    pt->tgt[pt->n_tgt].id = *id;
+    pt->n_tgt++;
+}
+
 static void out_period(gen_out *o, const gen_pat *pt, int64_t start, int64_t end)
 {
     gen_out_lit(o, "{\"start\":\"");
@@ -73,6 +83,7 @@ static bool write_encounter(gen_pat *pt, const gen_enc *e)
     const gen_pools *pl = &pt->c->pools;
     if (!gen_out_begin(o, "Encounter", e->id.s))
         return false;
+    note(pt, "Encounter", &e->id);
     gen_out_lit(o, ",\"status\":\"finished\",\"class\":{\"system\":"
                    "\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"");
     gen_out_raw(o, kinds[e->kind].cls);
@@ -130,6 +141,7 @@ static bool write_condition(gen_pat *pt, const gen_enc *e, const gen_id *id, con
     bool resolved = abatement > 0 && abatement < pt->c->now;
     if (!gen_out_begin(o, "Condition", id->s))
         return false;
+    note(pt, "Condition", id);
     gen_out_lit(o, ",\"clinicalStatus\":{\"coding\":[{\"system\":"
                    "\"http://terminology.hl7.org/CodeSystem/condition-clinical\",\"code\":\"");
     gen_out_raw(o, resolved ? "resolved" : "active");
@@ -169,6 +181,7 @@ static bool write_procedure(gen_pat *pt, const gen_enc *e, const gen_code *code,
         end = e->end;
     if (!gen_out_begin(o, "Procedure", id.s))
         return false;
+    note(pt, "Procedure", &id);
     gen_out_lit(o, ",\"status\":\"completed\",\"code\":");
     gen_out_cc(o, SYS_SNOMED, code);
     gen_out_lit(o, ",\"subject\":");
@@ -204,6 +217,7 @@ static bool write_medication(gen_pat *pt, const gen_enc *e, const gen_code *med,
                : gen_rng_chance(pt->r, 0.8) ? "completed" : "stopped";
     if (!gen_out_begin(o, "MedicationRequest", id.s))
         return false;
+    note(pt, "MedicationRequest", &id);
     gen_out_lit(o, ",\"status\":\"");
     gen_out_raw(o, status);
     gen_out_lit(o, "\",\"intent\":\"order\",\"category\":[{\"coding\":[{\"system\":"
@@ -241,6 +255,7 @@ static bool write_immunization(gen_pat *pt, const gen_enc *e, const gen_code *va
     gen_rng_uuid(pt->r, &id);
     if (!gen_out_begin(o, "Immunization", id.s))
         return false;
+    note(pt, "Immunization", &id);
     gen_out_lit(o, ",\"status\":\"completed\",\"vaccineCode\":");
     gen_out_cc(o, SYS_CVX, vac);
     gen_out_lit(o, ",\"patient\":");
@@ -326,6 +341,7 @@ static bool write_document(gen_pat *pt, const gen_enc *e, const gen_code *acute)
     gen_rng_uuid(pt->r, &id);
     if (!gen_out_begin(o, "DocumentReference", id.s))
         return false;
+    note(pt, "DocumentReference", &id);
     gen_out_lit(o, ",\"status\":\"current\",\"type\":");
     gen_out_cc(o, SYS_LOINC, wellness ? &hp : &progress);
     gen_out_lit(o, ",\"category\":[{\"coding\":[{\"system\":"
@@ -352,7 +368,62 @@ static bool write_document(gen_pat *pt, const gen_enc *e, const gen_code *acute)
     return true;
 }
 
+/* Provenance like Synthea's: who recorded the encounter's resources, and
+ * when; `amended` is a later revision (activity UPDATE) of the same set. */
+static bool write_provenance(gen_pat *pt, const gen_enc *e, int64_t recorded, bool amended)
+{
+    gen_out *o = &pt->c->out[GT_PROVENANCE];
+    const gen_pools *pl = &pt->c->pools;
+    gen_id id;
+    gen_rng_uuid(pt->prov_r, &id);
+    if (!gen_out_begin(o, "Provenance", id.s))
+        return false;
+    gen_out_lit(o, ",\"target\":[");
+    for (int i = 0; i < pt->n_tgt; i++) {
+        if (i)
+            gen_out_lit(o, ",");
+        gen_out_ref(o, pt->tgt[i].type, pt->tgt[i].id.s);
+    }
+    gen_out_lit(o, "],\"recorded\":\"");
+    gen_out_instant(o, recorded, 0, pt->tz);
+    gen_out_lit(o, "\",\"activity\":{\"coding\":[{\"system\":"
+                   "\"http://terminology.hl7.org/CodeSystem/v3-DataOperation\",\"code\":\"");
+    gen_out_raw(o, amended ? "UPDATE\",\"display\":\"revise" : "CREATE\",\"display\":\"create");
+    gen_out_lit(o, "\"}]},\"agent\":[{\"type\":{\"coding\":[{\"system\":"
+                   "\"http://terminology.hl7.org/CodeSystem/provenance-participant-type\","
+                   "\"code\":\"author\",\"display\":\"Author\"}],\"text\":\"Author\"},\"who\":");
+    gen_out_ref(o, "Practitioner", pl->prac[e->prac].s);
+    gen_out_lit(o, ",\"onBehalfOf\":");
+    gen_out_ref(o, "Organization", pl->org[org_of(pt, e)].s);
+    gen_out_lit(o, "}]");
+    gen_out_end(o);
+    return true;
+}
+
+/* one Provenance per encounter; about 1 in 5 amended later */
+static bool provenance(gen_pat *pt, const gen_enc *e)
+{
+    if (!write_provenance(pt, e, e->end, false))
+        return false;
+    if (gen_rng_chance(pt->prov_r, 0.2)) {
+        int64_t t = e->end + gen_rng_range(pt->prov_r, 3600, 30 * DAY);
+        if (t > pt->c->now)
+            t = pt->c->now;
+        if (t > e->end && !write_provenance(pt, e, t, true))
+            return false;
+    }
+    return true;
+}
+
+static bool encounter_records(gen_pat *pt, gen_enc *e);
+
 bool gen_encounter(gen_pat *pt, gen_enc *e)
+{
+    pt->n_tgt = 0;
+    return encounter_records(pt, e) && provenance(pt, e);
+}
+
+static bool encounter_records(gen_pat *pt, gen_enc *e)
 {
     gen_rng *r = pt->r;
     double age = gen_age(pt, e->start);

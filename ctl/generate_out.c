@@ -13,7 +13,7 @@ const char *const gen_type_names[GT__COUNT] = {
     "Organization", "Location", "Practitioner", "PractitionerRole",
     "Patient", "Encounter", "Observation", "Condition", "Procedure",
     "MedicationRequest", "Immunization", "AllergyIntolerance",
-    "DiagnosticReport", "DocumentReference", "Group",
+    "DiagnosticReport", "DocumentReference", "Group", "Provenance",
 };
 
 /* ---- PRNG: splitmix64 seeds xoshiro256** ------------------------------ */

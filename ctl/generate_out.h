@@ -34,7 +34,7 @@ enum gen_type {
     GT_ORGANIZATION, GT_LOCATION, GT_PRACTITIONER, GT_PRACTITIONER_ROLE,
     GT_PATIENT, GT_ENCOUNTER, GT_OBSERVATION, GT_CONDITION, GT_PROCEDURE,
     GT_MEDICATION_REQUEST, GT_IMMUNIZATION, GT_ALLERGY, GT_DIAGNOSTIC_REPORT,
-    GT_DOCUMENT_REFERENCE, GT_GROUP, GT__COUNT
+    GT_DOCUMENT_REFERENCE, GT_GROUP, GT_PROVENANCE, GT__COUNT
 };
 
 typedef struct gen_out {
@@ -145,6 +145,7 @@ enum gen_enc_kind {
 
 #define GEN_MAX_CHRONIC 10
 #define GEN_MAX_ENC 256
+#define GEN_MAX_TARGETS 64
 
 typedef struct gen_chronic {
     int kind;             /* index into the chronic table */
@@ -178,6 +179,10 @@ typedef struct gen_pat {
     uint32_t imm_given;   /* bit per childhood schedule entry */
     int64_t last_colonoscopy, last_mammography, last_lipid, last_td;
     int n_active_meds;    /* chronic medications prescribed so far */
+    gen_rng *prov_r;      /* Provenance stream (keeps the others unchanged) */
+    /* what the current encounter recorded: the targets of its Provenance */
+    struct { const char *type; gen_id id; } tgt[GEN_MAX_TARGETS];
+    int n_tgt;
 } gen_pat;
 
 /* age in years at t */

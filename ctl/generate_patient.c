@@ -399,12 +399,14 @@ static void pick_chronic(gen_pat *pt)
 bool gen_patient(gen_ctx *c, uint64_t index, gen_patient_info *info)
 {
     static gen_enc enc[GEN_MAX_ENC];   /* single-threaded generator */
-    gen_rng r;
+    gen_rng r, pr;
     gen_pat pt;
     memset(&pt, 0, sizeof(pt));
     gen_rng_seed(&r, c->seed, 1000 + index);
+    gen_rng_seed(&pr, c->seed, (1ULL << 40) + index);
     pt.c = c;
     pt.r = &r;
+    pt.prov_r = &pr;
     gen_rng_uuid(&r, &pt.id);
     pt.gender = gen_rng_chance(&r, 0.5) ? 'm' : 'f';
     static const int tzs[] = {-300, -300, -300, -360, -360, -420, -480};

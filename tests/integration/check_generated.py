@@ -11,7 +11,7 @@ Checks, for every DIR/<Type>.ndjson:
     code bindings hold, dates/dateTimes/instants are well formed
   - clinical consistency: encounters start after the patient's birth,
     observations lie inside their encounter's period, DiagnosticReport
-    results are Observations
+    results are Observations, Provenance has target, recorded and agent.who
 Prints counts per type and per patient; exits 1 on the first 50 problems.
 Pure standard library, so the test helpers can import check_dir().
 """
@@ -32,7 +32,7 @@ ID = re.compile(r"^[A-Za-z0-9\-\.]{1,64}$")
 
 DATETIME_KEYS = {"effectiveDateTime", "onsetDateTime", "abatementDateTime", "recordedDate",
                  "authoredOn", "occurrenceDateTime", "start", "end"}
-INSTANT_KEYS = {"issued"}
+INSTANT_KEYS = {"issued", "recorded"}
 
 # (path of required elements; a tuple means "one of")
 REQUIRED = {
@@ -53,6 +53,7 @@ REQUIRED = {
     "DiagnosticReport": ["status", "code"],
     "DocumentReference": ["status", "content"],
     "Group": ["type", "actual"],
+    "Provenance": ["target", "recorded", "agent"],
 }
 CODES = {
     ("Encounter", "status"): {"planned", "arrived", "triaged", "in-progress", "onleave",
@@ -188,6 +189,13 @@ def check_dir(d, quiet=False):
                                 base64.b64decode(a["data"], validate=True).decode("utf-8")
                             except Exception as e:  # noqa: BLE001
                                 err("%s: %s bad base64 text: %s" % (where, src, e))
+                elif rtype == "Provenance":
+                    if not r.get("target") or not all(
+                            isinstance(t, dict) and t.get("reference") for t in r["target"]):
+                        err("%s: %s target without references" % (where, src))
+                    for a in r.get("agent") or [{}]:
+                        if not a.get("who", {}).get("reference"):
+                            err("%s: %s agent lacks who" % (where, src))
                 elif rtype == "Group":
                     for m in r.get("member", []):
                         if not m.get("entity", {}).get("reference", "").startswith("Patient/"):
