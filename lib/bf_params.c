@@ -36,7 +36,9 @@ static const struct {
     { "_elements", PK_LIST, true },
     { "_typeFilter", PK_QUERY, true },
     { "patient", PK_REF, true },
-    { "includeAssociatedData", PK_LIST, false },
+    /* R25, R26: the two Provenance values of the IG's ValueSet; others
+     * (and _custom values) are refused unless lenient */
+    { "includeAssociatedData", PK_LIST, true },
     /* organizeOutputBy: only Patient (the workers' resource blocks) */
     { "organizeOutputBy", PK_RTYPE, true },
     /* the module serves partial manifests of the files published so far
@@ -259,6 +261,20 @@ static bool add_value(ctx_t *c, int k, const char *v)
             apr_collapse_spaces(item, item); /* returns the end, not item */
             if (!*item)
                 continue;
+            if (!strcmp(name, "includeAssociatedData")
+                && strcmp(item, "LatestProvenanceResources") != 0
+                && strcmp(item, "RelevantProvenanceResources") != 0) {
+                if (!c->lenient)
+                    return fail(c, "not-supported",
+                                "includeAssociatedData: '%s' is not supported "
+                                "(LatestProvenanceResources and "
+                                "RelevantProvenanceResources are; send Prefer: "
+                                "handling=lenient to ignore it)",
+                                shown(c->p, item));
+                ignore(c, "includeAssociatedData: '%s' is not supported and "
+                          "was ignored", shown(c->p, item));
+                continue;
+            }
             if (!item_ok(c, k, item, &bad)) {
                 if (!c->lenient)
                     return fail(c, "invalid", "%s: '%s' %s", name,
@@ -338,6 +354,13 @@ static bool finish(ctx_t *c)
         ignore(c, "parameter %s is not supported and was ignored",
                known[i].name);
         json_object_object_del(c->obj, known[i].name);
+    }
+    if (json_object_object_get_ex(c->obj, "includeAssociatedData", &v)) {
+        /* every value ignored (lenient): as if absent */
+        if (json_object_array_length(v) == 0)
+            json_object_object_del(c->obj, "includeAssociatedData");
+        else
+            prm->associated = true;
     }
     if (!json_object_object_get_ex(c->obj, "_outputFormat", NULL))
         json_object_object_add(c->obj, "_outputFormat",

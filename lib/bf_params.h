@@ -26,6 +26,9 @@ typedef struct bf_params_t {
     const char *until;             /* FHIR instant or NULL (when supported) */
     apr_array_header_t *types;     /* const char *; NULL: no _type given */
     const char *organize_by;       /* organizeOutputBy (Patient) or NULL */
+    bool associated;               /* includeAssociatedData has a supported
+                                    * value (Latest/RelevantProvenanceResources):
+                                    * the kick-off adds a Provenance task */
     const char *json;              /* normalized params, serialised */
     apr_array_header_t *ignored;   /* const char *: messages, lenient only;
                                     * also stored as params._warnings */

@@ -5,6 +5,7 @@
 #include "bf_job.h"
 #include "bf_oo.h"
 #include "bf_params.h"
+#include "bf_scope.h"
 
 #include <apr_strings.h>
 #include <http_protocol.h>
@@ -30,6 +31,29 @@ static const char *request_url(bf_req_t *rq)
     if (r->method_number == M_GET && r->args && *r->args)
         url = apr_pstrcat(r->pool, url, "?", r->args, NULL);
     return url;
+}
+
+/* R25: includeAssociatedData with a _type that omits Provenance still
+ * needs a Provenance task (the worker exports only the associated ones);
+ * job.params._type stays as the client sent it.  Only when the token may
+ * read Provenance. */
+static void add_provenance_task(bf_req_t *rq, bf_params_t *prm)
+{
+    int i;
+
+    if (!prm->associated || !prm->types)
+        return;
+    for (i = 0; i < prm->types->nelts; i++)
+        if (!strcmp(APR_ARRAY_IDX(prm->types, i, const char *), "Provenance"))
+            return;
+    if (bf_dir_auth(rq->dc) != BF_AUTH_NONE
+        && !bf_scope_can_export(rq->r->pool, rq->scope, "Provenance")) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
+                      "includeAssociatedData: client %s may not read "
+                      "Provenance; none exported", rq->client_id);
+        return;
+    }
+    APR_ARRAY_PUSH(prm->types, const char *) = "Provenance";
 }
 
 static int prefer_one(void *baton, const char *key, const char *value)
@@ -90,6 +114,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     /* R5, R6: only granted types; Group needs Group read (auth.c) */
     if (!bf_auth_kickoff(rq, group_id, &prm->types, &rc))
         return rc;
+    add_provenance_task(rq, prm);
 
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "kick-off");

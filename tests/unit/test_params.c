@@ -156,8 +156,24 @@ static void test_unsupported_strict_lenient(void **state)
 {
     bf_params_t *prm;
 
-    get_bad("includeAssociatedData=LatestProvenanceResources", false,
-            "not-supported");
+    /* R25, R26: the two Provenance values, comma lists and repeats */
+    prm = get_ok("includeAssociatedData=LatestProvenanceResources,"
+                 "RelevantProvenanceResources&includeAssociatedData="
+                 "LatestProvenanceResources", false);
+    assert_true(prm->associated);
+    assert_non_null(strstr(prm->json, "\"includeAssociatedData\":["
+                                      "\"LatestProvenanceResources\","
+                                      "\"RelevantProvenanceResources\"]"));
+    prm = get_bad("includeAssociatedData=_custom", false, "not-supported");
+    assert_non_null(strstr(prm->error, "_custom"));
+    prm = get_ok("includeAssociatedData=_custom", true);
+    assert_false(prm->associated);
+    assert_null(strstr(prm->json, "\"includeAssociatedData\""));
+    assert_int_equal(prm->ignored->nelts, 1);
+    prm = get_ok("includeAssociatedData=_custom,RelevantProvenanceResources",
+                 true);
+    assert_true(prm->associated);
+    assert_non_null(strstr(prm->json, "[\"RelevantProvenanceResources\"]"));
     /* R30: organizeOutputBy=Patient only */
     prm = get_ok("organizeOutputBy=Patient", false);
     assert_string_equal(prm->organize_by, "Patient");
@@ -288,9 +304,11 @@ static void test_post_ok(void **state)
                "\"LatestProvenanceResources\"}},"
                "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}",
                true, true);
-    /* typeFilter, patient, allowPartialManifests kept;
-     * includeAssociatedData not */
-    assert_int_equal(prm->ignored->nelts, 1);
+    /* typeFilter, patient, allowPartialManifests and includeAssociatedData
+     * (valueCoding, v4) kept */
+    assert_int_equal(prm->ignored->nelts, 0);
+    assert_true(prm->associated);
+    assert_non_null(strstr(prm->json, "[\"LatestProvenanceResources\"]"));
     assert_non_null(strstr(prm->json, "\"allowPartialManifests\":true"));
     assert_non_null(strstr(prm->json, "Observation?status=final,amended"));
     prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
