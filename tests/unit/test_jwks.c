@@ -1,0 +1,47 @@
+/* Unit tests for lib/bf_jwks.c: JWKS URL policy and caching (SPEC A2, A8). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "bf_jwks.h"
+
+/* A8: never cache longer than Cache-Control allows; cache per max-age. */
+static void test_cache_seconds(void **state)
+{
+    assert_int_equal(bf_jwks_cache_seconds(NULL), 0);
+    assert_int_equal(bf_jwks_cache_seconds(""), 0);
+    assert_int_equal(bf_jwks_cache_seconds("no-store"), 0);
+    assert_int_equal(bf_jwks_cache_seconds("max-age=600, no-cache"), 0);
+    assert_int_equal(bf_jwks_cache_seconds("public, max-age=120"), 120);
+    assert_int_equal(bf_jwks_cache_seconds("Max-Age=30"), 30);
+    assert_int_equal(bf_jwks_cache_seconds("max-age=0"), 0);
+    assert_int_equal(bf_jwks_cache_seconds("max-age=-5"), 0);
+    assert_int_equal(bf_jwks_cache_seconds("max-age=99999999"), 3600);  /* capped */
+}
+
+/* A2: JWKS URLs are fetched over TLS; plain http only to loopback, and only
+ * when allowed (tests). */
+static void test_url_policy(void **state)
+{
+    assert_true(bf_jwks_url_allowed("https://client.example/jwks.json", false));
+    assert_false(bf_jwks_url_allowed("https://", false));
+    assert_false(bf_jwks_url_allowed("http://client.example/jwks.json", true));
+    assert_false(bf_jwks_url_allowed("http://127.0.0.1:8080/jwks", false));
+    assert_true(bf_jwks_url_allowed("http://127.0.0.1:8080/jwks", true));
+    assert_true(bf_jwks_url_allowed("http://localhost/jwks", true));
+    assert_false(bf_jwks_url_allowed("http://127.0.0.1.evil.example/jwks", true));
+    assert_false(bf_jwks_url_allowed("file:///etc/passwd", true));
+    assert_false(bf_jwks_url_allowed(NULL, true));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache_seconds),
+        cmocka_unit_test(test_url_policy),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
