@@ -36,7 +36,12 @@ typedef struct xq {
     apr_array_header_t *types;    /* _type (const char *), NULL: all */
     apr_array_header_t *filters;  /* every bf_typefilter * of the job */
     apr_array_header_t *elements; /* bf_element, NULL: no _elements */
+    int assoc;                    /* includeAssociatedData without Provenance
+                                   * in _type: ASSOC_LATEST | ASSOC_RELEVANT */
 } xq_t;
+
+#define ASSOC_LATEST 1
+#define ASSOC_RELEVANT 2
 
 /* FHIR id: [A-Za-z0-9\-\.]{1,64} */
 static bool valid_fhir_id(const char *s)
@@ -267,6 +272,20 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
             APR_ARRAY_PUSH(x->filters, bf_typefilter *) = tf;
         }
     }
+    /* R25-R27: associated Provenance only when the client's _type omits
+     * Provenance (otherwise every Provenance is exported as usual); R26:
+     * Relevant is the least restrictive and wins */
+    if ((vals = param_strings(p, params, "includeAssociatedData")) != NULL
+        && x->types && !is_requested(x, "Provenance")) {
+        for (i = 0; i < vals->nelts; i++) {
+            const char *v = APR_ARRAY_IDX(vals, i, const char *);
+
+            if (!strcmp(v, "RelevantProvenanceResources"))
+                x->assoc = ASSOC_RELEVANT;
+            else if (!strcmp(v, "LatestProvenanceResources") && !x->assoc)
+                x->assoc = ASSOC_LATEST;
+        }
+    }
     if ((vals = param_strings(p, params, "_elements")) != NULL && vals->nelts > 0
         && !bf_elements_parse(p, vals, &x->elements, err))
         goto leave;
@@ -377,6 +396,54 @@ static const char *provenance_of_compartment(const xq_t *x)
         valid_at(x, "c", false), requested(x, "c"), in_compartment(x, "c"));
 }
 
+/* R25, R26: the Provenance associated with what this job exports: valid at
+ * T, with a target that is a row the job exports (requested type, valid at
+ * T and changed in _since/_until, its _typeFilter, in an exported
+ * compartment).  Latest: per target only the Provenance with the greatest
+ * `recorded` (ties keep all); Relevant: all.  A predicate on r. */
+static bool associated_provenance(const xq_t *x, const char **pred, const char **err)
+{
+    const char *fcase = "", *filter;
+    int i;
+
+    for (i = 0; i < x->types->nelts; i++) {
+        const char *t = APR_ARRAY_IDX(x->types, i, const char *);
+
+        if (!bf_task_valid_type(t))
+            continue;
+        if (!filter_for(x, t, &filter, err))
+            return false;
+        if (filter)
+            fcase = apr_pstrcat(x->p, fcase, " WHEN '", t, "' THEN (", filter, ")", NULL);
+    }
+    /* the exported target rows: c is the only relation with `resource` in
+     * that scope, so the _typeFilter SQL binds to it */
+    *pred = apr_pstrcat(x->p,
+        "r.id IN (SELECT a.pid FROM (SELECT pv.id AS pid, tr.rt, tr.rid,"
+        "   lower(bulkfhir.fhir_date_range(pv.resource->>'recorded')) AS rec,"
+        "   max(lower(bulkfhir.fhir_date_range(pv.resource->>'recorded')))"
+        "     OVER (PARTITION BY tr.rt, tr.rid) AS mx"
+        "  FROM fhir.resource_version pv,"
+        "       jsonb_array_elements(CASE jsonb_typeof(pv.resource->'target')"
+        "         WHEN 'array' THEN pv.resource->'target' ELSE '[]'::jsonb END) tg(v),"
+        "       LATERAL (SELECT substring(tg.v->>'reference' from"
+        "         '(?:^|/)([A-Z][A-Za-z]{0,63})/[A-Za-z0-9.-]{1,64}(?:/_history/[^/]*)?$') AS rt,"
+        "         substring(tg.v->>'reference' from"
+        "         '(?:^|/)[A-Z][A-Za-z]{0,63}/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$') AS rid) tr"
+        "  WHERE pv.resource_type = 'Provenance' AND NOT pv.deleted AND ",
+        valid_at(x, "pv", false),
+        "    AND EXISTS (SELECT 1 FROM fhir.resource_version c"
+        "      WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted AND ",
+        valid_at(x, "c", true), " AND ", requested(x, "c"),
+        x->compartment ? apr_pstrcat(x->p, " AND ", in_compartment(x, "c"), NULL) : "",
+        *fcase ? apr_pstrcat(x->p, " AND coalesce(CASE c.resource_type", fcase,
+                             " ELSE true END, false)", NULL) : "",
+        ")) a",
+        x->assoc == ASSOC_LATEST ? " WHERE a.rec IS NOT DISTINCT FROM a.mx" : "",
+        ")", NULL);
+    return true;
+}
+
 bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                         const bf_task_job_t *job, int64_t skip,
                         const char **sql, const char **err)
@@ -399,7 +466,14 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     if (filter)
         q = apr_pstrcat(p, q, " AND (", filter, ")", NULL);
     q = apr_pstrcat(p, q, shard_of(&x, "r"), NULL);
-    if (x.compartment) {
+    if (x.assoc && strcmp(task->resource_type, "Provenance") == 0) {
+        const char *pred;
+
+        if (!associated_provenance(&x, &pred, err))
+            return false;
+        q = apr_pstrcat(p, q, " AND ", pred, NULL);
+    }
+    else if (x.compartment) {
         if (is_patient) {
             q = apr_pstrcat(p, q, " AND ", member_of(&x, "r", true), NULL);
         } else {
@@ -432,6 +506,8 @@ bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         return true; /* deleted files only answer _since (R54) */
     if (!xq_init(&x, conn, p, task, job, err))
         return false;
+    if (x.assoc && strcmp(task->resource_type, "Provenance") == 0)
+        return true; /* Provenance was not requested: no deletions of it */
     if (!filter_for(&x, task->resource_type, &filter, err))
         return false;
     type = lit(conn, p, task->resource_type);

@@ -156,6 +156,10 @@ def test_100_005_patient_list_and_references(stack, client, dataset):
                     and (m.group(1), m.group(2)) not in comp:
                 refd.add((m.group(1), m.group(2)))
     assert refd, "patient %s references nothing outside the compartments" % pid
+    # R27: and the Provenance whose target is in a's compartment
+    refd |= {k for k, r in dataset["resources"].items() if k[0] == "Provenance"
+             and any(tuple(t.get("reference", "").split("/", 1)) in mine
+                     for t in r.get("target", []))}
     exp = run_export(client, path="Patient/$export",
                      post=[("patient", "valueReference", {"reference": "Patient/" + pid})])
     check_files(exp)
@@ -163,7 +167,7 @@ def test_100_005_patient_list_and_references(stack, client, dataset):
     dups = [k for k, v in got.items() if len(v) > 1]
     assert not dups
     assert set(got) == mine | refd, ("extra", sorted(set(got) - mine - refd)[:5],
-                                     "missing", sorted(mine | refd - set(got))[:5])
+                                     "missing", sorted((mine | refd) - set(got))[:5])
     for k, [r] in got.items():
         assert normalize(r) == normalize(dataset["resources"][k], dataset["links"]), k
 
