@@ -1,5 +1,6 @@
 /* bf_job: job statements used by the module (see bf_job.h). */
 #include "bf_job.h"
+#include "bf_log.h"
 #include "bf_manifest.h"
 #include "bf_pq.h"
 
@@ -114,40 +115,87 @@ bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
     return true;
 }
 
-bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
-                bf_job_t **job, char sqlstate[6])
+/* A statement prepared once per connection under `name` (no parse/plan
+ * per request): the first use on a connection fails with 26000 and
+ * prepares it; 0A000 (a cached plan whose result type changed under a
+ * migration) deallocates and prepares it again.  Inside a transaction it
+ * runs unnamed (bf_pq_exec), so a failed first try cannot abort it. */
+static bool exec_prepared(PGconn *conn, const char *what, const char *name,
+                          const char *sql, int n, const char *const *v,
+                          PGresult **out, char sqlstate[6])
 {
-    const char *v[1] = { job_id };
+    PGresult *res = NULL;
+    const char *st, *msg;
+    char dealloc[80];
+    int tries;
+
+    if (!conn || PQtransactionStatus(conn) != PQTRANS_IDLE)
+        return bf_pq_exec(conn, what, sql, n, v, out, sqlstate);
+    if (out)
+        *out = NULL;
+    if (sqlstate)
+        sqlstate[0] = '\0';
+    for (tries = 0; tries < 3; tries++) {
+        res = PQexecPrepared(conn, name, n, v, NULL, NULL, 0);
+        if (res && (PQresultStatus(res) == PGRES_TUPLES_OK
+                    || PQresultStatus(res) == PGRES_COMMAND_OK)) {
+            if (out)
+                *out = res;
+            else
+                PQclear(res);
+            return true;
+        }
+        st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (tries == 2 || !st
+            || (strcmp(st, "26000") != 0 && strcmp(st, "0A000") != 0))
+            break;
+        if (strcmp(st, "0A000") == 0) {
+            snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", name);
+            PQclear(res);
+            res = PQexec(conn, dealloc);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                break;
+        }
+        PQclear(res);
+        res = PQprepare(conn, name, sql, n, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            break;
+        PQclear(res);
+        res = NULL;
+    }
+    st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    msg = res ? PQresultErrorMessage(res) : NULL;
+    if (!msg || !*msg)
+        msg = PQerrorMessage(conn);
+    if (sqlstate && st) {
+        strncpy(sqlstate, st, 5);
+        sqlstate[5] = '\0';
+    }
+    bf_log(BF_LOG_WARN, "BF05001: %s: SQLSTATE %s: %.*s", what,
+           st ? st : "-----", (int)strcspn(msg ? msg : "", "\n"),
+           msg ? msg : "");
+    PQclear(res);
+    return false;
+}
+
+bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
+                   const bf_job_status_q_t *q, bf_job_t **job,
+                   char sqlstate[6])
+{
+    char ms[16];
+    const char *v[5] = { job_id, ms, q->auth ? "true" : "false",
+                         q->client_id, q->base };
     PGresult *res;
     bf_job_t *j;
     char what[80];
 
     *job = NULL;
+    snprintf(ms, sizeof ms, "%d", q->min_ms > 0 ? q->min_ms : 0);
     snprintf(what, sizeof what, "job %s: status", job_id);
-    if (!bf_pq_exec(
-            conn, what,
-            "SELECT j.id, j.state, j.client_id, j.request_url, "
-            "j.requires_token, "
-            "to_char(j.transaction_time AT TIME ZONE 'UTC', "
-            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-            "coalesce(extract(epoch FROM j.finished_at), 0), j.error::text, "
-            "pr.tasks_total, pr.tasks_done, "
-            "coalesce(extract(epoch FROM j.expires_at), 0), "
-            "coalesce(j.expires_at < now(), false), j.separate_status, "
-            "coalesce(j.params->>'allowPartialManifests' = 'true', false), "
-            "j.params->>'organizeOutputBy', pr.pct, pr.written "
-            "FROM bulkfhir.job j CROSS JOIN LATERAL ("
-            "  SELECT * FROM bulkfhir.job_progress(j.id) "
-            "   WHERE j.state IN ('queued', 'running') "
-            "  UNION ALL "
-            "  SELECT 0, (SELECT count(*) FROM bulkfhir.task t "
-            "              WHERE t.job_id = j.id "
-            "                AND t.state IN ('done', 'failed')), "
-            "         (SELECT count(*) FROM bulkfhir.task t "
-            "           WHERE t.job_id = j.id AND t.state <> 'cancelled'), 0 "
-            "   WHERE j.state NOT IN ('queued', 'running')) pr "
-            "WHERE j.id = $1::uuid",
-            1, v, &res, sqlstate))
+    if (!exec_prepared(conn, what, "bf_job_status",
+                       "SELECT * FROM bulkfhir.job_status($1::uuid, "
+                       "$2::integer, $3::boolean, $4, $5)",
+                       5, v, &res, sqlstate))
         return false;
     if (PQntuples(res) == 1) {
         j = apr_pcalloc(p, sizeof *j);
@@ -168,10 +216,35 @@ bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
         j->organized_by = dup_or_null(p, res, 0, 14);
         j->progress_pct = atoi(PQgetvalue(res, 0, 15));
         j->written = strtoll(PQgetvalue(res, 0, 16), NULL, 10);
+        j->poll_refused = PQgetvalue(res, 0, 17)[0] != 't';
+        j->poll_wait_ms = atoi(PQgetvalue(res, 0, 18));
+        j->manifest = dup_or_null(p, res, 0, 19);
         *job = j;
     }
     PQclear(res);
     return true;
+}
+
+bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
+                bf_job_t **job, char sqlstate[6])
+{
+    bf_job_status_q_t q = { 0, false, NULL, NULL };
+
+    return bf_job_status(conn, p, job_id, &q, job, sqlstate);
+}
+
+bool bf_job_manifest_store(PGconn *conn, const char *job_id, const char *base,
+                           const char *manifest, char sqlstate[6])
+{
+    const char *v[3] = { job_id, base, manifest };
+    char what[80];
+
+    snprintf(what, sizeof what, "job %s: store manifest", job_id);
+    return exec_prepared(conn, what, "bf_job_manifest_store",
+                         "UPDATE bulkfhir.job SET manifest = $3, "
+                         "manifest_base = $2 "
+                         "WHERE id = $1::uuid AND state = 'completed'",
+                         3, v, NULL, sqlstate);
 }
 
 bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
@@ -189,7 +262,7 @@ bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
     snprintf(b_hi, sizeof b_hi, "%lld", hi);
     snprintf(what, sizeof what, "job %s: files", job_id);
     /* continues_in (0020) names the next file of a resource block */
-    if (!bf_pq_exec(conn, what,
+    if (!exec_prepared(conn, what, "bf_job_files",
                     "SELECT f.kind, f.resource_type, f.part, f.name, f.count, "
                     "f.continues_in, f.id "
                     "FROM bulkfhir.file f WHERE f.job_id = $1::uuid "
@@ -228,7 +301,7 @@ bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
     *lo = *hi = 0;
     snprintf(b_page, sizeof b_page, "%d", page);
     snprintf(what, sizeof what, "job %s: manifest page", job_id);
-    if (!bf_pq_exec(conn, what,
+    if (!exec_prepared(conn, what, "bf_job_manifest_page",
                     "SELECT lo, hi, final "
                     "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
                     2, v, &res, sqlstate))
@@ -310,7 +383,7 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
     *found = *expired = false;
     *client_id = NULL;
     snprintf(what, sizeof what, "job %s: file lookup", job_id);
-    if (!bf_pq_exec(conn, what,
+    if (!exec_prepared(conn, what, "bf_job_file_lookup",
                     "SELECT j.client_id, "
                     "coalesce(j.expires_at < now(), false) "
                     "FROM bulkfhir.file f "
@@ -337,7 +410,7 @@ bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
 
     *found = false;
     *client_id = *scope = NULL;
-    if (!bf_pq_exec(conn, "token check",
+    if (!exec_prepared(conn, "token check", "bf_job_token_check",
                     "SELECT t.client_id, t.scope FROM bulkfhir.token t "
                     "WHERE t.hash = $1::bytea AND t.expires_at > now()",
                     1, v, &res, sqlstate))

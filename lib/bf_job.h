@@ -57,11 +57,33 @@ typedef struct bf_job_t {
     /* queued/running jobs only (bulkfhir.job_progress, else 0) */
     int progress_pct;             /* 0..99 */
     long long written;            /* resources written so far */
+    /* bf_job_status only */
+    bool poll_refused;            /* R43: polled sooner than min_ms */
+    int poll_wait_ms;             /* then: how long to wait */
+    const char *manifest;         /* stored manifest for this base or NULL */
 } bf_job_t;
 
 /* *job is NULL when no such job.  job_id must be a valid uuid. */
 bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
                 bf_job_t **job, char sqlstate[6]);
+
+typedef struct bf_job_status_q_t {
+    int min_ms;           /* R43 gate (BulkFhirMinPollInterval), 0: none */
+    bool auth;            /* the gate runs only for a job the caller may */
+    const char *client_id; /* see: !auth or job client == client_id */
+    const char *base;     /* FHIR base: the stored manifest must match */
+} bf_job_status_q_t;
+
+/* One status poll in one statement (bulkfhir.job_status, 0060): the job,
+ * the R43 gate (last_poll_at is recorded when the poll is allowed),
+ * progress and the stored manifest.  *job is NULL when no such job. */
+bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
+                   const bf_job_status_q_t *q, bf_job_t **job,
+                   char sqlstate[6]);
+
+/* Store the rendered manifest of a completed job for base (0060). */
+bool bf_job_manifest_store(PGconn *conn, const char *job_id, const char *base,
+                           const char *manifest, char sqlstate[6]);
 
 /* Published files of a job (bf_manifest_file_t), ordered kind, type, part,
  * with lo < id <= hi (hi < 0: no upper bound). */

@@ -5,7 +5,8 @@
  *        ("<n>% complete", bulkfhir.job_progress) while the job runs
  *   R43  429 + Retry-After + OperationOutcome (throttled) when a running
  *        job is polled sooner than BulkFhirMinPollInterval ms after the
- *        previous poll (bulkfhir.job_poll; last_poll_at on the job row)
+ *        previous poll (bulkfhir.job_status, 0060: one statement per
+ *        poll; last_poll_at on the job row)
  *   R16  separate-export-status: 200 + X-Export-Status: <job status>
  *   R46  allowPartialManifests: ?page=N, pages fixed once served
  *        (bulkfhir.manifest_page), link next until the final page
@@ -184,25 +185,22 @@ static int status_get(bf_req_t *rq, const bf_job_t *job)
     request_rec *r = rq->r;
     char sqlstate[6];
     apr_array_header_t *files;
-    bool running, allowed;
+    bool running;
+    const char *body;
     int wait_ms, min_ms = bf_dir_min_poll_interval(rq->dc);
 
     running = !strcmp(job->state, "queued") || !strcmp(job->state, "running");
-    if (running && min_ms > 0) {
-        /* R43: the status request itself is refused, whatever the job */
-        if (!bf_job_poll(rq->conn, job->id, min_ms, &allowed, &wait_ms,
-                         sqlstate))
-            return bf_http_db_error(rq, sqlstate, "status");
-        if (!allowed) {
-            apr_table_setn(r->headers_out, "Retry-After",
-                           apr_itoa(r->pool, wait_ms > 1000
-                                                 ? (wait_ms + 999) / 1000
-                                                 : 1));
-            return bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
-                              "export job %s is polled too often: wait at "
-                              "least %d ms between polls",
-                              job->id, min_ms);
-        }
+    /* R43: the status request itself is refused, whatever the job; the
+     * gate ran in bulkfhir.job_status (bf_status_handle) */
+    if (running && min_ms > 0 && job->poll_refused) {
+        wait_ms = job->poll_wait_ms;
+        apr_table_setn(r->headers_out, "Retry-After",
+                       apr_itoa(r->pool,
+                                wait_ms > 1000 ? (wait_ms + 999) / 1000 : 1));
+        return bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
+                          "export job %s is polled too often: wait at "
+                          "least %d ms between polls",
+                          job->id, min_ms);
     }
     if (job->expired)
         return bf_http_oo(rq, HTTP_GONE, "not-found",
@@ -226,17 +224,27 @@ static int status_get(bf_req_t *rq, const bf_job_t *job)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was cancelled", job->id);
 
-    if (!bf_job_files(rq->conn, r->pool, job->id, 0, -1, &files, sqlstate))
-        return bf_http_db_error(rq, sqlstate, "status");
+    /* a completed job's manifest does not change: rendered once per
+     * base URL, stored on the job row (0060) and served as is */
+    body = job->manifest;
+    if (!body) {
+        if (!bf_job_files(rq->conn, r->pool, job->id, 0, -1, &files,
+                          sqlstate))
+            return bf_http_db_error(rq, sqlstate, "status");
+        body = manifest(rq, job, files, NULL);
+        /* best effort: without it the next poll renders again */
+        (void)bf_job_manifest_store(rq->conn, job->id, rq->base, body,
+                                    sqlstate);
+    }
     set_expires(rq, job);
-    return job_reply(rq, job, HTTP_OK, "application/json",
-                     manifest(rq, job, files, NULL));
+    return job_reply(rq, job, HTTP_OK, "application/json", body);
 }
 
 int bf_status_handle(bf_req_t *rq, const char *job_id)
 {
     request_rec *r = rq->r;
     bf_job_t *job;
+    bf_job_status_q_t q;
     char sqlstate[6];
     bool found;
 
@@ -247,7 +255,13 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
                           "no export job %s", job_id);
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "status");
-    if (!bf_job_get(rq->conn, r->pool, job_id, &job, sqlstate))
+    /* GET: one statement answers the poll (gate, progress, manifest) */
+    q.min_ms = r->method_number == M_GET ? bf_dir_min_poll_interval(rq->dc)
+                                          : 0;
+    q.auth = bf_dir_auth(rq->dc) != BF_AUTH_NONE; /* as bf_auth_may_see */
+    q.client_id = rq->client_id;
+    q.base = rq->base;
+    if (!bf_job_status(rq->conn, r->pool, job_id, &q, &job, sqlstate))
         return bf_http_db_error(rq, sqlstate, "status");
     /* another client's job does not exist for this one */
     if (!job || !bf_auth_may_see(rq, job->client_id))
