@@ -182,3 +182,10 @@ def test_110_007_default_patient_level(stack, client, dataset):
                      post=[("patient", "valueReference", {"reference": "Patient/" + pids[0]})])
     got = {k for k in exp.resources("output") if k[0] == "Provenance"}
     assert got == set(want)
+
+
+def test_110_008_capability_documents_values(client):
+    """R64: the CapabilityStatement narrative names the supported
+    includeAssociatedData values."""
+    doc = bfclient.json_body(client.get("metadata"))["rest"][0]["documentation"]
+    assert "includeAssociatedData" in doc and LATEST in doc and RELEVANT in doc
