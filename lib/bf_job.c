@@ -115,15 +115,68 @@ bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
     return true;
 }
 
+/* The statements prepared once per connection (bf_job_prepare) */
+enum {
+    STMT_STATUS,
+    STMT_MANIFEST_STORE,
+    STMT_FILES,
+    STMT_MANIFEST_PAGE,
+    STMT_FILE_LOOKUP,
+    STMT_TOKEN_CHECK,
+    STMT_COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} stmts[STMT_COUNT] = {
+    [STMT_STATUS] = { "bf_job_status",
+              "SELECT * FROM bulkfhir.job_status($1::uuid, "
+              "$2::integer, $3::boolean, $4, $5)",
+              5 },
+    [STMT_MANIFEST_STORE] = { "bf_job_manifest_store",
+              "UPDATE bulkfhir.job SET manifest = $3, "
+              "manifest_base = $2 "
+              "WHERE id = $1::uuid AND state = 'completed'",
+              3 },
+    [STMT_FILES] = { "bf_job_files",
+              "SELECT f.kind, f.resource_type, f.part, f.name, f.count, "
+              "f.continues_in, f.id "
+              "FROM bulkfhir.file f WHERE f.job_id = $1::uuid "
+              "AND f.id > $2::bigint "
+              "AND ($3::bigint IS NULL OR f.id <= $3::bigint) "
+              "ORDER BY f.kind, f.resource_type, f.part, f.name",
+              3 },
+    [STMT_MANIFEST_PAGE] = { "bf_job_manifest_page",
+              "SELECT lo, hi, final "
+              "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
+              2 },
+    [STMT_FILE_LOOKUP] = { "bf_job_file_lookup",
+              "SELECT j.client_id, "
+              "coalesce(j.expires_at < now(), false) "
+              "FROM bulkfhir.file f "
+              "JOIN bulkfhir.job j ON j.id = f.job_id "
+              "WHERE f.job_id = $1::uuid AND f.name = $2 "
+              "AND j.state <> 'cancelled'",
+              2 },
+    [STMT_TOKEN_CHECK] = { "bf_job_token_check",
+              "SELECT t.client_id, t.scope FROM bulkfhir.token t "
+              "WHERE t.hash = $1::bytea AND t.expires_at > now()",
+              1 },
+};
+
 /* A statement prepared once per connection under `name` (no parse/plan
  * per request): the first use on a connection fails with 26000 and
  * prepares it; 0A000 (a cached plan whose result type changed under a
  * migration) deallocates and prepares it again.  Inside a transaction it
  * runs unnamed (bf_pq_exec), so a failed first try cannot abort it. */
-static bool exec_prepared(PGconn *conn, const char *what, const char *name,
-                          const char *sql, int n, const char *const *v,
-                          PGresult **out, char sqlstate[6])
+static bool exec_prepared(PGconn *conn, const char *what, int stmt,
+                          const char *const *v, PGresult **out,
+                          char sqlstate[6])
 {
+    const char *name = stmts[stmt].name, *sql = stmts[stmt].sql;
+    int n = stmts[stmt].nparams;
     PGresult *res = NULL;
     const char *st, *msg;
     char dealloc[80];
@@ -178,6 +231,26 @@ static bool exec_prepared(PGconn *conn, const char *what, const char *name,
     return false;
 }
 
+bool bf_job_prepare(PGconn *conn)
+{
+    PGresult *res;
+    bool ok = true;
+    int i;
+
+    for (i = 0; i < STMT_COUNT; i++) {
+        res = PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams,
+                        NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            /* e.g. the schema is not migrated yet: prepared on first use */
+            bf_log(BF_LOG_DEBUG, "prepare %s: %s", stmts[i].name,
+                   PQresultErrorMessage(res));
+            ok = false;
+        }
+        PQclear(res);
+    }
+    return ok;
+}
+
 bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
                    const bf_job_status_q_t *q, bf_job_t **job,
                    char sqlstate[6])
@@ -192,10 +265,7 @@ bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
     *job = NULL;
     snprintf(ms, sizeof ms, "%d", q->min_ms > 0 ? q->min_ms : 0);
     snprintf(what, sizeof what, "job %s: status", job_id);
-    if (!exec_prepared(conn, what, "bf_job_status",
-                       "SELECT * FROM bulkfhir.job_status($1::uuid, "
-                       "$2::integer, $3::boolean, $4, $5)",
-                       5, v, &res, sqlstate))
+    if (!exec_prepared(conn, what, STMT_STATUS, v, &res, sqlstate))
         return false;
     if (PQntuples(res) == 1) {
         j = apr_pcalloc(p, sizeof *j);
@@ -240,11 +310,7 @@ bool bf_job_manifest_store(PGconn *conn, const char *job_id, const char *base,
     char what[80];
 
     snprintf(what, sizeof what, "job %s: store manifest", job_id);
-    return exec_prepared(conn, what, "bf_job_manifest_store",
-                         "UPDATE bulkfhir.job SET manifest = $3, "
-                         "manifest_base = $2 "
-                         "WHERE id = $1::uuid AND state = 'completed'",
-                         3, v, NULL, sqlstate);
+    return exec_prepared(conn, what, STMT_MANIFEST_STORE, v, NULL, sqlstate);
 }
 
 bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
@@ -262,14 +328,7 @@ bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
     snprintf(b_hi, sizeof b_hi, "%lld", hi);
     snprintf(what, sizeof what, "job %s: files", job_id);
     /* continues_in (0020) names the next file of a resource block */
-    if (!exec_prepared(conn, what, "bf_job_files",
-                    "SELECT f.kind, f.resource_type, f.part, f.name, f.count, "
-                    "f.continues_in, f.id "
-                    "FROM bulkfhir.file f WHERE f.job_id = $1::uuid "
-                    "AND f.id > $2::bigint "
-                    "AND ($3::bigint IS NULL OR f.id <= $3::bigint) "
-                    "ORDER BY f.kind, f.resource_type, f.part, f.name",
-                    3, v, &res, sqlstate))
+    if (!exec_prepared(conn, what, STMT_FILES, v, &res, sqlstate))
         return false;
     n = PQntuples(res);
     *files = apr_array_make(p, n + 1, sizeof(bf_manifest_file_t));
@@ -301,10 +360,7 @@ bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
     *lo = *hi = 0;
     snprintf(b_page, sizeof b_page, "%d", page);
     snprintf(what, sizeof what, "job %s: manifest page", job_id);
-    if (!exec_prepared(conn, what, "bf_job_manifest_page",
-                    "SELECT lo, hi, final "
-                    "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
-                    2, v, &res, sqlstate))
+    if (!exec_prepared(conn, what, STMT_MANIFEST_PAGE, v, &res, sqlstate))
         return false;
     if (PQntuples(res) == 1) {
         *found = true;
@@ -383,14 +439,7 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
     *found = *expired = false;
     *client_id = NULL;
     snprintf(what, sizeof what, "job %s: file lookup", job_id);
-    if (!exec_prepared(conn, what, "bf_job_file_lookup",
-                    "SELECT j.client_id, "
-                    "coalesce(j.expires_at < now(), false) "
-                    "FROM bulkfhir.file f "
-                    "JOIN bulkfhir.job j ON j.id = f.job_id "
-                    "WHERE f.job_id = $1::uuid AND f.name = $2 "
-                    "AND j.state <> 'cancelled'",
-                    2, v, &res, sqlstate))
+    if (!exec_prepared(conn, what, STMT_FILE_LOOKUP, v, &res, sqlstate))
         return false;
     if (PQntuples(res) > 0) {
         *found = true;
@@ -410,10 +459,8 @@ bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
 
     *found = false;
     *client_id = *scope = NULL;
-    if (!exec_prepared(conn, "token check", "bf_job_token_check",
-                    "SELECT t.client_id, t.scope FROM bulkfhir.token t "
-                    "WHERE t.hash = $1::bytea AND t.expires_at > now()",
-                    1, v, &res, sqlstate))
+    if (!exec_prepared(conn, "token check", STMT_TOKEN_CHECK, v, &res,
+                       sqlstate))
         return false;
     if (PQntuples(res) > 0) {
         *found = true;

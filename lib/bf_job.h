@@ -13,6 +13,12 @@
 /* New connections: SET statement_timeout (milliseconds; 0 = none). */
 bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms);
 
+/* New pooled connections: prepare the per-request statements (status,
+ * files, file lookup, token check) once.  False when one could not be
+ * prepared (e.g. schema not migrated yet): each is prepared again on first
+ * use, so this is an optimisation, never required. */
+bool bf_job_prepare(PGconn *conn);
+
 typedef struct bf_job_kickoff_t {
     const char *client_id; /* NULL: no authorization */
     const char *level;     /* system | patient | group */

@@ -34,6 +34,8 @@ static apr_status_t conn_create(void **res, void *params, apr_pool_t *p)
         PQfinish(conn);
         return APR_EGENERAL;
     }
+    /* per-request statements: parsed and planned once per connection */
+    (void)bf_job_prepare(conn);
     *res = conn;
     return APR_SUCCESS;
 }
