@@ -3,6 +3,7 @@
  * the job with bulkfhir.kickoff() and answers 202 + Content-Location. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
+#include "bf_job_check.h"
 #include "bf_oo.h"
 #include "bf_params.h"
 #include "bf_scope.h"
@@ -124,6 +125,18 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
         if (!exists)
             return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                               "Group/%s is not known", group_id);
+    }
+
+    /* SPEC §1.4 patient: unknown patients and non-members are an error */
+    if (!lenient) {
+        const char *bad, *why;
+
+        if (!bf_job_check_patients(rq->conn, r->pool, prm->json, group_id, &bad,
+                                   &why, sqlstate))
+            return bf_http_db_error(rq, sqlstate, "kick-off");
+        if (bad)
+            return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
+                              "patient: %s %s", bad, why);
     }
 
     memset(&k, 0, sizeof k);

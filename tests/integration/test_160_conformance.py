@@ -92,3 +92,40 @@ def test_160_004_binary_never_in_patient_exports(new_stack):
     assert any(t == "DocumentReference" for (t, _i) in pat.resources())
     sysx = run_export(c, params={"_type": "Binary"})
     assert set(sysx.resources()) == {("Binary", "bin-1")}
+
+
+def _params(*refs):
+    return [("patient", "valueReference", {"reference": r}) for r in refs]
+
+
+def test_160_005_patient_list_checked(client, stack, dataset):
+    """SPEC §1.4 `patient` (SHOULD): a listed patient that does not exist, or
+    for a Group export is not an active member, is a 400 OperationOutcome
+    naming it; known patients and members are accepted (202)."""
+    res = dataset["resources"]
+    pids = sorted(i for (t, i) in res if t == "Patient")
+    groups = [r for (t, _i), r in res.items() if t == "Group"]
+    # a Group with at least one active Patient member, and a patient outside it
+    for g in groups:
+        members = {m["entity"]["reference"].split("/")[-1] for m in g.get("member", [])
+                   if not m.get("inactive") and "entity" in m}
+        outside = [p for p in pids if p not in members]
+        if members and outside:
+            break
+    else:
+        pytest.skip("the generated data has no Group with a patient outside it")
+    member = sorted(members)[0]
+
+    r = client.kickoff_post("Patient/$export", parameters=_params("Patient/no-such-patient"))
+    oo = bfclient.assert_operation_outcome(r, statuses=(400,))
+    assert "no-such-patient" in json.dumps(oo)
+
+    r = client.kickoff_post("Group/%s/$export" % g["id"],
+                            parameters=_params("Patient/%s" % outside[0]))
+    oo = bfclient.assert_operation_outcome(r, statuses=(400,))
+    assert outside[0] in json.dumps(oo)
+
+    for path, ref in (("Patient/$export", pids[0]), ("Group/%s/$export" % g["id"], member)):
+        r = client.kickoff_post(path, parameters=_params("Patient/%s" % ref))
+        assert r.status_code == 202, r.text[:500]
+        assert client.delete(r.headers["Content-Location"]).status_code == 202
