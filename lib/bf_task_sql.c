@@ -381,15 +381,36 @@ static const char *referenced_ids(const xq_t *x, const char *type)
 }
 
 /* The ids of referenced_ids(), evaluated once and embedded as a literal
- * array: as an `IN (subquery)` the planner cannot hash a set this large
- * within work_mem and re-runs the scan for every candidate row (a Patient
- * export of 1M resources did not finish in 10 minutes). */
+ * array (*out NULL: the type has no candidate rows, no clause needed): as an
+ * `IN (subquery)` the planner cannot hash a set this large within work_mem
+ * and re-runs the scan for every candidate row (a Patient export of 1M
+ * resources did not finish in 10 minutes). */
 static bool referenced_ids_literal(const xq_t *x, const char *type,
                                    const char **out, const char **err)
 {
     PGresult *res = NULL;
     const char *sql, *arr;
 
+    /* only when the type has rows outside every compartment (always for
+     * Practitioner & co., rarely for Observation & co.): the reference scan
+     * reads every exported compartment row */
+    sql = apr_pstrcat(x->p, "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r"
+                      " WHERE r.resource_type = ", lit(x->conn, x->p, type),
+                      " AND r.patient_ids = '{}' AND NOT r.deleted AND ",
+                      valid_at(x, "r", true), ")", NULL);
+    if (!bf_pq_exec(x->conn, "export: rows outside compartments", sql, 0,
+                    NULL, &res, NULL)
+        || PQntuples(res) != 1) {
+        PQclear(res);
+        *err = "cannot look for resources outside compartments";
+        return false;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        PQclear(res);
+        *out = NULL;
+        return true;
+    }
+    PQclear(res);
     sql = apr_pstrcat(x->p, "SELECT coalesce(array_agg(DISTINCT v), '{}')::text"
                       " FROM ", referenced_ids(x, type), " AS s(v)"
                       " WHERE v IS NOT NULL", NULL);
@@ -511,9 +532,10 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
 
             if (!referenced_ids_literal(&x, task->resource_type, &refs, err))
                 return false;
-            q = apr_pstrcat(p, q, " AND (", member_of(&x, "r", false),
-                            " OR (r.patient_ids = '{}' AND r.id = ANY (",
-                            refs, "))", NULL);
+            q = apr_pstrcat(p, q, " AND (", member_of(&x, "r", false), NULL);
+            if (refs)
+                q = apr_pstrcat(p, q, " OR (r.patient_ids = '{}' AND r.id = ANY (",
+                                refs, "))", NULL);
             if (strcmp(task->resource_type, "Provenance") == 0)
                 q = apr_pstrcat(p, q, " OR ", provenance_of_compartment(&x), NULL);
             q = apr_pstrcat(p, q, ")", NULL);
