@@ -3,6 +3,7 @@
 #include "bf_log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -95,6 +96,20 @@ bool bf_pq_exec_quiet(PGconn *conn, const char *what, const char *sql,
 {
     return exec_at(BF_LOG_DEBUG, conn, what, sql, nparams, values, out,
                    sqlstate);
+}
+
+bool bf_pq_exec_rows(PGconn *conn, const char *what, const char *sql,
+                     int nparams, const char *const *values, long *rows,
+                     char sqlstate[6])
+{
+    PGresult *res;
+
+    *rows = 0;
+    if (!bf_pq_exec(conn, what, sql, nparams, values, &res, sqlstate))
+        return false;
+    *rows = atol(PQcmdTuples(res));
+    PQclear(res);
+    return true;
 }
 
 bool bf_pq_begin(PGconn *conn, const char *what)

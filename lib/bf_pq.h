@@ -22,6 +22,12 @@ bool bf_pq_exec_quiet(PGconn *conn, const char *what, const char *sql,
                       int nparams, const char *const *values, PGresult **out,
                       char sqlstate[6]);
 
+/* Execute a statement that changes rows; *rows gets the number it affected
+ * (PQcmdTuples).  Same failure handling as bf_pq_exec. */
+bool bf_pq_exec_rows(PGconn *conn, const char *what, const char *sql,
+                     int nparams, const char *const *values, long *rows,
+                     char sqlstate[6]);
+
 bool bf_pq_begin(PGconn *conn, const char *what);
 bool bf_pq_commit(PGconn *conn, const char *what);
 /* Roll back if a transaction is open; never fails loudly. */

@@ -66,17 +66,16 @@ bool bf_sweepq_expired(PGconn *conn, apr_pool_t *p, int limit,
 bool bf_sweepq_delete_expired(PGconn *conn, const char *job_id, bool *deleted)
 {
     const char *v[] = { job_id };
-    PGresult *res;
+    long rows;
 
     *deleted = false;
     /* tasks and file rows go with it (ON DELETE CASCADE) */
-    if (!bf_pq_exec(conn, "delete expired job",
+    if (!bf_pq_exec_rows(conn, "delete expired job",
         "DELETE FROM bulkfhir.job WHERE id = $1::uuid AND expires_at < now()"
         "   AND state IN ('completed', 'failed', 'cancelled')",
-        1, v, &res, NULL))
+        1, v, &rows, NULL))
         return false;
-    *deleted = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
+    *deleted = rows == 1;
     return true;
 }
 
@@ -107,4 +106,19 @@ bool bf_sweepq_orphans(PGconn *conn, apr_pool_t *p,
     }
     PQclear(res);
     return true;
+}
+
+bool bf_sweepq_auth(PGconn *conn, long *removed)
+{
+    long tokens = 0, jtis = 0;
+    bool ok;
+
+    ok = bf_pq_exec_rows(conn, "sweep tokens",
+             "DELETE FROM bulkfhir.token WHERE expires_at < now() - interval '1 hour'",
+             0, NULL, &tokens, NULL)
+         && bf_pq_exec_rows(conn, "sweep jti",
+             "DELETE FROM bulkfhir.jti WHERE expires_at < now() - interval '10 minutes'",
+             0, NULL, &jtis, NULL);
+    *removed = tokens + jtis;
+    return ok;
 }

@@ -28,6 +28,11 @@ bool bf_sweepq_expired(PGconn *conn, apr_pool_t *p, int limit,
 bool bf_sweepq_delete_expired(PGconn *conn, const char *job_id, bool *deleted);
 
 /* Of the given job ids (valid uuids), those with no job row, as a set. */
+/* Expired access tokens (kept an hour for the log's sake) and jti rows
+ * past the replay window: removed here rather than on the token endpoint's
+ * request path.  *removed gets how many rows went. */
+bool bf_sweepq_auth(PGconn *conn, long *removed);
+
 bool bf_sweepq_orphans(PGconn *conn, apr_pool_t *p,
                        const apr_array_header_t *ids, apr_hash_t **out);
 

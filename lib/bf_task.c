@@ -220,17 +220,16 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
     char b_id[24], b_f[24], b_l[24];
     const char *v[] = { I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
                         I64(b_l, lease_seconds) };
-    PGresult *res;
+    long rows;
 
     *held = false;
-    if (!bf_pq_exec(conn, "lease heartbeat",
+    if (!bf_pq_exec_rows(conn, "lease heartbeat",
         "UPDATE bulkfhir.task SET lease_until = now() + make_interval(secs => $4::int)"
         " WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
         "   AND state = 'running'",
-        4, v, &res, NULL))
+        4, v, &rows, NULL))
         return false;
-    *held = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
+    *held = rows == 1;
     return true;
 }
 
@@ -360,7 +359,6 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
     char state[16];
     bool ours;
     size_t i;
-    PGresult *res;
     const bf_ndjson_t *x;
     int64_t total_n = 0, total_b = 0;
     apr_pool_t *tp = NULL;
@@ -401,15 +399,16 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
     }
     {
         const char *v[] = { task->job_id };
-        if (!bf_pq_exec(conn, "complete job",
+        long rows;
+
+        if (!bf_pq_exec_rows(conn, "complete job",
             "UPDATE bulkfhir.job SET state = 'completed', finished_at = now()"
             " WHERE id = $1 AND state IN ('queued', 'running')"
             "   AND NOT EXISTS (SELECT 1 FROM bulkfhir.task"
             "                    WHERE job_id = $1 AND state <> 'done')",
-            1, v, &res, NULL))
+            1, v, &rows, NULL))
             goto fail;
-        *job_completed = strcmp(PQcmdTuples(res), "1") == 0;
-        PQclear(res);
+        *job_completed = rows == 1;
     }
     if (*job_completed) {
         apr_pool_create(&tp, NULL);
@@ -693,15 +692,9 @@ bool bf_task_prune_workers(PGconn *conn, int lease_seconds, long *deleted)
 {
     char b_l[24];
     const char *v[] = { I64(b_l, lease_seconds) };
-    PGresult *res;
 
-    *deleted = 0;
-    if (!bf_pq_exec(conn, "prune workers",
+    return bf_pq_exec_rows(conn, "prune workers",
         "DELETE FROM bulkfhir.worker"
         " WHERE heartbeat_at < now() - 3 * make_interval(secs => $1::int)",
-        1, v, &res, NULL))
-        return false;
-    *deleted = atol(PQcmdTuples(res));
-    PQclear(res);
-    return true;
+        1, v, deleted, NULL);
 }

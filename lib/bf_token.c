@@ -134,29 +134,23 @@ static bool jti_fresh(apr_pool_t *p, PGconn *conn, const char *client,
                       const bf_jwt *jwt, bool *dberr)
 {
     const char *params[3];
-    PGresult *res;
-    bool fresh;
+    long rows;
 
     *dberr = false;
     params[0] = client;
     params[1] = jwt->jti;
     params[2] = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)jwt->exp);
-    /* expired rows go first: the table stays as small as the replay window */
-    bf_pq_exec(conn, "token: jti sweep",
-               "DELETE FROM bulkfhir.jti WHERE expires_at < now() - interval '10 minutes'",
-               0, NULL, NULL, NULL);
-    if (!bf_pq_exec(conn, "token: jti insert",
+    /* expired rows are removed by the workers' sweeper (bf_sweepq_auth) */
+    if (!bf_pq_exec_rows(conn, "token: jti insert",
                     "INSERT INTO bulkfhir.jti (client_id, jti, expires_at)"
                     " VALUES ($1, $2, greatest(to_timestamp($3::bigint),"
                     " now()) + interval '5 minutes')"
                     " ON CONFLICT DO NOTHING",
-                    3, params, &res, NULL)) {
+                    3, params, &rows, NULL)) {
         *dberr = true;
         return false;
     }
-    fresh = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
-    return fresh;
+    return rows == 1;
 }
 
 static bool store_token(apr_pool_t *p, PGconn *conn, const char *client,
@@ -172,9 +166,6 @@ static bool store_token(apr_pool_t *p, PGconn *conn, const char *client,
     params[1] = client;
     params[2] = scope;
     params[3] = apr_itoa(p, lifetime);
-    bf_pq_exec(conn, "token: sweep",
-               "DELETE FROM bulkfhir.token WHERE expires_at < now() - interval '1 hour'",
-               0, NULL, NULL, NULL);
     return bf_pq_exec(conn, "token: store",
                       "INSERT INTO bulkfhir.token (hash, client_id, scope, expires_at)"
                       " VALUES ($1::bytea, $2, $3, now() + make_interval(secs => $4::int))",

@@ -251,6 +251,8 @@ void worker_sweep(worker_t *w)
         for (i = 0; i < arr->nelts; i++)
             worker_sweep_job_parts(w, p, APR_ARRAY_IDX(arr, i, const char *));
     }
+    if (bf_sweepq_auth(w->conn, &pruned) && pruned)
+        bf_log(BF_LOG_INFO, "removed %ld expired token/jti row(s)", pruned);
     if (bf_task_prune_workers(w->conn, w->cfg.lease_seconds, &pruned) && pruned)
         bf_log(BF_LOG_NOTICE, "removed %ld silent worker row(s)", pruned);
     apr_pool_destroy(p);
