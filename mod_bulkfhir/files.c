@@ -1,8 +1,9 @@
 /* mod_bulkfhir files: GET/HEAD bulkfiles/{job}/{name}, served from
  * {BulkFhirExportRoot}/{job}/{name}.
  *
- *   identity  a file bucket (sendfile); httpd's byterange filter answers
- *             Range requests (Range is honoured on identity only)
+ *   identity  a file bucket, sent as httpd's core sends static files
+ *             (EnableSendfile, EnableMMAP of the location apply); httpd's
+ *             byterange filter answers Range (honoured on identity only)
  *   gzip      (R51) when Accept-Encoding allows it and no Range was sent:
  *             the worker's precompressed {name}.gz sibling when there is
  *             one, else the file compressed here while it is sent (zlib,
@@ -20,6 +21,7 @@
 #include <apr_strings.h>
 #include <ctype.h>
 #include <errno.h>
+#include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
 #include <sys/file.h>
@@ -89,11 +91,15 @@ static bool accepts_gzip(request_rec *r)
 static apr_status_t open_locked(request_rec *r, const char *path,
                                 apr_file_t **fd, apr_finfo_t *fi)
 {
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
     apr_os_file_t os;
     struct stat st;
     apr_status_t rv;
 
-    rv = apr_file_open(fd, path, APR_READ | APR_SENDFILE_ENABLED, 0, r->pool);
+    rv = apr_file_open(fd, path,
+                       APR_READ | APR_BINARY
+                           | AP_SENDFILE_ENABLED(cd->enable_sendfile),
+                       0, r->pool);
     if (rv != APR_SUCCESS)
         return rv;
     apr_os_file_get(&os, *fd);
@@ -266,9 +272,16 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         rv = send_gzip(r, fd);
     }
     else {
+        core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+        apr_bucket *e;
+
         bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-        apr_brigade_insert_file(bb, pre ? gz_fd : fd, 0,
-                                pre ? gz_fi.size : fi.size, r->pool);
+        e = apr_brigade_insert_file(bb, pre ? gz_fd : fd, 0,
+                                    pre ? gz_fi.size : fi.size, r->pool);
+#if APR_HAS_MMAP
+        if (cd->enable_mmap == ENABLE_MMAP_OFF)
+            (void)apr_bucket_file_enable_mmap(e, 0);
+#endif
         APR_BRIGADE_INSERT_TAIL(
             bb, apr_bucket_eos_create(r->connection->bucket_alloc));
         rv = ap_pass_brigade(r->output_filters, bb);

@@ -45,7 +45,7 @@ def parse_args():
     ap.add_argument("--reps-1m", type=int, default=3,
                     help="repetitions at 1M and above (default 3)")
     ap.add_argument("--wrk-seconds", type=int, default=10)
-    ap.add_argument("--downloads", type=int, default=5, help="downloads per side")
+    ap.add_argument("--downloads", type=int, default=15, help="downloads per side")
     ap.add_argument("--workdir", default="/tmp/bf-bench")
     ap.add_argument("--build-dir", default=os.environ.get(
         "BULKFHIR_BUILD_DIR", os.path.join(bl.REPO, "build")))
@@ -187,9 +187,11 @@ def downloads(st, kept, n):
     static = "%s/static-export/%s/%s" % (st.root, kept["job"], name)
     rss_before = st.httpd_children_rss()
     mod, stat = [], []
-    for _ in range(n):          # interleaved, so load changes hit both sides
-        mod.append(bl.curl_download(url, {"Accept": "application/fhir+ndjson"}))
-        stat.append(bl.curl_download(static))
+    for i in range(n):          # interleaved, so load changes hit both sides,
+        order = [(mod, url), (stat, static)]    # and alternating who goes first
+        for out, u in (order if i % 2 == 0 else order[::-1]):
+            out.append(bl.curl_download(u, {"Accept": "application/fhir+ndjson"}
+                                        if u == url else None))
     mm = bl.median([x["MBps"] for x in mod])
     sm = bl.median([x["MBps"] for x in stat])
     return {"file": name, "bytes": mod[0]["bytes"], "module_MBps": [x["MBps"] for x in mod],
