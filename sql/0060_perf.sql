@@ -12,12 +12,15 @@ ALTER TABLE bulkfhir.job
     ADD COLUMN manifest      text,   -- complete-status body (not partial)
     ADD COLUMN manifest_base text;   -- the FHIR base its URLs start with
 
--- Same results as 0030's job_progress; the estimates (pg_stats of
--- resource_type) are read once per call instead of once per task.
+-- Same results as 0030's job_progress.  plpgsql, so that its plan is
+-- cached per connection (a SQL function is planned on every call); the
+-- estimates (pg_stats of resource_type) are read once per call instead of
+-- once per task.
 CREATE OR REPLACE FUNCTION bulkfhir.job_progress(p_job uuid,
                                       OUT pct integer, OUT tasks_done bigint,
                                       OUT tasks_total bigint, OUT written bigint)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
     WITH est AS MATERIALIZED (
         SELECT u.v AS rt, u.f * greatest(c.reltuples, 0) AS n
           FROM pg_stats s
@@ -42,7 +45,9 @@ LANGUAGE sql STABLE AS $$
            count(*) FILTER (WHERE state IN ('done', 'failed')),
            count(*),
            coalesce(sum(done_n), 0)::bigint
-      FROM t
+      INTO pct, tasks_done, tasks_total, written
+      FROM t;
+END
 $$;
 
 -- One status poll.  No row when the job does not exist.
@@ -108,34 +113,9 @@ BEGIN
          WHERE t.job_id = p_job AND t.state <> 'cancelled';
         s_pct := 0;
         IF s_tasks_done > 0 OR s_written > 0 THEN
-            -- bulkfhir.job_progress's query, inline: a SQL function is
-            -- planned again on every call, this plan is cached per connection
-            WITH est AS MATERIALIZED (
-                SELECT u.v AS rt, u.f * greatest(c.reltuples, 0) AS n
-                  FROM pg_stats s
-                  JOIN pg_class c ON c.oid = 'fhir.resource_version'::regclass
-                  CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[],
-                                            s.most_common_freqs) AS u(v, f)
-                 WHERE s.schemaname = 'fhir' AND s.tablename = 'resource_version'
-                   AND s.attname = 'resource_type'
-            ), t AS (
-                SELECT t.state,
-                       greatest(coalesce((SELECT e.n FROM est e WHERE e.rt = t.resource_type), 0)
-                                / greatest(t.shard_count, 1), 1) AS w,
-                       greatest(t.resources,
-                                coalesce((SELECT sum(f.count) FROM bulkfhir.file f
-                                           WHERE f.task_id = t.id AND f.kind = 'output'), 0)) AS done_n
-                  FROM bulkfhir.task t
-                 WHERE t.job_id = p_job AND t.state <> 'cancelled'
-            )
-            SELECT coalesce(floor(100 * sum(CASE WHEN t.state IN ('done', 'failed') THEN t.w
-                                                 ELSE least(t.done_n, 0.99 * t.w) END)
-                                  / nullif(sum(t.w), 0)), 0)::integer,
-                   count(*) FILTER (WHERE t.state IN ('done', 'failed')),
-                   count(*),
-                   coalesce(sum(t.done_n), 0)::bigint
+            SELECT jp.pct, jp.tasks_done, jp.tasks_total, jp.written
               INTO s_pct, s_tasks_done, s_tasks_total, s_written
-              FROM t;
+              FROM bulkfhir.job_progress(p_job) jp;
         END IF;
     ELSE
         s_pct := 0;
