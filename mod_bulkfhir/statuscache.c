@@ -84,8 +84,8 @@ const char *bf_statuscache_set(cmd_parms *cmd, const char *arg)
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *sep = strchr(arg, ':'), *name;
 
-    if (err)
-        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    if (err) /* names the directive: "... cannot occur within <VirtualHost>" */
+        return err;
     if (strcasecmp(arg, "none") == 0) {
         provider = NULL;
         instance = NULL;
