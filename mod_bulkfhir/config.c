@@ -114,6 +114,24 @@ static const char *set_db_timeout(cmd_parms *cmd, void *dc, const char *arg)
     return err;
 }
 
+/* BulkFhirStatusCache provider[:args]|none (statuscache.c: the provider is
+ * looked up now, so a missing socache module fails the configtest) */
+static const char *set_status_cache(cmd_parms *cmd, void *dc, const char *arg)
+{
+    return bf_statuscache_set(cmd, arg);
+}
+
+static const char *set_status_cache_timeout(cmd_parms *cmd, void *dc,
+                                            const char *arg)
+{
+    long long v;
+    const char *err = int_arg(cmd, arg, 1, 3600, "seconds", &v);
+
+    if (!err)
+        srv_of(cmd)->status_cache_timeout = (int)v;
+    return err;
+}
+
 static const char *set_base_url(cmd_parms *cmd, void *dconf, const char *arg)
 {
     bf_dir_conf_t *dc = dconf;
@@ -283,6 +301,14 @@ const command_rec bf_cmds[] = {
     AP_INIT_TAKE1(BF_CMD_DB_TIMEOUT, set_db_timeout, NULL, RSRC_CONF,
                   "Database connect and statement timeout in seconds "
                   "(default 5)"),
+    AP_INIT_TAKE1(BF_CMD_STATUS_CACHE, set_status_cache, NULL, RSRC_CONF,
+                  "socache provider[:args] for job status shared by all "
+                  "children, e.g. shmcb, or none (default none; main server "
+                  "only)"),
+    AP_INIT_TAKE1(BF_CMD_STATUS_CACHE_TIMEOUT, set_status_cache_timeout, NULL,
+                  RSRC_CONF,
+                  "Seconds a cached job status answers polls before "
+                  "PostgreSQL is asked again (default 1)"),
     AP_INIT_TAKE1(BF_CMD_BASE_URL, set_base_url, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "Absolute FHIR base URL used in Content-Location and "
@@ -384,7 +410,8 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
                      "mod_bulkfhir: server %s:%u: database %s, export root "
                      "%s, %s %d, %s %ds; server defaults: %s %s, %s %d, "
-                     "%s %" APR_INT64_T_FMT ", %s %" APR_INT64_T_FMT ", %s %s",
+                     "%s %" APR_INT64_T_FMT ", %s %" APR_INT64_T_FMT ", %s %s; "
+                     "%s %s, %s %ds",
                      v->server_hostname ? v->server_hostname : "*",
                      (unsigned)v->port,
                      bf_config_conninfo_safe(ptemp, sc->conninfo),
@@ -397,7 +424,10 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      BF_CMD_RETRY_AFTER, bf_dir_retry_after(dc),
                      BF_CMD_FILE_LIFETIME, (apr_int64_t)bf_dir_file_lifetime(dc),
                      BF_CMD_MAX_BODY, (apr_int64_t)bf_dir_max_body(dc), BF_CMD_BASE_URL,
-                     dc->base_url ? dc->base_url : "(from the request)");
+                     dc->base_url ? dc->base_url : "(from the request)",
+                     BF_CMD_STATUS_CACHE, bf_statuscache_describe(),
+                     BF_CMD_STATUS_CACHE_TIMEOUT,
+                     bf_srv_status_cache_timeout(sc));
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
                      "mod_bulkfhir: server %s:%u: security defaults: %s %d, "
                      "%s %d, %s %s, %s %d, %s %d/min, %s %s, %s %dms",

@@ -23,6 +23,8 @@
 #define BF_CMD_KICKOFF_RATE "BulkFhirKickoffRate"
 #define BF_CMD_MIN_POLL_INTERVAL "BulkFhirMinPollInterval"
 #define BF_CMD_AUTH_SCOPE_SOURCE "BulkFhirAuthScopeSource"
+#define BF_CMD_STATUS_CACHE "BulkFhirStatusCache"
+#define BF_CMD_STATUS_CACHE_TIMEOUT "BulkFhirStatusCacheTimeout"
 
 /* "not set here": inherit from the enclosing scope, else the default */
 #define BF_DEF_VAL (-1)
@@ -38,6 +40,8 @@
 #define BF_DEFAULT_KICKOFF_RATE 60      /* kick-offs per client per minute */
 #define BF_DEFAULT_MIN_POLL_INTERVAL 500 /* ms between status polls of a job (R43) */
 #define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
+#define BF_DEFAULT_STATUS_CACHE "none" /* httpd's caches are opt-in */
+#define BF_DEFAULT_STATUS_CACHE_TIMEOUT 1 /* s a cached status may be old */
 
 typedef enum {
     BF_AUTH_NONE = 0,
@@ -52,6 +56,7 @@ typedef struct bf_srv_conf_t {
     const char *export_root; /* NULL: not set */
     int pool_max;            /* BF_DEF_VAL: not set */
     int db_timeout;          /* seconds */
+    int status_cache_timeout; /* seconds a cached job status is used */
     struct bf_dbpool_t *pool; /* per child process, not configuration */
 } bf_srv_conf_t;
 
@@ -81,6 +86,7 @@ bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
 /* The value in effect: the configured one, or the default when unset. */
 int bf_srv_pool_max(const bf_srv_conf_t *c);
 int bf_srv_db_timeout(const bf_srv_conf_t *c);
+int bf_srv_status_cache_timeout(const bf_srv_conf_t *c);
 bf_auth_mode_e bf_dir_auth(const bf_dir_conf_t *c);
 int bf_dir_retry_after(const bf_dir_conf_t *c);
 long long bf_dir_file_lifetime(const bf_dir_conf_t *c);

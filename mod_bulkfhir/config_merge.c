@@ -17,6 +17,7 @@ bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p)
 
     c->pool_max = BF_DEF_VAL;
     c->db_timeout = BF_DEF_VAL;
+    c->status_cache_timeout = BF_DEF_VAL;
     return c;
 }
 
@@ -29,6 +30,7 @@ bf_srv_conf_t *bf_srv_conf_merge(apr_pool_t *p, const bf_srv_conf_t *base,
     c->export_root = BF_MERGE_PTR(base, add, export_root);
     c->pool_max = BF_MERGE(base, add, pool_max);
     c->db_timeout = BF_MERGE(base, add, db_timeout);
+    c->status_cache_timeout = BF_MERGE(base, add, status_cache_timeout);
     c->pool = NULL; /* built per server in child_init */
     return c;
 }
@@ -87,6 +89,12 @@ int bf_srv_pool_max(const bf_srv_conf_t *c)
 int bf_srv_db_timeout(const bf_srv_conf_t *c)
 {
     return BF_OR_DEFAULT(c->db_timeout, BF_DEFAULT_DB_TIMEOUT);
+}
+
+int bf_srv_status_cache_timeout(const bf_srv_conf_t *c)
+{
+    return BF_OR_DEFAULT(c->status_cache_timeout,
+                         BF_DEFAULT_STATUS_CACHE_TIMEOUT);
 }
 
 bf_auth_mode_e bf_dir_auth(const bf_dir_conf_t *c)

@@ -27,16 +27,28 @@ static void log_sink(void *baton, const char *file, int line,
                   (server_rec *)baton, "%s", msg);
 }
 
+static int bf_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    int rc = bf_statuscache_pre_config(pconf, plog);
+
+    return rc != OK ? rc : bf_config_pre(pconf, plog, ptemp);
+}
+
 static int bf_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *s)
 {
+    int rc;
+
     bf_log_set(log_sink, s, BF_LOG_DEBUG);
-    return bf_config_post(pconf, plog, ptemp, s);
+    rc = bf_statuscache_post_config(pconf, plog, s);
+    return rc != OK ? rc : bf_config_post(pconf, plog, ptemp, s);
 }
 
 static void bf_child_init(apr_pool_t *pchild, server_rec *s)
 {
     bf_log_set(log_sink, s, BF_LOG_DEBUG);
+    bf_statuscache_child_init(pchild, s);
     bf_dbpool_child_init(pchild, s);
     bf_jwks_global_init(); /* curl_global_init: once, before any thread */
 }
@@ -265,7 +277,7 @@ static int bf_handler(request_rec *r)
 
 static void bf_register_hooks(apr_pool_t *p)
 {
-    ap_hook_pre_config(bf_config_pre, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_config(bf_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bf_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bf_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(bf_handler, NULL, NULL, APR_HOOK_MIDDLE);

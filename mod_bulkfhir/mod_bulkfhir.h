@@ -104,6 +104,25 @@ bool bf_limits_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
 /* R3: the token's scopes cover the type of export file `name` (its
  * "{Type}." prefix); false means a 403 was written. */
 bool bf_auth_file_scope(bf_req_t *rq, const char *name, int *rc);
+/* statuscache.c: job status shared by the children (BulkFhirStatusCache) */
+struct bf_job_t;
+const char *bf_statuscache_set(cmd_parms *cmd, const char *arg);
+const char *bf_statuscache_describe(void); /* provider[:args] or "none" */
+int bf_statuscache_pre_config(apr_pool_t *pconf, apr_pool_t *plog);
+int bf_statuscache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                               server_rec *s);
+void bf_statuscache_child_init(apr_pool_t *pchild, server_rec *s);
+/* A GET answered from a cached entry: true with *job (from the entry, R43
+ * gate applied: poll_refused) when the entry is fresh or refuses the poll;
+ * false: ask PostgreSQL, then bf_statuscache_put. */
+bool bf_statuscache_get(bf_req_t *rq, const char *job_id,
+                        struct bf_job_t **job);
+/* Cache what PostgreSQL answered (job->manifest: the body served for
+ * rq->base); partial-manifest jobs and large entries are not cached. */
+void bf_statuscache_put(bf_req_t *rq, const struct bf_job_t *job);
+/* DELETE: drop the job's entry (later polls ask PostgreSQL). */
+void bf_statuscache_forget(bf_req_t *rq, const char *job_id);
+
 /* status_page.c: SetHandler bulkfhir-status (operators; own hook) */
 int bf_status_page_handler(request_rec *r);
 

@@ -10,7 +10,9 @@
  *   R16  separate-export-status: 200 + X-Export-Status: <job status>
  *   R46  allowPartialManifests: ?page=N, pages fixed once served
  *        (bulkfhir.manifest_page), link next until the final page
- *        Expires: job.expires_at; after it, 410 Gone + OperationOutcome */
+ *        Expires: job.expires_at; after it, 410 Gone + OperationOutcome
+ * With BulkFhirStatusCache a GET is first looked up in the shared cache
+ * (statuscache.c); what PostgreSQL answers is stored there. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_manifest.h"
@@ -180,7 +182,11 @@ static int partial_get(bf_req_t *rq, const bf_job_t *job, bool running)
                      manifest(rq, job, files, next));
 }
 
-static int status_get(bf_req_t *rq, const bf_job_t *job)
+/* GET: job from PostgreSQL or from the status cache (then rq->conn is NULL:
+ * bf_statuscache_get gives no partial-manifest job, and a completed one
+ * only with its manifest for rq->base).  A manifest rendered here is left
+ * in job->manifest for bf_statuscache_put. */
+static int status_get(bf_req_t *rq, bf_job_t *job)
 {
     request_rec *r = rq->r;
     char sqlstate[6];
@@ -235,6 +241,7 @@ static int status_get(bf_req_t *rq, const bf_job_t *job)
         /* best effort: without it the next poll renders again */
         (void)bf_job_manifest_store(rq->conn, job->id, rq->base, body,
                                     sqlstate);
+        job->manifest = body;
     }
     set_expires(rq, job);
     return job_reply(rq, job, HTTP_OK, "application/json", body);
@@ -247,15 +254,22 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
     bf_job_status_q_t q;
     char sqlstate[6];
     bool found;
+    int rc;
 
     if (r->method_number != M_GET && r->method_number != M_DELETE)
         return bf_http_not_allowed(rq, "GET, DELETE");
     if (!bf_job_is_uuid(job_id))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "no export job %s", job_id);
+    /* GET: a fresh entry of the shared cache answers without PostgreSQL */
+    if (r->method_number == M_GET && bf_statuscache_get(rq, job_id, &job))
+        return bf_auth_may_see(rq, job->client_id)
+                   ? status_get(rq, job)
+                   : bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
+                                "no export job %s", job_id);
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "status");
-    /* GET: one statement answers the poll (gate, progress, manifest) */
+    /* else one statement answers the poll (gate, progress, manifest) */
     q.min_ms = r->method_number == M_GET ? bf_dir_min_poll_interval(rq->dc)
                                           : 0;
     q.auth = bf_dir_auth(rq->dc) != BF_AUTH_NONE; /* as bf_auth_may_see */
@@ -267,14 +281,21 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
     if (!job || !bf_auth_may_see(rq, job->client_id))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "no export job %s", job_id);
-    if (r->method_number == M_GET)
-        return status_get(rq, job);
+    if (r->method_number == M_GET) {
+        rc = status_get(rq, job);
+        bf_statuscache_put(rq, job);
+        return rc;
+    }
 
-    if (!strcmp(job->state, "cancelled"))
+    if (!strcmp(job->state, "cancelled")) { /* e.g. by bulkfhirctl */
+        bf_statuscache_forget(rq, job->id);
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was already cancelled", job_id);
+    }
     if (!bf_job_cancel(rq->conn, job->id, &found, sqlstate))
         return bf_http_db_error(rq, sqlstate, "cancel");
+    /* later polls through this httpd see the cancel at once */
+    bf_statuscache_forget(rq, job->id);
     if (!found)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was already cancelled", job_id);

@@ -22,6 +22,7 @@ static void test_defaults(void **state)
     assert_null(s->export_root);
     assert_int_equal(bf_srv_pool_max(s), 8);
     assert_int_equal(bf_srv_db_timeout(s), 5);
+    assert_int_equal(bf_srv_status_cache_timeout(s), 1);
     assert_null(d->location);
     assert_null(d->base_url);
     assert_int_equal(bf_dir_auth(d), BF_AUTH_NONE);
@@ -40,19 +41,23 @@ static void test_srv_merge(void **state)
     base->conninfo = "dbname=a";
     base->export_root = "/srv/export";
     base->pool_max = 16;
+    base->status_cache_timeout = 3;
     /* unset inherits */
     m = bf_srv_conf_merge(pool, base, vhost);
     assert_string_equal(m->conninfo, "dbname=a");
     assert_string_equal(m->export_root, "/srv/export");
     assert_int_equal(bf_srv_pool_max(m), 16);
     assert_int_equal(bf_srv_db_timeout(m), 5);
+    assert_int_equal(bf_srv_status_cache_timeout(m), 3);
     /* set overrides */
     vhost->conninfo = "dbname=b";
     vhost->db_timeout = 9;
+    vhost->status_cache_timeout = 7;
     m = bf_srv_conf_merge(pool, base, vhost);
     assert_string_equal(m->conninfo, "dbname=b");
     assert_int_equal(bf_srv_pool_max(m), 16);
     assert_int_equal(bf_srv_db_timeout(m), 9);
+    assert_int_equal(bf_srv_status_cache_timeout(m), 7);
     assert_null(m->pool);
 }
 
