@@ -364,36 +364,15 @@ static const char *shard_of(const xq_t *x, const char *a)
                         a, x->task->shard_count, x->task->shard);
 }
 
-/* Rows of type X outside every compartment that an exported compartment
- * resource references (R32 MAY; see the README's export rules). */
-static const char *referenced_ids(const xq_t *x, const char *type)
-{
-    const char *re = lit(x->conn, x->p, apr_psprintf(x->p,
-        "(?:^|/)%s/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$", type));
-    const char *tl = lit(x->conn, x->p, type);
-
-    return apr_psprintf(x->p,
-        "(SELECT substring(rf.v #>> '{}' from %s)"
-        "   FROM fhir.resource_version c,"
-        "        jsonb_path_query(c.resource, 'strict $.**.reference') rf(v)"
-        "  WHERE c.resource_type <> %s AND NOT c.deleted AND %s AND %s AND %s)",
-        re, tl, valid_at(x, "c", false), requested(x, "c"), in_compartment(x, "c"));
-}
-
-/* The ids of referenced_ids(), evaluated once and embedded as a literal
- * array (*out NULL: the type has no candidate rows, no clause needed): as an
- * `IN (subquery)` the planner cannot hash a set this large within work_mem
- * and re-runs the scan for every candidate row (a Patient export of 1M
- * resources did not finish in 10 minutes). */
-static bool referenced_ids_literal(const xq_t *x, const char *type,
-                                   const char **out, const char **err)
+/* Whether rows of `type` outside every compartment are exported by this
+ * task (always for Practitioner & co., rarely for Observation & co.): only
+ * then does it need the job's referenced-resource set. */
+static bool has_outside_rows(const xq_t *x, const char *type, bool *has,
+                             const char **err)
 {
     PGresult *res = NULL;
-    const char *sql, *arr;
+    const char *sql;
 
-    /* only when the type has rows outside every compartment (always for
-     * Practitioner & co., rarely for Observation & co.): the reference scan
-     * reads every exported compartment row */
     sql = apr_pstrcat(x->p, "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r"
                       " WHERE r.resource_type = ", lit(x->conn, x->p, type),
                       " AND r.patient_ids = '{}' AND NOT r.deleted AND ",
@@ -405,30 +384,115 @@ static bool referenced_ids_literal(const xq_t *x, const char *type,
         *err = "cannot look for resources outside compartments";
         return false;
     }
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        PQclear(res);
-        *out = NULL;
-        return true;
-    }
+    *has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
-    sql = apr_pstrcat(x->p, "SELECT coalesce(array_agg(DISTINCT v), '{}')::text"
-                      " FROM ", referenced_ids(x, type), " AS s(v)"
-                      " WHERE v IS NOT NULL", NULL);
-    if (!bf_pq_exec(x->conn, "export: referenced ids", sql, 0, NULL, &res,
-                    NULL)
-        || PQntuples(res) != 1) {
-        PQclear(res);
-        *err = "cannot collect the referenced resources";
-        return false;
-    }
-    arr = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
-    PQclear(res);
-    if (!arr) {
-        *err = "cannot quote the referenced ids";
-        return false;
-    }
-    *out = apr_pstrcat(x->p, arr, "::text[]", NULL);
     return true;
+}
+
+/* The referenced-resource set of the job (R32 MAY; see the README's export
+ * rules and sql/0061_job_refs.sql): (type, id) of every resource of a
+ * requested type with rows outside every compartment that an exported
+ * compartment resource of another type references.  The references are
+ * the strings at `$.**.reference` read as `[...]/Type/id[/_history/v]`.
+ *
+ * The regular expression is the one the per-type scans used, with `*`/`+`
+ * for the bounded repeats ({0,63}, {1,64}) and the bounds checked with
+ * length(): PostgreSQL's engine is ~20x slower on bounded repeats, and the
+ * type and id are whole '/'-separated segments, so the match is the same.
+ * Only strings that contain "Type/" for a candidate type reach it, once per
+ * distinct (source type, string). */
+static const char *referenced_sql(const xq_t *x, const char *types)
+{
+    return apr_pstrcat(x->p,
+        "SELECT coalesce(array_agg(s.t), '{}')::text, coalesce(array_agg(s.i), '{}')::text"
+        "  FROM (SELECT DISTINCT m[1] AS t, m[2] AS i"
+        "   FROM (SELECT DISTINCT c.resource_type AS st, rf.v #>> '{}' AS ref"
+        "     FROM fhir.resource_version c,"
+        "          jsonb_path_query(c.resource, 'strict $.**.reference') rf(v)"
+        "    WHERE NOT c.deleted AND ", valid_at(x, "c", false),
+        "      AND ", requested(x, "c"), " AND ", in_compartment(x, "c"),
+        "      AND EXISTS (SELECT 1 FROM unnest(", types, "::text[]) tt(t)"
+        "                   WHERE strpos(rf.v #>> '{}', tt.t || '/') > 0)) d,"
+        "   regexp_match(d.ref, '(?:^|/)([A-Z][A-Za-z]*)/([A-Za-z0-9.-]+)(?:/_history/[^/]*)?$') m"
+        "  WHERE length(m[1]) <= 64 AND length(m[2]) <= 64 AND m[1] <> d.st"
+        "    AND m[1] = ANY (", types, "::text[])) s", NULL);
+}
+
+/* Fill the job's referenced-resource set unless another task did
+ * (sql/0061_job_refs.sql): the job_refset row is inserted first, so a
+ * concurrent task of the same job waits for this transaction and then
+ * finds the set.  The set is read by a plain SELECT (which may run in
+ * parallel, an INSERT ... SELECT may not) and inserted from parameters. */
+static bool refs_fill(const xq_t *x, const char **err)
+{
+    PGresult *res = NULL;
+    const char *v[3], *sql, *types;
+    char n[24];
+    long rows = 0;
+    bool ok = false;
+
+    v[0] = x->job->id; /* a checked uuid (xq_init) */
+    if (!bf_pq_begin(x->conn, "export: referenced ids"))
+        goto leave;
+    if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
+            "INSERT INTO bulkfhir.job_refset (job_id) VALUES ($1::uuid)"
+            " ON CONFLICT DO NOTHING", 1, v, &rows, NULL))
+        goto leave;
+    if (rows == 0) { /* filled by another task */
+        ok = bf_pq_commit(x->conn, "export: referenced ids");
+        goto leave;
+    }
+    /* the cost estimates of jsonb_path_query make JIT compile this
+     * statement for longer than it runs */
+    if (!bf_pq_exec(x->conn, "export: referenced ids", "SET LOCAL jit = off",
+                    0, NULL, NULL, NULL))
+        goto leave;
+    /* the requested types with rows outside every compartment (the
+     * has_outside_rows() test of each of them, in one scan) */
+    sql = apr_pstrcat(x->p, "SELECT coalesce(array_agg(DISTINCT r.resource_type), '{}')::text"
+                      " FROM fhir.resource_version r WHERE r.patient_ids = '{}'"
+                      " AND r.resource_type <> 'Patient' AND NOT r.deleted AND ",
+                      valid_at(x, "r", true), " AND ", requested(x, "r"), NULL);
+    if (!bf_pq_exec(x->conn, "export: types outside compartments", sql, 0, NULL,
+                    &res, NULL) || PQntuples(res) != 1)
+        goto leave;
+    types = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = NULL;
+    if (!types)
+        goto leave;
+    if (!bf_pq_exec(x->conn, "export: referenced ids", referenced_sql(x, types),
+                    0, NULL, &res, NULL) || PQntuples(res) != 1)
+        goto leave;
+    v[1] = PQgetvalue(res, 0, 0);
+    v[2] = PQgetvalue(res, 0, 1);
+    if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
+            "INSERT INTO bulkfhir.job_ref (job_id, resource_type, id)"
+            " SELECT $1::uuid, u.t, u.i FROM unnest($2::text[], $3::text[]) u(t, i)",
+            3, v, &rows, NULL))
+        goto leave;
+    snprintf(n, sizeof n, "%ld", rows);
+    v[1] = n;
+    if (!bf_pq_exec(x->conn, "export: referenced ids",
+            "UPDATE bulkfhir.job_refset SET refs = $2::bigint, filled_at = now()"
+            " WHERE job_id = $1::uuid", 2, v, NULL, NULL))
+        goto leave;
+    ok = bf_pq_commit(x->conn, "export: referenced ids");
+leave:
+    PQclear(res);
+    if (!ok) {
+        bf_pq_rollback(x->conn, "export: referenced ids");
+        *err = "cannot collect the referenced resources";
+    }
+    return ok;
+}
+
+/* Row r is in the job's referenced-resource set (filled by refs_fill). */
+static const char *referenced(const xq_t *x, const char *type)
+{
+    return apr_psprintf(x->p,
+        "EXISTS (SELECT 1 FROM bulkfhir.job_ref f WHERE f.job_id = '%s'::uuid"
+        " AND f.resource_type = %s AND f.id = r.id)", x->job->id, type);
 }
 
 /* Provenance whose target is an exported compartment resource (R27). */
@@ -528,14 +592,15 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         if (is_patient) {
             q = apr_pstrcat(p, q, " AND ", member_of(&x, "r", true), NULL);
         } else {
-            const char *refs;
+            bool outside;
 
-            if (!referenced_ids_literal(&x, task->resource_type, &refs, err))
+            if (!has_outside_rows(&x, task->resource_type, &outside, err)
+                || (outside && !refs_fill(&x, err)))
                 return false;
             q = apr_pstrcat(p, q, " AND (", member_of(&x, "r", false), NULL);
-            if (refs)
-                q = apr_pstrcat(p, q, " OR (r.patient_ids = '{}' AND r.id = ANY (",
-                                refs, "))", NULL);
+            if (outside)
+                q = apr_pstrcat(p, q, " OR (r.patient_ids = '{}' AND ",
+                                referenced(&x, type), ")", NULL);
             if (strcmp(task->resource_type, "Provenance") == 0)
                 q = apr_pstrcat(p, q, " OR ", provenance_of_compartment(&x), NULL);
             q = apr_pstrcat(p, q, ")", NULL);
