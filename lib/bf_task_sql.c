@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -33,6 +34,7 @@ typedef struct xq {
     const char *since, *until;    /* quoted, or NULL */
     bool compartment;             /* patient or group level */
     const char *members;          /* text[] of patient ids, NULL: all */
+    int members_n;                /* its length once materialized, else -1 */
     apr_array_header_t *types;    /* _type (const char *), NULL: all */
     apr_array_header_t *filters;  /* every bf_typefilter * of the job */
     apr_array_header_t *elements; /* bf_element, NULL: no _elements */
@@ -91,8 +93,12 @@ static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
     "regexp_match(" x ", " REF_RE ") tm(m)," \
     " LATERAL (SELECT CASE WHEN " REF_OK("tm.m") " THEN tm.m[1] END AS rt," \
     " CASE WHEN " REF_OK("tm.m") " THEN tm.m[2] END AS rid) tr"
+/* the id of a `[...]/Patient/id[/_history/v]` reference x, else NULL (the
+ * {1,64} bound checked with length(), as for REF_RE) */
+#define PATIENT_REF_RE "'(?:^|/)Patient/([A-Za-z0-9.-]+)(?:/_history/[^/]*)?$'"
 #define PATIENT_REF_ID(x) \
-    "substring(" x " from '(?:^|/)Patient/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$')"
+    "(CASE WHEN length(substring(" x " from " PATIENT_REF_RE ")) <= 64" \
+    " THEN substring(" x " from " PATIENT_REF_RE ") END)"
 
 /* The strings of params[key] (an array of strings, or one string), each
  * split at commas (not _typeFilter); NULL when absent. */
@@ -146,12 +152,26 @@ static const char *valid_at(const xq_t *x, const char *a, bool changed)
     return s;
 }
 
+/* Up to this many members, the compartment test is `patient_ids && members`
+ * (the GIN index serves a small group); above, a hashed test per row. */
+#define MEMBERS_OVERLAP_MAX 64
+
 /* In the export's Patient compartments (compartment levels only). */
 static const char *member_of(const xq_t *x, const char *a, bool is_patient)
 {
     if (is_patient)
         return x->members ? apr_psprintf(x->p, "%s.id = ANY(%s::text[])", a, x->members)
                           : "true";
+    if (x->members && x->members_n > MEMBERS_OVERLAP_MAX)
+        /* `&&` compares every element with every member (no hashing): with
+         * many members, test the first patient id through the hashed
+         * `= ANY (constant)` and only rows in several compartments with
+         * the hashed test over all their ids: true exactly where && is */
+        return apr_psprintf(x->p, "coalesce(%s.patient_ids[1] = ANY(%s::text[])"
+                            " OR (cardinality(%s.patient_ids) > 1 AND"
+                            " EXISTS (SELECT 1 FROM unnest(%s.patient_ids) mu(pid)"
+                            " WHERE mu.pid = ANY(%s::text[]))), false)",
+                            a, x->members, a, a, x->members);
     return x->members ? apr_psprintf(x->p, "%s.patient_ids && %s::text[]", a, x->members)
                       : apr_psprintf(x->p, "%s.patient_ids <> '{}'", a);
 }
@@ -227,16 +247,18 @@ static bool materialize_members(xq_t *x, const char **err)
     PGresult *res = NULL;
     const char *sql, *arr;
 
-    sql = apr_pstrcat(x->p, "SELECT (", x->members, ")::text", NULL);
-    if (!bf_pq_exec(x->conn, "export: group members", sql, 0, NULL, &res,
+    sql = apr_pstrcat(x->p, "SELECT m::text, coalesce(cardinality(m), 0) FROM (SELECT (",
+                      x->members, ") AS m) s", NULL);
+    if (!bf_pq_exec(x->conn, "export: compartment members", sql, 0, NULL, &res,
                     NULL)
         || PQntuples(res) != 1) {
         PQclear(res);
-        *err = "cannot read the group's members";
+        *err = "cannot read the compartment members";
         return false;
     }
     arr = PQgetisnull(res, 0, 0) ? "{}" : PQgetvalue(res, 0, 0);
     arr = lit(x->conn, x->p, arr);
+    x->members_n = atoi(PQgetvalue(res, 0, 1));
     PQclear(res);
     if (!arr) {
         *err = "cannot quote the member list";
@@ -255,6 +277,7 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     int i;
 
     memset(x, 0, sizeof *x);
+    x->members_n = -1;
     x->conn = conn;
     x->p = p;
     x->task = task;
@@ -357,6 +380,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         /* NULL (no patient parameter): every compartment */
         x->members = plist_vals ? APR_ARRAY_IDX(plist_vals, 0, const char *) : NULL;
         x->compartment = true;
+        if (x->members && !materialize_members(x, err))
+            goto leave;
     } else if (!job->level || strcmp(job->level, "system") != 0) {
         *err = "unknown export level";
         goto leave;
