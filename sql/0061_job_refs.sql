@@ -48,3 +48,12 @@ CREATE TRIGGER job_refs_drop AFTER UPDATE OF state ON bulkfhir.job
     WHEN (NEW.state IN ('completed', 'failed', 'cancelled')
           AND OLD.state IS DISTINCT FROM NEW.state)
     EXECUTE FUNCTION bulkfhir.job_refs_drop();
+
+-- fhir_date_range (0004) catches invalid dates with an EXCEPTION block, i.e.
+-- a subtransaction, which PostgreSQL cannot start in parallel mode ("cannot
+-- start subtransactions during a parallel operation"): it was labelled
+-- PARALLEL SAFE, so any parallel plan that evaluated it failed the task
+-- (R25 LatestProvenanceResources, date _typeFilter).  fhir_value_range calls
+-- it and is labelled the same way.
+ALTER FUNCTION bulkfhir.fhir_date_range(text) PARALLEL UNSAFE;
+ALTER FUNCTION bulkfhir.fhir_value_range(jsonb) PARALLEL UNSAFE;
