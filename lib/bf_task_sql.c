@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -33,6 +34,7 @@ typedef struct xq {
     const char *since, *until;    /* quoted, or NULL */
     bool compartment;             /* patient or group level */
     const char *members;          /* text[] of patient ids, NULL: all */
+    int members_n;                /* its length once materialized, else -1 */
     apr_array_header_t *types;    /* _type (const char *), NULL: all */
     apr_array_header_t *filters;  /* every bf_typefilter * of the job */
     apr_array_header_t *elements; /* bf_element, NULL: no _elements */
@@ -78,8 +80,25 @@ static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
     " WHEN 7 THEN (" x " || '-01')::timestamptz + interval '1 month'" \
     " WHEN 10 THEN (" x ")::timestamptz + interval '1 day'" \
     " ELSE (" x ")::timestamptz END)"
+/* A reference `[...]/Type/id[/_history/v]`: m[1] the type, m[2] the id, or
+ * no match.  The type is [A-Z][A-Za-z]{0,63} and the id [A-Za-z0-9.-]{1,64};
+ * both are whole '/'-separated segments, so the bounds can be checked on the
+ * captures with length(), which is the same match: PostgreSQL's engine is
+ * ~20x slower with the bounded repeats in the expression. */
+#define REF_RE "'(?:^|/)([A-Z][A-Za-z]*)/([A-Za-z0-9.-]+)(?:/_history/[^/]*)?$'"
+#define REF_OK(m) "length(" m "[1]) <= 64 AND length(" m "[2]) <= 64"
+/* FROM items tm, tr(rt, rid): type and id of reference x (text), NULL when
+ * it is not a `Type/id` reference (regexp_match in FROM: evaluated once) */
+#define TARGET_REF(x) \
+    "regexp_match(" x ", " REF_RE ") tm(m)," \
+    " LATERAL (SELECT CASE WHEN " REF_OK("tm.m") " THEN tm.m[1] END AS rt," \
+    " CASE WHEN " REF_OK("tm.m") " THEN tm.m[2] END AS rid) tr"
+/* the id of a `[...]/Patient/id[/_history/v]` reference x, else NULL (the
+ * {1,64} bound checked with length(), as for REF_RE) */
+#define PATIENT_REF_RE "'(?:^|/)Patient/([A-Za-z0-9.-]+)(?:/_history/[^/]*)?$'"
 #define PATIENT_REF_ID(x) \
-    "substring(" x " from '(?:^|/)Patient/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$')"
+    "(CASE WHEN length(substring(" x " from " PATIENT_REF_RE ")) <= 64" \
+    " THEN substring(" x " from " PATIENT_REF_RE ") END)"
 
 /* The strings of params[key] (an array of strings, or one string), each
  * split at commas (not _typeFilter); NULL when absent. */
@@ -133,12 +152,26 @@ static const char *valid_at(const xq_t *x, const char *a, bool changed)
     return s;
 }
 
+/* Up to this many members, the compartment test is `patient_ids && members`
+ * (the GIN index serves a small group); above, a hashed test per row. */
+#define MEMBERS_OVERLAP_MAX 64
+
 /* In the export's Patient compartments (compartment levels only). */
 static const char *member_of(const xq_t *x, const char *a, bool is_patient)
 {
     if (is_patient)
         return x->members ? apr_psprintf(x->p, "%s.id = ANY(%s::text[])", a, x->members)
                           : "true";
+    if (x->members && x->members_n > MEMBERS_OVERLAP_MAX)
+        /* `&&` compares every element with every member (no hashing): with
+         * many members, test the first patient id through the hashed
+         * `= ANY (constant)`, and with `&&` only the rows in several
+         * compartments; true exactly where `&&` is.  (No subquery: that
+         * would keep the R32 reference scan from running in parallel.) */
+        return apr_psprintf(x->p, "coalesce(%s.patient_ids[1] = ANY(%s::text[])"
+                            " OR (cardinality(%s.patient_ids) > 1 AND"
+                            " %s.patient_ids && %s::text[]), false)",
+                            a, x->members, a, a, x->members);
     return x->members ? apr_psprintf(x->p, "%s.patient_ids && %s::text[]", a, x->members)
                       : apr_psprintf(x->p, "%s.patient_ids <> '{}'", a);
 }
@@ -214,16 +247,18 @@ static bool materialize_members(xq_t *x, const char **err)
     PGresult *res = NULL;
     const char *sql, *arr;
 
-    sql = apr_pstrcat(x->p, "SELECT (", x->members, ")::text", NULL);
-    if (!bf_pq_exec(x->conn, "export: group members", sql, 0, NULL, &res,
+    sql = apr_pstrcat(x->p, "SELECT m::text, coalesce(cardinality(m), 0) FROM (SELECT (",
+                      x->members, ") AS m) s", NULL);
+    if (!bf_pq_exec(x->conn, "export: compartment members", sql, 0, NULL, &res,
                     NULL)
         || PQntuples(res) != 1) {
         PQclear(res);
-        *err = "cannot read the group's members";
+        *err = "cannot read the compartment members";
         return false;
     }
     arr = PQgetisnull(res, 0, 0) ? "{}" : PQgetvalue(res, 0, 0);
     arr = lit(x->conn, x->p, arr);
+    x->members_n = atoi(PQgetvalue(res, 0, 1));
     PQclear(res);
     if (!arr) {
         *err = "cannot quote the member list";
@@ -242,6 +277,7 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     int i;
 
     memset(x, 0, sizeof *x);
+    x->members_n = -1;
     x->conn = conn;
     x->p = p;
     x->task = task;
@@ -344,6 +380,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         /* NULL (no patient parameter): every compartment */
         x->members = plist_vals ? APR_ARRAY_IDX(plist_vals, 0, const char *) : NULL;
         x->compartment = true;
+        if (x->members && !materialize_members(x, err))
+            goto leave;
     } else if (!job->level || strcmp(job->level, "system") != 0) {
         *err = "unknown export level";
         goto leave;
@@ -364,36 +402,15 @@ static const char *shard_of(const xq_t *x, const char *a)
                         a, x->task->shard_count, x->task->shard);
 }
 
-/* Rows of type X outside every compartment that an exported compartment
- * resource references (R32 MAY; see the README's export rules). */
-static const char *referenced_ids(const xq_t *x, const char *type)
-{
-    const char *re = lit(x->conn, x->p, apr_psprintf(x->p,
-        "(?:^|/)%s/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$", type));
-    const char *tl = lit(x->conn, x->p, type);
-
-    return apr_psprintf(x->p,
-        "(SELECT substring(rf.v #>> '{}' from %s)"
-        "   FROM fhir.resource_version c,"
-        "        jsonb_path_query(c.resource, 'strict $.**.reference') rf(v)"
-        "  WHERE c.resource_type <> %s AND NOT c.deleted AND %s AND %s AND %s)",
-        re, tl, valid_at(x, "c", false), requested(x, "c"), in_compartment(x, "c"));
-}
-
-/* The ids of referenced_ids(), evaluated once and embedded as a literal
- * array (*out NULL: the type has no candidate rows, no clause needed): as an
- * `IN (subquery)` the planner cannot hash a set this large within work_mem
- * and re-runs the scan for every candidate row (a Patient export of 1M
- * resources did not finish in 10 minutes). */
-static bool referenced_ids_literal(const xq_t *x, const char *type,
-                                   const char **out, const char **err)
+/* Whether rows of `type` outside every compartment are exported by this
+ * task (always for Practitioner & co., rarely for Observation & co.): only
+ * then does it need the job's referenced-resource set. */
+static bool has_outside_rows(const xq_t *x, const char *type, bool *has,
+                             const char **err)
 {
     PGresult *res = NULL;
-    const char *sql, *arr;
+    const char *sql;
 
-    /* only when the type has rows outside every compartment (always for
-     * Practitioner & co., rarely for Observation & co.): the reference scan
-     * reads every exported compartment row */
     sql = apr_pstrcat(x->p, "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r"
                       " WHERE r.resource_type = ", lit(x->conn, x->p, type),
                       " AND r.patient_ids = '{}' AND NOT r.deleted AND ",
@@ -405,30 +422,115 @@ static bool referenced_ids_literal(const xq_t *x, const char *type,
         *err = "cannot look for resources outside compartments";
         return false;
     }
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        PQclear(res);
-        *out = NULL;
-        return true;
-    }
+    *has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
-    sql = apr_pstrcat(x->p, "SELECT coalesce(array_agg(DISTINCT v), '{}')::text"
-                      " FROM ", referenced_ids(x, type), " AS s(v)"
-                      " WHERE v IS NOT NULL", NULL);
-    if (!bf_pq_exec(x->conn, "export: referenced ids", sql, 0, NULL, &res,
-                    NULL)
-        || PQntuples(res) != 1) {
-        PQclear(res);
-        *err = "cannot collect the referenced resources";
-        return false;
-    }
-    arr = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
-    PQclear(res);
-    if (!arr) {
-        *err = "cannot quote the referenced ids";
-        return false;
-    }
-    *out = apr_pstrcat(x->p, arr, "::text[]", NULL);
     return true;
+}
+
+/* The referenced-resource set of the job (R32 MAY; see the README's export
+ * rules and sql/0061_job_refs.sql): (type, id) of every resource of a
+ * requested type with rows outside every compartment that an exported
+ * compartment resource of another type references.  The references are
+ * the strings at `$.**.reference` read as `[...]/Type/id[/_history/v]`.
+ *
+ * The regular expression is the one the per-type scans used, with `*`/`+`
+ * for the bounded repeats ({0,63}, {1,64}) and the bounds checked with
+ * length(): PostgreSQL's engine is ~20x slower on bounded repeats, and the
+ * type and id are whole '/'-separated segments, so the match is the same.
+ * Only strings that contain "Type/" for a candidate type reach it, once per
+ * distinct (source type, string). */
+static const char *referenced_sql(const xq_t *x, const char *types)
+{
+    return apr_pstrcat(x->p,
+        "SELECT coalesce(array_agg(s.t), '{}')::text, coalesce(array_agg(s.i), '{}')::text"
+        "  FROM (SELECT DISTINCT m[1] AS t, m[2] AS i"
+        "   FROM (SELECT DISTINCT c.resource_type AS st, rf.v #>> '{}' AS ref"
+        "     FROM fhir.resource_version c,"
+        "          jsonb_path_query(c.resource, 'strict $.**.reference') rf(v)"
+        "    WHERE NOT c.deleted AND ", valid_at(x, "c", false),
+        "      AND ", requested(x, "c"), " AND ", in_compartment(x, "c"),
+        "      AND EXISTS (SELECT 1 FROM unnest(", types, "::text[]) tt(t)"
+        "                   WHERE strpos(rf.v #>> '{}', tt.t || '/') > 0)) d,"
+        "   regexp_match(d.ref, " REF_RE ") m"
+        "  WHERE " REF_OK("m") " AND m[1] <> d.st"
+        "    AND m[1] = ANY (", types, "::text[])) s", NULL);
+}
+
+/* Fill the job's referenced-resource set unless another task did
+ * (sql/0061_job_refs.sql): the job_refset row is inserted first, so a
+ * concurrent task of the same job waits for this transaction and then
+ * finds the set.  The set is read by a plain SELECT (which may run in
+ * parallel, an INSERT ... SELECT may not) and inserted from parameters. */
+static bool refs_fill(const xq_t *x, const char **err)
+{
+    PGresult *res = NULL;
+    const char *v[3], *sql, *types;
+    char n[24];
+    long rows = 0;
+    bool ok = false;
+
+    v[0] = x->job->id; /* a checked uuid (xq_init) */
+    if (!bf_pq_begin(x->conn, "export: referenced ids"))
+        goto leave;
+    if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
+            "INSERT INTO bulkfhir.job_refset (job_id) VALUES ($1::uuid)"
+            " ON CONFLICT DO NOTHING", 1, v, &rows, NULL))
+        goto leave;
+    if (rows == 0) { /* filled by another task */
+        ok = bf_pq_commit(x->conn, "export: referenced ids");
+        goto leave;
+    }
+    /* the cost estimates of jsonb_path_query make JIT compile this
+     * statement for longer than it runs */
+    if (!bf_pq_exec(x->conn, "export: referenced ids", "SET LOCAL jit = off",
+                    0, NULL, NULL, NULL))
+        goto leave;
+    /* the requested types with rows outside every compartment (the
+     * has_outside_rows() test of each of them, in one scan) */
+    sql = apr_pstrcat(x->p, "SELECT coalesce(array_agg(DISTINCT r.resource_type), '{}')::text"
+                      " FROM fhir.resource_version r WHERE r.patient_ids = '{}'"
+                      " AND r.resource_type <> 'Patient' AND NOT r.deleted AND ",
+                      valid_at(x, "r", true), " AND ", requested(x, "r"), NULL);
+    if (!bf_pq_exec(x->conn, "export: types outside compartments", sql, 0, NULL,
+                    &res, NULL) || PQntuples(res) != 1)
+        goto leave;
+    types = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = NULL;
+    if (!types)
+        goto leave;
+    if (!bf_pq_exec(x->conn, "export: referenced ids", referenced_sql(x, types),
+                    0, NULL, &res, NULL) || PQntuples(res) != 1)
+        goto leave;
+    v[1] = PQgetvalue(res, 0, 0);
+    v[2] = PQgetvalue(res, 0, 1);
+    if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
+            "INSERT INTO bulkfhir.job_ref (job_id, resource_type, id)"
+            " SELECT $1::uuid, u.t, u.i FROM unnest($2::text[], $3::text[]) u(t, i)",
+            3, v, &rows, NULL))
+        goto leave;
+    snprintf(n, sizeof n, "%ld", rows);
+    v[1] = n;
+    if (!bf_pq_exec(x->conn, "export: referenced ids",
+            "UPDATE bulkfhir.job_refset SET refs = $2::bigint, filled_at = now()"
+            " WHERE job_id = $1::uuid", 2, v, NULL, NULL))
+        goto leave;
+    ok = bf_pq_commit(x->conn, "export: referenced ids");
+leave:
+    PQclear(res);
+    if (!ok) {
+        bf_pq_rollback(x->conn, "export: referenced ids");
+        *err = "cannot collect the referenced resources";
+    }
+    return ok;
+}
+
+/* Row r is in the job's referenced-resource set (filled by refs_fill). */
+static const char *referenced(const xq_t *x, const char *type)
+{
+    return apr_psprintf(x->p,
+        "EXISTS (SELECT 1 FROM bulkfhir.job_ref f WHERE f.job_id = '%s'::uuid"
+        " AND f.resource_type = %s AND f.id = r.id)", x->job->id, type);
 }
 
 /* Provenance whose target is an exported compartment resource (R27). */
@@ -437,10 +539,7 @@ static const char *provenance_of_compartment(const xq_t *x)
     return apr_psprintf(x->p,
         "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(r.resource->'target')"
         "          WHEN 'array' THEN r.resource->'target' ELSE '[]'::jsonb END) tg(v),"
-        "        LATERAL (SELECT substring(tg.v->>'reference' from"
-        "          '(?:^|/)([A-Z][A-Za-z]{0,63})/[A-Za-z0-9.-]{1,64}(?:/_history/[^/]*)?$') AS rt,"
-        "          substring(tg.v->>'reference' from"
-        "          '(?:^|/)[A-Z][A-Za-z]{0,63}/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$') AS rid) tr,"
+        "        " TARGET_REF("tg.v->>'reference'") ","
         "        fhir.resource_version c"
         "  WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted"
         "    AND %s AND %s AND %s)",
@@ -477,10 +576,7 @@ static bool associated_provenance(const xq_t *x, const char **pred, const char *
         "  FROM fhir.resource_version pv,"
         "       jsonb_array_elements(CASE jsonb_typeof(pv.resource->'target')"
         "         WHEN 'array' THEN pv.resource->'target' ELSE '[]'::jsonb END) tg(v),"
-        "       LATERAL (SELECT substring(tg.v->>'reference' from"
-        "         '(?:^|/)([A-Z][A-Za-z]{0,63})/[A-Za-z0-9.-]{1,64}(?:/_history/[^/]*)?$') AS rt,"
-        "         substring(tg.v->>'reference' from"
-        "         '(?:^|/)[A-Z][A-Za-z]{0,63}/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$') AS rid) tr"
+        "       " TARGET_REF("tg.v->>'reference'")
         "  WHERE pv.resource_type = 'Provenance' AND NOT pv.deleted AND ",
         valid_at(x, "pv", false),
         "    AND EXISTS (SELECT 1 FROM fhir.resource_version c"
@@ -528,14 +624,15 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         if (is_patient) {
             q = apr_pstrcat(p, q, " AND ", member_of(&x, "r", true), NULL);
         } else {
-            const char *refs;
+            bool outside;
 
-            if (!referenced_ids_literal(&x, task->resource_type, &refs, err))
+            if (!has_outside_rows(&x, task->resource_type, &outside, err)
+                || (outside && !refs_fill(&x, err)))
                 return false;
             q = apr_pstrcat(p, q, " AND (", member_of(&x, "r", false), NULL);
-            if (refs)
-                q = apr_pstrcat(p, q, " OR (r.patient_ids = '{}' AND r.id = ANY (",
-                                refs, "))", NULL);
+            if (outside)
+                q = apr_pstrcat(p, q, " OR (r.patient_ids = '{}' AND ",
+                                referenced(&x, type), ")", NULL);
             if (strcmp(task->resource_type, "Provenance") == 0)
                 q = apr_pstrcat(p, q, " OR ", provenance_of_compartment(&x), NULL);
             q = apr_pstrcat(p, q, ")", NULL);
