@@ -161,7 +161,10 @@ static const struct {
               "AND j.state <> 'cancelled'",
               2 },
     [STMT_TOKEN_CHECK] = { "bf_job_token_check",
-              "SELECT t.client_id, t.scope FROM bulkfhir.token t "
+              "SELECT t.client_id, t.scope, "
+              "extract(epoch FROM t.expires_at)::float8 "
+              "FROM bulkfhir.token t "
+              "JOIN bulkfhir.client c ON c.id = t.client_id AND c.enabled "
               "WHERE t.hash = $1::bytea AND t.expires_at > now()",
               1 },
 };
@@ -452,13 +455,15 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
 
 bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
                         bool *found, const char **client_id,
-                        const char **scope, char sqlstate[6])
+                        const char **scope, double *expires_at,
+                        char sqlstate[6])
 {
     const char *v[1] = { hash_hex };
     PGresult *res;
 
     *found = false;
     *client_id = *scope = NULL;
+    *expires_at = 0;
     if (!exec_prepared(conn, "token check", STMT_TOKEN_CHECK, v, &res,
                        sqlstate))
         return false;
@@ -466,6 +471,7 @@ bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
         *found = true;
         *client_id = apr_pstrdup(p, PQgetvalue(res, 0, 0));
         *scope = apr_pstrdup(p, PQgetvalue(res, 0, 1));
+        *expires_at = strtod(PQgetvalue(res, 0, 2), NULL);
     }
     PQclear(res);
     return true;

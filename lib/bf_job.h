@@ -123,10 +123,12 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
                         bool *expired, char sqlstate[6]);
 
 /* Bearer token check: hash_hex is the bytea literal "\x<sha256 hex>".
- * *found false when unknown or expired. */
+ * *found false when unknown, expired or its client is disabled;
+ * *expires_at: the token's expiry, epoch seconds. */
 bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
                         bool *found, const char **client_id,
-                        const char **scope, char sqlstate[6]);
+                        const char **scope, double *expires_at,
+                        char sqlstate[6]);
 
 /* ---- Group read/search (R12), bf_job_group.c ---- */
 

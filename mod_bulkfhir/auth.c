@@ -7,7 +7,13 @@
  * or subprocess_env variable named by BulkFhirAuthScopeSource.
  *
  * With smart and header a client sees only its own jobs and files (R4: any
- * other job is a 404) and exports only what its scopes grant (R5, R6). */
+ * other job is a 404) and exports only what its scopes grant (R5, R6).
+ *
+ * smart with BulkFhirStatusCache: a token PostgreSQL accepted (known, not
+ * expired, client enabled) is remembered in the shared cache for at most
+ * BulkFhirStatusCacheTimeout and never past its expiry (statuscache.c), so
+ * a poll answered from the cache costs no PostgreSQL round trip; a revoked
+ * token or a disabled client is refused once that entry is stale. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_scope.h"
@@ -55,11 +61,38 @@ static bool auth_header(bf_req_t *rq, int *rc)
     return true;
 }
 
+/* BulkFhirAuth smart, the token not in the cache: PostgreSQL decides, and
+ * a token it accepts is cached. */
+static bool token_from_db(bf_req_t *rq, const char *hash,
+                          const char **client, const char **scope, int *rc)
+{
+    char sqlstate[6];
+    double expires_at;
+    bool found;
+
+    if (!bf_db_acquire(rq)) {
+        *rc = bf_http_unavailable(rq, "authorization");
+        return false;
+    }
+    if (!bf_job_token_check(rq->conn, rq->r->pool, hash, &found, client,
+                            scope, &expires_at, sqlstate)) {
+        *rc = bf_http_db_error(rq, sqlstate, "authorization");
+        return false;
+    }
+    if (!found) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
+                      "unknown or expired bearer token");
+        *rc = login_required(rq, "invalid_token",
+                             "the access token is unknown or expired");
+        return false;
+    }
+    bf_statuscache_token_put(rq, hash, *client, *scope, expires_at);
+    return true;
+}
+
 bool bf_auth_request(bf_req_t *rq, int *rc)
 {
     const char *h, *token, *hash, *client, *scope;
-    char sqlstate[6];
-    bool found;
 
     if (bf_dir_auth(rq->dc) == BF_AUTH_HEADER)
         return auth_header(rq, rc);
@@ -83,22 +116,9 @@ bool bf_auth_request(bf_req_t *rq, int *rc)
         return false;
     }
     hash = bf_token_hash_hex(rq->r->pool, token);
-    if (!bf_db_acquire(rq)) {
-        *rc = bf_http_unavailable(rq, "authorization");
+    if (!bf_statuscache_token_get(rq, hash, &client, &scope)
+        && !token_from_db(rq, hash, &client, &scope, rc))
         return false;
-    }
-    if (!bf_job_token_check(rq->conn, rq->r->pool, hash, &found, &client,
-                            &scope, sqlstate)) {
-        *rc = bf_http_db_error(rq, sqlstate, "authorization");
-        return false;
-    }
-    if (!found) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
-                      "unknown or expired bearer token");
-        *rc = login_required(rq, "invalid_token",
-                             "the access token is unknown or expired");
-        return false;
-    }
     rq->client_id = client;
     rq->scope = scope;
     apr_table_setn(rq->r->subprocess_env, "BULKFHIR_CLIENT", client);

@@ -122,6 +122,15 @@ bool bf_statuscache_get(bf_req_t *rq, const char *job_id,
 void bf_statuscache_put(bf_req_t *rq, const struct bf_job_t *job);
 /* DELETE: drop the job's entry (later polls ask PostgreSQL). */
 void bf_statuscache_forget(bf_req_t *rq, const char *job_id);
+/* BulkFhirAuth smart: a bearer token PostgreSQL accepted less than
+ * BulkFhirStatusCacheTimeout ago and not yet expired (hash_hex as
+ * bf_token_hash_hex); false: ask PostgreSQL, then put what it accepted
+ * (unknown tokens are not cached). */
+bool bf_statuscache_token_get(bf_req_t *rq, const char *hash_hex,
+                              const char **client_id, const char **scope);
+void bf_statuscache_token_put(bf_req_t *rq, const char *hash_hex,
+                              const char *client_id, const char *scope,
+                              double expires_at);
 
 /* status_page.c: SetHandler bulkfhir-status (operators; own hook) */
 int bf_status_page_handler(request_rec *r);

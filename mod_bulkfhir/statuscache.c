@@ -23,7 +23,13 @@
  * race between the threads and children of this httpd; PostgreSQL's own
  * gate still runs when an entry is stale or missing.  A DELETE through this
  * httpd removes the entry; a cancel, delete or SQL change made elsewhere
- * (bulkfhirctl, another web host) shows once the entry is stale. */
+ * (bulkfhirctl, another web host) shows once the entry is stale.
+ *
+ * The same instance remembers bearer tokens PostgreSQL accepted (auth.c,
+ * BulkFhirAuth smart), in their own key space (the token's sha256 -- never
+ * the token -- + database hash + a type byte): client id, scope, expiry.
+ * Such an entry answers for at most the timeout and never past the token's
+ * expiry; unknown tokens are not cached. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 
@@ -188,30 +194,44 @@ void bf_statuscache_child_init(apr_pool_t *pchild, server_rec *s)
 
 /* ---- entries ------------------------------------------------------------- */
 
-static bool make_key(const bf_req_t *rq, const char *job_id,
-                     unsigned char key[KEY_LEN])
+/* n bytes from the hex digits of s (dashes skipped: uuids); false unless
+ * s holds exactly that many */
+static bool hex_bytes(const char *s, unsigned char *out, int n)
 {
-    const char *c = rq->sc->conninfo ? rq->sc->conninfo : "";
-    apr_ssize_t n = APR_HASH_KEY_STRING;
-    unsigned int h = apr_hashfunc_default(c, &n);
     int i = 0, hi = -1, v;
 
-    for (; *job_id && i < 16; job_id++) {
-        if (*job_id == '-')
+    for (; *s && i < n; s++) {
+        if (*s == '-')
             continue;
-        v = apr_isdigit(*job_id) ? *job_id - '0'
-                                 : (apr_tolower(*job_id) - 'a' + 10);
+        v = apr_isdigit(*s) ? *s - '0' : (apr_tolower(*s) - 'a' + 10);
         if (v < 0 || v > 15)
             return false;
         if (hi < 0) {
             hi = v;
         }
         else {
-            key[i++] = (unsigned char)(hi << 4 | v);
+            out[i++] = (unsigned char)(hi << 4 | v);
             hi = -1;
         }
     }
-    if (i != 16 || *job_id)
+    return i == n && !*s;
+}
+
+/* the server's BulkFhirDatabase: one cache may serve several databases */
+static unsigned int db_hash(const bf_req_t *rq)
+{
+    const char *c = rq->sc->conninfo ? rq->sc->conninfo : "";
+    apr_ssize_t n = APR_HASH_KEY_STRING;
+
+    return apr_hashfunc_default(c, &n);
+}
+
+static bool make_key(const bf_req_t *rq, const char *job_id,
+                     unsigned char key[KEY_LEN])
+{
+    unsigned int h = db_hash(rq);
+
+    if (!hex_bytes(job_id, key, 16))
         return false;
     memcpy(key + 16, &h, 4);
     return true;
@@ -426,4 +446,117 @@ void bf_statuscache_forget(bf_req_t *rq, const char *job_id)
     (void)provider->remove(instance, rq->r->server, key, KEY_LEN,
                            rq->r->pool);
     unlock();
+}
+
+/* ---- bearer tokens (BulkFhirAuth smart) --------------------------------- */
+
+/* key: the token's sha256 (32 bytes: uniform first byte, as shmcb wants) +
+ * the database hash (4) + TOKEN_KEY_TYPE; its length alone keeps it apart
+ * from job keys.  value: token_entry_t, then client id and scope. */
+#define TOKEN_KEY_LEN (32 + 4 + 1)
+#define TOKEN_KEY_TYPE 'T'
+#define TOKEN_ENTRY_MAX 4096 /* a longer scope list is checked in SQL */
+#define TOKEN_MAGIC 0x42465431u /* "BFT1": bump when token_entry_t changes */
+
+typedef struct token_entry_t {
+    apr_uint32_t magic;
+    apr_uint32_t client_len; /* with its NUL */
+    apr_uint32_t scope_len;  /* with its NUL */
+    apr_uint32_t pad;
+    apr_time_t fetched; /* PostgreSQL answered at */
+    apr_time_t expires; /* the token's own expiry */
+} token_entry_t;
+
+static bool make_token_key(const bf_req_t *rq, const char *hash_hex,
+                           unsigned char key[TOKEN_KEY_LEN])
+{
+    unsigned int h = db_hash(rq);
+
+    if (strncmp(hash_hex, "\\x", 2) != 0 || !hex_bytes(hash_hex + 2, key, 32))
+        return false;
+    memcpy(key + 32, &h, 4);
+    key[36] = TOKEN_KEY_TYPE;
+    return true;
+}
+
+bool bf_statuscache_token_get(bf_req_t *rq, const char *hash_hex,
+                              const char **client_id, const char **scope)
+{
+    request_rec *r = rq->r;
+    unsigned char key[TOKEN_KEY_LEN], *buf;
+    unsigned int len = TOKEN_ENTRY_MAX;
+    apr_time_t now;
+    token_entry_t e;
+    apr_status_t rv;
+    bool answer = false;
+
+    if (!instance || !make_token_key(rq, hash_hex, key))
+        return false;
+    buf = apr_palloc(r->pool, TOKEN_ENTRY_MAX);
+    if (!lock(rq))
+        return false;
+    rv = provider->retrieve(instance, r->server, key, TOKEN_KEY_LEN, buf, &len,
+                            r->pool);
+    unlock();
+    now = apr_time_now();
+    if (rv != APR_SUCCESS || len < sizeof e)
+        goto leave;
+    memcpy(&e, buf, sizeof e);
+    if (e.magic != TOKEN_MAGIC || !e.client_len || !e.scope_len
+        || e.client_len > len - sizeof e
+        || e.scope_len != len - sizeof e - e.client_len
+        || buf[sizeof e + e.client_len - 1] || buf[len - 1])
+        goto leave;
+    /* at most the timeout after PostgreSQL said yes, never past expiry */
+    if (now < e.fetched || now >= e.expires
+        || now - e.fetched
+               >= apr_time_from_sec(bf_srv_status_cache_timeout(rq->sc)))
+        goto leave;
+    *client_id = (const char *)buf + sizeof e;
+    *scope = (const char *)buf + sizeof e + e.client_len;
+    answer = true;
+leave:
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "token cache: %s%s",
+                  answer ? "hit, client " : "miss", answer ? *client_id : "");
+    return answer;
+}
+
+void bf_statuscache_token_put(bf_req_t *rq, const char *hash_hex,
+                              const char *client_id, const char *scope,
+                              double expires_at)
+{
+    request_rec *r = rq->r;
+    unsigned char key[TOKEN_KEY_LEN], *buf;
+    apr_time_t now = apr_time_now(), until;
+    apr_size_t total;
+    token_entry_t e;
+    apr_status_t rv;
+
+    if (!instance || !client_id || !scope
+        || !make_token_key(rq, hash_hex, key))
+        return;
+    memset(&e, 0, sizeof e);
+    e.magic = TOKEN_MAGIC;
+    e.client_len = (apr_uint32_t)strlen(client_id) + 1;
+    e.scope_len = (apr_uint32_t)strlen(scope) + 1;
+    e.fetched = now;
+    e.expires = (apr_time_t)(expires_at * (double)APR_USEC_PER_SEC);
+    total = sizeof e + e.client_len + e.scope_len;
+    if (e.expires <= now || total > TOKEN_ENTRY_MAX)
+        return; /* expiring now, or a huge scope: PostgreSQL answers */
+    until = now + apr_time_from_sec(bf_srv_status_cache_timeout(rq->sc));
+    if (until > e.expires)
+        until = e.expires;
+    buf = apr_palloc(r->pool, total);
+    memcpy(buf, &e, sizeof e);
+    memcpy(buf + sizeof e, client_id, e.client_len);
+    memcpy(buf + sizeof e + e.client_len, scope, e.scope_len);
+    if (!lock(rq))
+        return;
+    rv = provider->store(instance, r->server, key, TOKEN_KEY_LEN, until, buf,
+                         (unsigned int)total, r->pool);
+    unlock();
+    if (rv != APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
+                      "token cache: client %s: entry not stored", client_id);
 }

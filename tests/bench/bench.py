@@ -239,6 +239,22 @@ def rates_complete(st, kept, seconds):
             "httpd_rss_kb_after_all": st.httpd_children_rss()}
 
 
+def rates_smart(st, seconds):
+    """BulkFhirAuth smart (bl.SMART_LOCATION): a completed job's status
+    polled with a bearer token (the token check and the status both from
+    BulkFhirStatusCache), and a static file of the same size.  The token
+    lives 300 s: enough for two wrk runs."""
+    auth = st.smart_auth()
+    e = st.export("$export", {"_type": "Patient"}, base=st.root + bl.SMART_LOCATION,
+                  auth=auth)
+    body = st.http.get(e["status_url"], headers=auth).content
+    static = static_like(st, "manifest-smart-%d.json" % len(body), body)
+    out = {"poll_200_smart": bl.wrk(e["status_url"], seconds, headers=auth),
+           "static_manifest_smart": dict(bl.wrk(static, seconds), body_bytes=len(body))}
+    st.discard(e["status_url"], e["job"], auth)
+    return out
+
+
 def dataset(args, size):
     if size == "synthea":
         return SYNTHEA
@@ -282,6 +298,7 @@ def bench_size(args, size):
             r["download"] = downloads(st, kept, args.downloads)
             if first:
                 r["rates"].update(rates_complete(st, kept, args.wrk_seconds))
+                r["rates"].update(rates_smart(st, args.wrk_seconds))
         if kept:
             st.discard(kept["status_url"], kept["job"])
         w2 = st.add_worker()

@@ -4,6 +4,7 @@
 Nothing here kills by name: every process we stop was started by us and is
 stopped by its pid (workers) or through `scripts/devstack down DIR`.
 """
+import base64
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import statistics
 import subprocess
 import threading
 import time
+import uuid
 
 import requests
 
@@ -19,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEVSTACK = os.path.join(REPO, "scripts", "devstack")
 FHIR_JSON = "application/fhir+json"
 KICK_HEADERS = {"Accept": FHIR_JSON, "Prefer": "respond-async"}
+SMART_LOCATION = "/smartfhir"   # a second FHIR base with BulkFhirAuth smart
 
 
 def say(*a):
@@ -143,7 +146,14 @@ Alias /static "%(static)s"
     BulkFhirMaxActiveJobs 100000
     BulkFhirKickoffRate 100000
 </Location>
-""" % {"export": export_root, "static": self.static})
+<Location %(smart)s>
+    SetHandler bulkfhir
+    Require all granted
+    BulkFhirAuth smart
+    BulkFhirMaxActiveJobs 100000
+    BulkFhirKickoffRate 100000
+</Location>
+""" % {"export": export_root, "static": self.static, "smart": SMART_LOCATION})
         return conf
 
     def up(self):
@@ -222,22 +232,24 @@ Alias /static "%(static)s"
         return t
 
     # ---- exports ----
-    def kickoff(self, path, params=None):
-        return self.http.get(self.base + "/" + path, params=params, headers=KICK_HEADERS,
-                             timeout=60)
+    def kickoff(self, path, params=None, base=None, auth=None):
+        return self.http.get((base or self.base) + "/" + path, params=params,
+                             headers=dict(KICK_HEADERS, **(auth or {})), timeout=60)
 
-    def export(self, path, params=None, poll=0.05, timeout=3600):
+    def export(self, path, params=None, poll=0.05, timeout=3600, base=None, auth=None):
         """Kick-off -> manifest complete, polling every `poll` s.  Returns a
-        dict with seconds, the manifest and the job id."""
+        dict with seconds, the manifest and the job id.  base: another FHIR
+        base (SMART_LOCATION), auth: its Authorization header."""
         t0 = time.monotonic()
-        k = self.kickoff(path, params)
+        k = self.kickoff(path, params, base, auth)
         if k.status_code != 202:
             raise RuntimeError("kick-off %s %s: %d %s" % (path, params, k.status_code,
                                                           k.text[:500]))
         status_url = k.headers["Content-Location"]
         polls = 0
         while True:
-            r = self.http.get(status_url, headers={"Accept": "application/json"}, timeout=60)
+            r = self.http.get(status_url, headers=dict({"Accept": "application/json"},
+                                                       **(auth or {})), timeout=60)
             polls += 1
             if r.status_code == 200:
                 break
@@ -268,14 +280,47 @@ Alias /static "%(static)s"
                        "seconds": float(s) if s else None})
         return {"resources": res, "bytes": byt, "files": nfiles, "tasks": tl}
 
-    def discard(self, status_url, job):
+    def discard(self, status_url, job, auth=None):
         """DELETE the job and remove its directory at once (the sweeper would
         do it later, while the next measurement runs)."""
         try:
-            self.http.delete(status_url, timeout=60)
+            self.http.delete(status_url, headers=auth, timeout=60)
         except requests.RequestException:
             pass
         run(["rm", "-rf", os.path.join(self.export_root, job)], check=False)
+
+    # ---- SMART ----
+    def smart_auth(self, client_id="bench"):
+        """{"Authorization": "Bearer ..."} for SMART_LOCATION, got as a SMART
+        Backend Services client does: an ES384 key registered with
+        bulkfhirctl, a signed client assertion posted to the token endpoint
+        (python3-jwt, python3-cryptography, as the integration tests)."""
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP384R1())
+        pub = key.public_key().public_numbers()
+
+        def b64(n):
+            return base64.urlsafe_b64encode(n.to_bytes(48, "big")).rstrip(b"=").decode()
+        jwks = os.path.join(self.dir, "bench-jwks.json")
+        with open(jwks, "w") as f:
+            json.dump({"keys": [{"kty": "EC", "crv": "P-384", "kid": "bench", "alg": "ES384",
+                                 "use": "sig", "x": b64(pub.x), "y": b64(pub.y)}]}, f)
+        run([self.ctl, "--database", self.conninfo, "client", "add", "--id", client_id,
+             "--jwks", jwks, "--scope", "system/*.read"], env=self.pgenv())
+        url = self.root + SMART_LOCATION + "/token"
+        claims = {"iss": client_id, "sub": client_id, "aud": url,
+                  "exp": int(time.time()) + 240, "jti": uuid.uuid4().hex}
+        form = {"grant_type": "client_credentials", "scope": "system/*.read",
+                "client_assertion_type":
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": jwt.encode(claims, key, algorithm="ES384",
+                                               headers={"kid": "bench"})}
+        r = self.http.post(url, data=form, timeout=60)
+        if r.status_code != 200:
+            raise RuntimeError("token %s: %d %s" % (url, r.status_code, r.text[:500]))
+        return {"Authorization": "Bearer " + r.json()["access_token"]}
 
     def cancel_all_jobs(self):
         self.psql("UPDATE bulkfhir.task SET state = 'cancelled' "

@@ -74,11 +74,14 @@ def targets(res):
                                           g(s, "download", "file")))
         rates = s.get("rates")
         if rates:
-            for poll, static in (("poll_202", "static_small"), ("poll_200", "static_manifest")):
+            for poll, static, what in (("poll_202", "static_small", "202"),
+                                       ("poll_200", "static_manifest", "200"),
+                                       ("poll_200_smart", "static_manifest_smart",
+                                        "200, smart auth")):
                 a, b = g(rates, poll, "rps"), g(rates, static, "rps")
                 if a is not None:
                     r = ratio(a, b)
-                    add("status polls (%s) / static file req/s" % poll[-3:], r, ">= 0.5",
+                    add("status polls (%s) / static file req/s" % what, r, ">= 0.5",
                         r is not None and r >= 0.5, "%.0f vs %.0f req/s" % (a, b or 0))
     hs = [(k, worker_hwm(v)) for k, v in sizes.items() if k in ("100k", "1m", "5m")
           and "error" not in v]
@@ -184,6 +187,9 @@ def markdown(res):
                              ("static_small", "static file, same size as the 202 body"),
                              ("poll_200", "status poll, job complete (200 manifest)"),
                              ("static_manifest", "static file, same size as the manifest"),
+                             ("poll_200_smart", "status poll (200), smart auth"),
+                             ("static_manifest_smart",
+                              "static file, same size as that manifest"),
                              ("kickoff_get", "kick-off GET $export"),
                              ("kickoff_post", "kick-off POST $export (Parameters)")):
                 w = r.get(k)
