@@ -11,17 +11,20 @@
  *          answered (fetched) and the last allowed poll of a running job
  *          through this httpd (R43)
  *
- * An entry younger than BulkFhirStatusCacheTimeout answers a GET; an older
- * one only keeps the R43 gate (a poll within BulkFhirMinPollInterval of the
- * last one is refused from the entry, whatever its age).  Partial-manifest
- * jobs (R46) and entries over ENTRY_MAX are not cached.  Every failure of the
- * cache (lock, store, full) costs speed only: debug log, PostgreSQL answers.
+ * An entry of a finished job (completed, failed, cancelled) younger than
+ * BulkFhirStatusCacheTimeout answers a GET.  A running job's entry only
+ * keeps the R43 gate (a poll within BulkFhirMinPollInterval of the last one
+ * is refused from the entry, whatever its age); an allowed poll of a running
+ * job goes to PostgreSQL, so that a client sees the job complete at once.
+ * Partial-manifest jobs (R46) and entries over ENTRY_MAX are not cached.
+ * Every failure of the cache (lock, store, full) costs speed only: debug
+ * log, PostgreSQL answers.
  *
  * Providers flagged AP_SOCACHE_FLAG_NOTMPSAFE (shmcb) are serialised by a
- * global mutex (type "bulkfhir-statuscache", `Mutex` directive), held across
- * the read and the last-poll update of a cached poll, so the gate has no
- * race between the threads and children of this httpd; PostgreSQL's own
- * gate still runs when an entry is stale or missing.  A DELETE through this
+ * global mutex (type "bulkfhir-statuscache", `Mutex` directive).  A poll the
+ * entry does not refuse runs PostgreSQL's own gate (last_poll_at), and what
+ * PostgreSQL answered is stored with the poll time: two polls racing past
+ * the entry are settled there.  A DELETE through this
  * httpd removes the entry; a cancel, delete or SQL change made elsewhere
  * (bulkfhirctl, another web host) shows once the entry is stale.
  *
@@ -345,18 +348,16 @@ bool bf_statuscache_get(bf_req_t *rq, const char *job_id, bf_job_t **out)
         job->poll_refused = true;
         job->poll_wait_ms = (int)((wait + 999) / 1000);
     }
-    else if (!fresh) {
+    else if (!fresh || running) {
+        /* a running job's 202 comes from PostgreSQL: its completion (and
+         * progress) shows at once, not up to the timeout later; its entry
+         * only keeps the R43 gate */
         goto leave;
     }
     else if (!strcmp(str[S_STATE], "completed")
              && (!str[S_MANIFEST] || !str[S_BASE]
                  || strcmp(str[S_BASE], rq->base) != 0)) {
         goto leave; /* rendered for another base: PostgreSQL renders it */
-    }
-    else if (gate) {
-        e.last_poll = now; /* an allowed poll: the gate counts from here */
-        memcpy(buf, &e, sizeof e);
-        store(rq, key, buf, len, now);
     }
     job->id = str[S_ID];
     job->state = str[S_STATE];

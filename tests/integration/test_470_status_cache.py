@@ -5,7 +5,8 @@ expiry show within BulkFhirStatusCacheTimeout, a DELETE is a 404 at once
 gate still refuses fast polls, another client's job stays a 404 (R4), and
 separate-export-status (R16) is kept.  Ground truth is SQL over the job
 tables; the proof that an answer came from the cache is that PostgreSQL's
-last_poll_at did not move.  Own stack: SMART auth, timeout 3 s (room for a
+last_poll_at (or a row altered in SQL) did not show.  A running job's
+allowed poll always asks PostgreSQL, so its completion shows at once.  Own stack: SMART auth, timeout 3 s (room for a
 slow machine between "still cached" and "refreshed")."""
 import fcntl
 import os
@@ -88,11 +89,11 @@ def until(what, fn, limit):
         time.sleep(POLL_GAP)
 
 
-def test_470_001_cached_polls_skip_postgres_and_r43_still_refuses(env):
-    """R43, R42: the first poll asks PostgreSQL (last_poll_at set); a poll
-    after the interval is a 202 from the cache (last_poll_at unchanged); a
-    poll right after it is a 429 + Retry-After + OperationOutcome
-    (throttled), also without PostgreSQL."""
+def test_470_001_running_polls_ask_postgres_and_r43_refuses_from_cache(env):
+    """R43, R42: a running job's allowed polls are answered by PostgreSQL
+    (last_poll_at moves each time: its progress and completion are never
+    held back by the cache); a poll right after one is a 429 + Retry-After
+    + OperationOutcome (throttled) from the cache, without PostgreSQL."""
     st, c = env.st, client_for(env, "alice")
     with HeldTransaction(st):
         loc = kick_held(c)
@@ -103,16 +104,18 @@ def test_470_001_cached_polls_skip_postgres_and_r43_still_refuses(env):
         assert first, "the first poll did not reach PostgreSQL"
         time.sleep(POLL_GAP)
         r2 = fresh_get(c, loc)
+        second = last_poll(st, job)
         r3 = fresh_get(c, loc)
         assert r2.status_code == 202 and re.fullmatch(r"\d+% complete", r2.headers["X-Progress"])
         assert r2.headers["Retry-After"].isdigit()
+        assert second != first, "an allowed poll of a running job did not reach PostgreSQL"
         oo = assert_operation_outcome(r3, statuses=(429,))
         assert oo["issue"][0]["code"] == "throttled"
         assert int(r3.headers["Retry-After"]) >= 1
-        # both answered from the cache: PostgreSQL's gate did not run
-        assert last_poll(st, job) == first
-        assert st.psql("SELECT state FROM bulkfhir.job WHERE id = :'p1'", job) == [["queued"]] \
-            or st.psql("SELECT state FROM bulkfhir.job WHERE id = :'p1'", job) == [["running"]]
+        # the refusal came from the cache: PostgreSQL's gate did not run
+        assert last_poll(st, job) == second
+        assert st.psql("SELECT state FROM bulkfhir.job WHERE id = :'p1'", job) in (
+            [["queued"]], [["running"]])
         assert c.delete(loc).status_code == 202
 
 
@@ -242,24 +245,60 @@ def test_470_006_expired_job_410_within_timeout(env):
 
 
 def test_470_007_separate_export_status_from_cache(env):
-    """R16: with Prefer: separate-export-status a cached answer is still
-    200 + X-Export-Status: 202 Accepted and X-Progress."""
+    """R16: with Prefer: separate-export-status the answers stay 200 +
+    X-Export-Status: 202 Accepted and X-Progress while running, and the
+    complete status answered from the cache (PostgreSQL's last_poll_at and
+    the stored manifest untouched) is 200 + X-Export-Status: 200 OK."""
+    st, c = env.st, client_for(env, "alice")
+    r = c.kickoff("$export", params={"_type": "Patient"},
+                  headers={"Prefer": "respond-async, separate-export-status"})
+    assert r.status_code == 202
+    loc = r.headers["Content-Location"]
+    job = job_of(loc)
+
+    def complete():
+        time.sleep(POLL_GAP)
+        g = fresh_get(c, loc)
+        assert g.status_code == 200, g.text[:300]
+        if g.headers["X-Export-Status"] == "202 Accepted":
+            assert g.headers["X-Progress"].endswith("% complete")
+            return None
+        return g
+    done, _ = until("completion", complete, 60)
+    assert done.headers["X-Export-Status"] == "200 OK"
+    st.psql("UPDATE bulkfhir.job SET manifest = 'not-from-postgres' WHERE id = :'p1'", job)
+    cached = fresh_get(c, loc)
+    assert cached.status_code == 200 and cached.headers["X-Export-Status"] == "200 OK"
+    assert cached.content == done.content        # the cache, not the altered row
+    assert c.delete(loc).status_code == 202
+
+
+def test_470_008_completion_shows_at_once(env):
+    """Complete status (SHALL 200 + manifest): once PostgreSQL has the job
+    completed, the next poll is the 200 -- a running job's cached entry
+    (fresh for TIMEOUT s) does not hold the completion back."""
     st, c = env.st, client_for(env, "alice")
     with HeldTransaction(st):
-        r = c.kickoff("$export", params={"_type": "Patient"},
-                      headers={"Prefer": "respond-async, separate-export-status"})
-        assert r.status_code == 202
+        r = c.kickoff("$export", params={"_type": "Patient"})
+        assert r.status_code == 202, r.text[:300]
         loc = r.headers["Content-Location"]
-        first = c.get(loc)
-        before = last_poll(st, job_of(loc))
+        job = job_of(loc)
+        assert c.get(loc).status_code == 202       # an entry for the running job
+    done_in_sql, t0 = False, time.monotonic()
+    while True:
         time.sleep(POLL_GAP)
-        cached = fresh_get(c, loc)
-        assert last_poll(st, job_of(loc)) == before     # from the cache
-        for g in (first, cached):
-            assert g.status_code == 200, g.text[:300]
-            assert g.headers["X-Export-Status"] == "202 Accepted"
-            assert g.headers["X-Progress"].endswith("% complete")
-        assert c.delete(loc).status_code == 202
+        g = fresh_get(c, loc)
+        if g.status_code == 200:
+            break
+        assert g.status_code == 202, g.text[:300]
+        assert not done_in_sql, "completed in PostgreSQL, but the next poll was a 202"
+        done_in_sql = st.psql("SELECT state FROM bulkfhir.job WHERE id = :'p1'",
+                              job) == [["completed"]]
+        assert time.monotonic() - t0 < 60, "the export did not complete"
+    want = int(st.psql("SELECT count(*) FROM fhir.resource_version WHERE resource_type = "
+                       "'Patient' AND superseded_at IS NULL AND NOT deleted")[0][0])
+    assert sum(o["count"] for o in g.json()["output"]) == want
+    assert c.delete(loc).status_code == 202
 
 
 def _module_so(env):
@@ -281,7 +320,7 @@ def _configtest(tmp_path, lines):
     return p.returncode, p.stdout + p.stderr
 
 
-def test_470_008_configtest(env, tmp_path):
+def test_470_009_configtest(env, tmp_path):
     """httpd -t: an unknown provider fails with a message naming the
     directive and the module to load; so does shmcb without
     socache_shmcb; a value in a <VirtualHost> and a timeout of 0 are refused;

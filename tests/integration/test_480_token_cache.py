@@ -115,29 +115,34 @@ def until(what, fn, limit, gap=POLL_GAP):
 
 
 def test_480_001_cached_poll_makes_no_query(env):
-    """A14 from the cache: after one poll checked the token in PostgreSQL,
-    polls on new connections are answered (202, then 429 by R43) while
-    bulkfhir.token is locked exclusively -- no token query -- and
-    last_poll_at does not move -- no status query either."""
+    """A14 from the cache: after one request checked the token in
+    PostgreSQL, requests on new connections are answered while
+    bulkfhir.token is locked exclusively -- no token query: a running job's
+    poll (202, its status from PostgreSQL), the one right after it (429 by
+    R43, from the cache: last_poll_at unchanged) and a completed job's
+    manifest (200, from the cache)."""
     st, c = env.st, client_for(env, "alice")
     with HeldTransaction(st):
         r = c.kickoff("$export", params={"_type": "Patient,Condition"})
         assert r.status_code == 202, r.text[:300]
         loc = r.headers["Content-Location"]
         assert c.get(loc).status_code == 202
-        first = st.psql("SELECT last_poll_at FROM bulkfhir.job WHERE id = :'p1'", job_of(loc))
-        assert first[0][0], "the first poll did not reach PostgreSQL"
+        assert fresh_get(c, env.done.status_url).status_code == 200
         time.sleep(POLL_GAP)
         with TokenTableLock(st):
             t0 = time.monotonic()
             r2 = fresh_get(c, loc, timeout=QUICK)
+            second = st.psql("SELECT last_poll_at FROM bulkfhir.job WHERE id = :'p1'",
+                             job_of(loc))
             r3 = fresh_get(c, loc, timeout=QUICK)
+            r4 = fresh_get(c, env.done.status_url, timeout=QUICK)
             took = time.monotonic() - t0
         assert r2.status_code == 202 and r2.headers["X-Progress"].endswith("% complete")
         assert_operation_outcome(r3, statuses=(429,))
+        assert r4.status_code == 200 and r4.content == env.done.final.content
         assert took < QUICK, took
         assert st.psql("SELECT last_poll_at FROM bulkfhir.job WHERE id = :'p1'",
-                       job_of(loc)) == first
+                       job_of(loc)) == second
         assert token_rows(st, c.token) == [["alice", "t"]]
         assert c.delete(loc).status_code == 202
 

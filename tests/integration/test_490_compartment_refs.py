@@ -37,7 +37,7 @@ def _refs_rows(stack, job_id):
                            job_id)[0][0]) for t in ("job_ref", "job_refset")]
 
 
-def test_470_001_referenced_set_is_exact(stack, client, dataset):
+def test_490_001_referenced_set_is_exact(stack, client, dataset):
     """R32, R24: a Patient export for one patient with _type=<a clinical
     type>,Practitioner,Location,Organization exports exactly the Practitioner,
     Location and Organization resources referenced by that patient's
@@ -78,7 +78,7 @@ def test_470_001_referenced_set_is_exact(stack, client, dataset):
     assert _refs_rows(stack, job_id) == [0, 0], "job_ref rows left after completion"
 
 
-def test_470_002_refs_go_with_the_job(stack, client, dataset):
+def test_490_002_refs_go_with_the_job(stack, client, dataset):
     """bulkfhir.job_ref/job_refset rows of a job are removed when the job is
     cancelled (DELETE on the status URL) and when the job row is deleted (the
     sweeper's expiry), so the table does not grow with the jobs served."""
