@@ -215,7 +215,13 @@ def rates_queued(st, seconds):
     su = k.headers["Content-Location"]
     body = st.http.get(su).content
     static = static_like(st, "small-%d.json" % len(body), body)
+    # /fhir has no R43 gate: every poll is a 202 from PostgreSQL (a running
+    # job's status is not cached, so its completion shows at once); the same
+    # job through a location with the defaults: most polls of a storm are
+    # 429s, answered from BulkFhirStatusCache
     out["poll_202"] = bl.wrk(su, seconds)
+    out["poll_202_gated"] = bl.wrk(su.replace(st.base, st.root + bl.GATED_LOCATION, 1),
+                                   seconds)
     out["static_small"] = bl.wrk(static, seconds)
     out["static_small"]["body_bytes"] = len(body)
     lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "post.lua")
