@@ -289,6 +289,10 @@ def bench_size(args, size):
                       "AND superseded_at IS NULL AND NOT deleted ORDER BY "
                       "jsonb_array_length(resource->'member') DESC NULLS LAST, id LIMIT 1")
         r["group"] = group
+        r["group_members"] = int(st.q1(
+            "SELECT coalesce(jsonb_array_length(resource->'member'), 0) FROM "
+            "fhir.resource_version WHERE resource_type = 'Group' AND id = '%s' "
+            "AND superseded_at IS NULL AND NOT deleted" % group) or 0) if group else 0
         bl.say("%s: %d resources loaded in %.1f s; ceiling" % (size, r["resources"], r["load_s"]))
         r["ceiling"] = ceiling(st, reps, args.workdir)
         first = size == args.sizes[0]
