@@ -4,7 +4,8 @@ at max(live workers, 2) -- more shards than workers only re-scan the type
 (a whole-table sequential scan for a type as large as Observation).  Ground
 truth: the task rows of each job (that shards export each row exactly once
 is test_200's).  Own stack without workers, so the live-worker count is
-what the test registers in bulkfhir.worker."""
+what the test registers in bulkfhir.worker.  Also: a job's tasks are
+numbered -- claimed -- largest first (estimated rows per shard)."""
 import bfclient
 from bfstack import HeldTransaction
 from conftest import generate_and_load
@@ -51,6 +52,16 @@ def test_495_001_shards_follow_live_workers(new_stack):
         st.psql("UPDATE bulkfhir.setting SET value = '1000000' WHERE name = 'shard_rows'")
         _live_workers(st, 3)
         assert _shards(st, _kick(st, c)) == 1       # small type: never split
+        # a job's tasks are numbered (claimed: ORDER BY id) largest first
+        r = c.kickoff("$export")
+        assert r.status_code == 202, r.text[:300]
+        job = r.headers["Content-Location"].rstrip("/").rsplit("/", 1)[1]
+        est = st.psql("SELECT t.resource_type, coalesce(bulkfhir.estimate_type_rows("
+                      "t.resource_type), 0) / t.shard_count FROM bulkfhir.task t "
+                      "WHERE t.job_id = :'p1' ORDER BY t.id", job)
+        sizes = [int(n) for _, n in est]
+        assert len(sizes) > 5 and sizes == sorted(sizes, reverse=True), est
+        assert est[0][0] == BIG, est
     st.psql("DELETE FROM bulkfhir.worker")
     st.psql("UPDATE bulkfhir.task SET state = 'cancelled' WHERE state = 'queued'")
     st.psql("UPDATE bulkfhir.job SET state = 'cancelled' WHERE state = 'queued'")
