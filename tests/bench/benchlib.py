@@ -143,7 +143,7 @@ Alias /static "%(static)s"
 <Directory "%(static)s">
     Require all granted
 </Directory>
-# exports are timed by polling every 50 ms: without R43's gate (most of
+# exports are timed by polling every 10 ms: without R43's gate (most of
 # those polls would be 429s, and a 429 can hold the manifest back by up to
 # the interval); request rates with the default gate: %(gated)s
 <Location /fhir>
@@ -246,7 +246,7 @@ Alias /static "%(static)s"
         return self.http.get((base or self.base) + "/" + path, params=params,
                              headers=dict(KICK_HEADERS, **(auth or {})), timeout=60)
 
-    def export(self, path, params=None, poll=0.05, timeout=3600, base=None, auth=None):
+    def export(self, path, params=None, poll=0.01, timeout=3600, base=None, auth=None):
         """Kick-off -> manifest complete, polling every `poll` s.  Returns a
         dict with seconds, the manifest and the job id.  base: another FHIR
         base (SMART_LOCATION), auth: its Authorization header."""
