@@ -363,3 +363,27 @@ def _plain(v):
 def dumps(res):
     """JSON text of a resource parsed with Decimal numbers."""
     return json.dumps(_plain(res), ensure_ascii=False, separators=(",", ":"))
+
+
+# ---- helpers of the cache tests (test_470, test_480) -------------------------
+def fresh_get(c, url, timeout=30):
+    """A GET on a new connection (likely another httpd child or thread)."""
+    return requests.get(url, headers=c._headers({"Accept": "application/json"}),
+                        timeout=timeout)
+
+
+def job_of(url):
+    """The job id at the end of a status URL."""
+    return url.rstrip("/").rsplit("/", 1)[1]
+
+
+def until(what, fn, limit, gap):
+    """Call fn() every `gap` seconds until it returns something (not None);
+    returns (it, seconds taken); fails after `limit` seconds."""
+    t0 = time.monotonic()
+    while True:
+        v = fn()
+        if v is not None:
+            return v, time.monotonic() - t0
+        assert time.monotonic() - t0 < limit, "%s: not within %.1f s" % (what, limit)
+        time.sleep(gap)

@@ -16,9 +16,9 @@ import time
 import types
 
 import pytest
-import requests
 
 import bfclient
+from bfclient import fresh_get, job_of
 import bfsmart
 from bfclient import assert_operation_outcome
 from bfstack import HeldTransaction
@@ -58,13 +58,13 @@ def client_for(env, who):
     return bfclient.Client(env.st.base_url, token=tok)
 
 
-def fresh_get(c, url):
-    """A GET on a new connection (likely another httpd child or thread)."""
-    return requests.get(url, headers=c._headers({"Accept": "application/json"}), timeout=30)
 
 
-def job_of(url):
-    return url.rstrip("/").rsplit("/", 1)[1]
+
+
+def until(what, fn, limit):
+    """bfclient.until with POLL_GAP between calls (R43 never refuses)."""
+    return bfclient.until(what, fn, limit, POLL_GAP)
 
 
 def last_poll(st, job):
@@ -77,16 +77,6 @@ def kick_held(c):
     return r.headers["Content-Location"]
 
 
-def until(what, fn, limit):
-    """Call fn() (POLL_GAP apart, so R43 never refuses) until it returns a
-    response (not None); returns (it, seconds taken); fails after limit s."""
-    t0 = time.monotonic()
-    while True:
-        v = fn()
-        if v is not None:
-            return v, time.monotonic() - t0
-        assert time.monotonic() - t0 < limit, "%s: not within %.1f s" % (what, limit)
-        time.sleep(POLL_GAP)
 
 
 def test_470_001_running_polls_ask_postgres_and_r43_refuses_from_cache(env):

@@ -16,9 +16,9 @@ import time
 import types
 
 import pytest
-import requests
 
 import bfclient
+from bfclient import fresh_get, job_of
 import bfsmart
 from bfclient import assert_operation_outcome
 from bfstack import HeldTransaction
@@ -57,10 +57,6 @@ def client_for(env, who):
     return bfclient.Client(env.st.base_url, token=tok)
 
 
-def fresh_get(c, url, timeout=30):
-    """A GET on a new connection (likely another httpd child or thread)."""
-    return requests.get(url, headers=c._headers({"Accept": "application/json"}),
-                        timeout=timeout)
 
 
 def token_hash(tok):
@@ -72,8 +68,6 @@ def token_rows(st, tok):
                    "WHERE hash = decode(:'p1', 'hex')", token_hash(tok))
 
 
-def job_of(url):
-    return url.rstrip("/").rsplit("/", 1)[1]
 
 
 def assert_invalid_token(r):
@@ -103,15 +97,10 @@ class TokenTableLock:
             self.p.communicate("ROLLBACK;\n", timeout=30)
 
 
+
+
 def until(what, fn, limit, gap=POLL_GAP):
-    """fn() every gap seconds until it returns a response; (it, seconds)."""
-    t0 = time.monotonic()
-    while True:
-        v = fn()
-        if v is not None:
-            return v, time.monotonic() - t0
-        assert time.monotonic() - t0 < limit, "%s: not within %.1f s" % (what, limit)
-        time.sleep(gap)
+    return bfclient.until(what, fn, limit, gap)
 
 
 def test_480_001_cached_poll_makes_no_query(env):
