@@ -373,13 +373,14 @@ def fresh_get(c, url, timeout=30):
 
 
 def job_of(url):
-    """The job id at the end of a status URL."""
-    return url.rstrip("/").rsplit("/", 1)[1]
+    """The job id at the end of a status URL (a ?page=N query dropped)."""
+    return url.rstrip("/").rsplit("/", 1)[1].split("?")[0]
 
 
 def until(what, fn, limit, gap):
-    """Call fn() every `gap` seconds until it returns something (not None);
-    returns (it, seconds taken); fails after `limit` seconds."""
+    """Call fn() every `gap` seconds until it returns something (not None:
+    unlike bfworkers.wait_for, a 4xx response counts); returns (it, seconds
+    taken); fails after `limit` seconds."""
     t0 = time.monotonic()
     while True:
         v = fn()

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import bfclient
+
 
 class Workers:
     def __init__(self, st, lease=3, heartbeat=1, poll=1, log_level="info"):
@@ -76,7 +78,7 @@ def pg_stop_immediate(st):
 
 
 def job_id_of(kick):
-    return kick.headers["Content-Location"].rstrip("/").rsplit("/", 1)[1]
+    return bfclient.job_of(kick.headers["Content-Location"])
 
 
 def wait_for(what, cond, timeout=20, step=0.1):

@@ -17,13 +17,10 @@ import pytest
 
 import bfclient
 from bfclient import assert_operation_outcome, json_body
+from bfclient import job_of as job_id_of
 from bfstack import HeldTransaction
 
 POLL_GAP = 0.6  # > BulkFhirMinPollInterval's default (500 ms)
-
-
-def job_id_of(loc):
-    return loc.rstrip("/").rsplit("/", 1)[1].split("?")[0]
 
 
 def wait_claimed(stack, job_id, timeout=10):
