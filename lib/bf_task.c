@@ -215,21 +215,29 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
 }
 
 bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
-                       const char *worker_id, int lease_seconds, bool *held)
+                       const char *worker_id, int lease_seconds, bool *held,
+                       bool *job_ended)
 {
     char b_id[24], b_f[24], b_l[24];
     const char *v[] = { I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
-                        I64(b_l, lease_seconds) };
-    long rows;
+                        I64(b_l, lease_seconds), task->job_id };
+    PGresult *res;
 
     *held = false;
-    if (!bf_pq_exec_rows(conn, "lease heartbeat",
-        "UPDATE bulkfhir.task SET lease_until = now() + make_interval(secs => $4::int)"
-        " WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
-        "   AND state = 'running'",
-        4, v, &rows, NULL))
+    *job_ended = false;
+    if (!bf_pq_exec(conn, "lease heartbeat",
+        "WITH u AS (UPDATE bulkfhir.task"
+        "             SET lease_until = now() + make_interval(secs => $4::int)"
+        "           WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
+        "             AND state = 'running' RETURNING 1)"
+        " SELECT (SELECT count(*) FROM u),"
+        "        coalesce((SELECT state IN ('queued', 'running') FROM bulkfhir.job"
+        "                   WHERE id = $5::uuid), false)",
+        5, v, &res, NULL))
         return false;
-    *held = rows == 1;
+    *held = strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+    *job_ended = strcmp(PQgetvalue(res, 0, 1), "f") == 0;
+    PQclear(res);
     return true;
 }
 
@@ -353,7 +361,7 @@ leave:
 
 bool bf_task_publish(PGconn *conn, const bf_task_t *task,
                      const char *worker_id, const bf_ndjson_t *w,
-                     bool *published, bool *job_completed)
+                     bool *published, bool *job_ended, bool *job_completed)
 {
     char b_id[24], b_n[24], b_b[24];
     char state[16];
@@ -365,12 +373,14 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
     bf_ndjson_t *ew = NULL;
 
     *published = false;
+    *job_ended = false;
     *job_completed = false;
     if (!bf_pq_begin(conn, "publish"))
         return false;
     if (!lock_job_task(conn, task, worker_id, false, "publish", &ours, state))
         goto fail;
     if (!ours || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+        *job_ended = strcmp(state, "queued") != 0 && strcmp(state, "running") != 0;
         bf_pq_rollback(conn, "publish");
         return true;
     }

@@ -77,9 +77,12 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
                               char horizon[32], long *pending);
 
 /* Extend the lease; *held false when the task is no longer ours (cancelled,
- * failed, or stolen after expiry). */
+ * failed, or stolen after expiry).  *job_ended true when the job itself is
+ * no longer queued or running (cancelled by its client, failed by another
+ * task, or deleted): losing the task then is expected, not a fault. */
 bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
-                       const char *worker_id, int lease_seconds, bool *held);
+                       const char *worker_id, int lease_seconds, bool *held,
+                       bool *job_ended);
 
 /* The COPY statements of a task (lib/bf_task_sql.c); false (message in
  * *err) when the task or job holds a value that cannot be quoted safely.
@@ -109,11 +112,12 @@ bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
  * still ours.  The transaction that completes the job also writes and
  * publishes the job's lenient warnings (params._warnings, R60) as an
  * OperationOutcome error file in w's directory.  *published false: not
- * ours any more (the caller deletes the parts); *job_completed true when
- * this completed the job. */
+ * ours any more (the caller deletes the parts), and *job_ended true when
+ * that is because the job was cancelled, failed or deleted meanwhile;
+ * *job_completed true when this completed the job. */
 bool bf_task_publish(PGconn *conn, const bf_task_t *task,
                      const char *worker_id, const bf_ndjson_t *w,
-                     bool *published, bool *job_completed);
+                     bool *published, bool *job_ended, bool *job_completed);
 
 /* Per-part publication (allowPartialManifests, R46): commit one file row
  * for a closed part while the task is still ours (fencing checked).

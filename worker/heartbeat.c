@@ -2,8 +2,9 @@
  * connection, so a slow COPY or a full disk never delays it (hfs#1041: a
  * heartbeat inline with batch work lets leases lapse under load).  Every
  * interval it extends the current task's lease and refreshes the worker row;
- * zero rows for the task means the lease is lost (cancelled, or expired and
- * taken by another worker) and the exporter stops between rows. */
+ * zero rows for the task means the lease is lost (the job cancelled or
+ * failed: a notice; expired and taken by another worker: a warning) and the
+ * exporter stops between rows. */
 #include "config.h"
 #include "worker.h"
 
@@ -37,7 +38,7 @@ static void *hb_main(void *arg)
         bool has_task;
         unsigned gen;
         int lease;
-        bool held = true, ok = true;
+        bool held = true, ended = false, ok = true;
 
         if (pthread_cond_timedwait(&hb->cv, &hb->mu, &due) != ETIMEDOUT)
             continue; /* woken: stop, or spurious */
@@ -61,7 +62,8 @@ static void *hb_main(void *arg)
             conn = bf_pq_connect(hb->conninfo, WORKER_APPNAME " heartbeat", 5);
         if (conn) {
             if (has_task)
-                ok = bf_task_heartbeat(conn, &task, hb->worker_id, lease, &held);
+                ok = bf_task_heartbeat(conn, &task, hb->worker_id, lease, &held,
+                                       &ended);
             if (ok)
                 ok = bf_task_worker_beat(conn, hb->worker_id, hb->host, hb->pid,
                                          WORKER_VERSION, has_task ? task.id : 0);
@@ -79,9 +81,14 @@ static void *hb_main(void *arg)
         pthread_mutex_lock(&hb->mu);
         if (has_task && ok && !held && gen == hb->gen) {
             atomic_store(&hb->lease_lost, true);
-            bf_log(BF_LOG_WARN, "BF02021: job %s: task %" PRId64 " (%s):"
-                   " lease lost (cancelled or expired), stopping it", job_id,
-                   task.id, task.resource_type);
+            if (ended) /* the client cancelled, or another task failed it */
+                bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): the job"
+                       " ended (cancelled or failed), stopping the task", job_id,
+                       task.id, task.resource_type);
+            else
+                bf_log(BF_LOG_WARN, "BF02021: job %s: task %" PRId64 " (%s):"
+                       " lease lost (expired and taken over), stopping it",
+                       job_id, task.id, task.resource_type);
         }
     }
     pthread_mutex_unlock(&hb->mu);

@@ -161,7 +161,7 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     bf_ndjson_t *nd = NULL;
     const char *msg = NULL;
     worker_export_rc rc;
-    bool published, completed, applied, failed, released;
+    bool published, ended, completed, applied, failed = false, released;
 
     worker_hb_set_task(&w->hb, task);
     bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): claimed, attempt %d of %d,"
@@ -179,7 +179,8 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
 
     switch (rc) {
     case WORKER_EXPORT_OK:
-        if (!bf_task_publish(w->conn, task, w->id, nd, &published, &completed)) {
+        if (!bf_task_publish(w->conn, task, w->id, nd, &published, &ended,
+                             &completed)) {
             /* outcome unknown (the commit may have happened): keep the parts;
              * if unpublished they are stale once the lease moves on */
             bf_log(BF_LOG_WARN, "BF02042: job %s: task %" PRId64 " (%s): publish"
@@ -187,10 +188,17 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
                    task->job_id, task->id, task->resource_type);
             break;
         }
+        if (!published && ended) {
+            bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): not published,"
+                   " the job ended meanwhile (cancelled or failed); parts deleted",
+                   task->job_id, task->id, task->resource_type);
+            bf_ndjson_abort(nd);
+            break;
+        }
         if (!published) {
             bf_log(BF_LOG_WARN, "BF02043: job %s: task %" PRId64 " (%s): not"
-                   " published, the task is no longer ours (cancelled or taken"
-                   " over); parts deleted", task->job_id, task->id,
+                   " published, the task is no longer ours (taken over after"
+                   " its lease expired); parts deleted", task->job_id, task->id,
                    task->resource_type);
             bf_ndjson_abort(nd);
             break;
@@ -213,12 +221,19 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         __attribute__((fallthrough));
     case WORKER_EXPORT_FAILED:
         bf_ndjson_abort(nd);
-        bf_log(BF_LOG_WARN, "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
-               " of %d failed: %s", task->job_id, task->id, task->resource_type,
-               task->attempt, task->max_attempts, msg);
-        if (bf_task_fail(w->conn, task, w->id,
-                         msg ? worker_public_message(p, msg) : "export failed",
-                         false, &applied, &failed) && applied && failed)
+        if (!bf_task_fail(w->conn, task, w->id,
+                          msg ? worker_public_message(p, msg) : "export failed",
+                          false, &applied, &failed))
+            applied = true; /* not recorded: still worth a warning */
+        if (!applied) /* cancelled (or taken over) under us: not a fault */
+            bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): attempt %d"
+                   " failed after the task stopped being ours (%s); not counted",
+                   task->job_id, task->id, task->resource_type, task->attempt, msg);
+        else
+            bf_log(BF_LOG_WARN, "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
+                   " of %d failed: %s", task->job_id, task->id, task->resource_type,
+                   task->attempt, task->max_attempts, msg);
+        if (applied && failed)
             bf_log(BF_LOG_WARN, "BF02046: job %s: failed: task %" PRId64 " (%s)"
                    " used all %d attempts", task->job_id, task->id,
                    task->resource_type, task->max_attempts);

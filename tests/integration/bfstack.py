@@ -23,7 +23,6 @@ _MSG_PREFIX_RE = re.compile(r"^(\[(pid|client|remote) [^\]]*\] )*")
 
 # bulkfhir-worker log lines: "2026-01-01T00:00:00.000Z [warn] [pid 1] message"
 _WORKER_RE = re.compile(r"^\S+ \[([a-z]+)\] (?:\[pid \d+\] )?(.*)$")
-_CANCELLED_RE = re.compile(r"^BF02043: job ([0-9a-f-]{36}): task \d+ \(\w+\): not published")
 _WORKER_BAD = ("warn", "warning", "error", "err", "crit", "alert", "emerg")
 
 ACTIVE = []  # stacks that are up, for log tails on failure and the log guard
@@ -178,22 +177,9 @@ class Stack:
                 m = _WORKER_RE.match(raw)
                 if not m:
                     continue    # free text (e.g. --help, a crash) shows in the tails
-                if m.group(1) in _WORKER_BAD and not self._allowed(m.group(2)) \
-                        and not self._cancel_notice(m.group(2)):
+                if m.group(1) in _WORKER_BAD and not self._allowed(m.group(2)):
                     bad.append("%s: %s" % (wlog.name, raw))
         return bad
-
-    def _cancel_notice(self, msg):
-        """A worker that finds its task cancelled under it says so (BF02043);
-        that is expected when, and only when, a client DELETEd the job."""
-        m = _CANCELLED_RE.match(msg)
-        if not m:
-            return False
-        try:
-            rows = self.psql("SELECT state FROM bulkfhir.job WHERE id = :'p1'", m.group(1))
-        except Exception:       # database down: let the test's allow_log decide
-            return False
-        return rows == [] or rows == [["cancelled"]]
 
 
 def _tail_dir(logdir, lines=40):

@@ -11,9 +11,9 @@ Fixtures
   allow_log   allow_log(regex): warn+ error-log lines this test expects
 
 After every test the httpd error-log and worker-log lines written since the
-last check are read (a worker noting that its task was cancelled under it,
-BF02043, passes when the job really is cancelled):
-any warn/error/crit line that no allow_log pattern matches fails the test.
+last check are read: any warn/error/crit line that no allow_log pattern
+matches fails the test (a worker whose job a client cancelled says so at
+notice level: a client's cancel is not a fault).
 When a test fails, the tails of the httpd, worker and PostgreSQL logs are
 attached to its report.
 """

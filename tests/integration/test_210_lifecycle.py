@@ -138,11 +138,11 @@ def test_210_003_reconnect_and_relisten(life_stack, allow_log):
 
 def test_210_004_cancel_stops_tasks_and_removes_files(life_stack, allow_log):
     """DELETE of a running job: the worker holding its task stops within a
-    few heartbeats (its log says lease lost), the task stays cancelled, the
+    few heartbeats (a notice that the job ended; no warning, a client's
+    cancel is not a fault), the task stays cancelled, the
     sweeper removes the job directory and file rows; `bulkfhirctl jobs
     cancel` does the same for another job."""
     st, resources, links = life_stack
-    allow_log(LIFECYCLE_LOG)
     ws = _workers(st, lease=10, heartbeat=1, poll=1)
     p = ws.start()
     c = bfclient.Client(st.base_url)
@@ -157,7 +157,8 @@ def test_210_004_cancel_stops_tasks_and_removes_files(life_stack, allow_log):
             "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
         t0 = time.monotonic()
         assert c.delete(kick.headers["Content-Location"]).status_code == 202
-        _log_has(p, r"BF02021: job %s" % jid, timeout=5)
+        _log_has(p, r"\[notice\] .*job %s: task \d+ \(\w+\): the job ended" % jid,
+                 timeout=5)
         assert time.monotonic() - t0 < 5
     out = st.ctl("jobs", "cancel", done_id).stdout
     assert "cancelled" in out, out
@@ -174,6 +175,33 @@ def test_210_004_cancel_stops_tasks_and_removes_files(life_stack, allow_log):
 
 def client_url(c, job_id):
     return c.url("bulkstatus/%s" % job_id)
+
+
+def test_210_008_lease_taken_over_is_a_warning(life_stack, allow_log):
+    """A task taken from its worker while the job still runs (what the
+    sweeper does after a lease expires: new owner, higher fencing token) is
+    a fault worth a warning: the worker says BF02021, stops, publishes
+    nothing, and the job's files come from the new owner only."""
+    st, resources, links = life_stack
+    allow_log(r"^BF02021: job [0-9a-f-]+: task \d+ \(\w+\): lease lost \(expired and taken over\)")
+    ws = _workers(st, lease=10, heartbeat=1, poll=1)
+    p = ws.start()
+    c = bfclient.Client(st.base_url)
+    with HeldTransaction(st):
+        kick = c.kickoff("$export", params={"_type": "Patient"})
+        jid = job_id_of(kick)
+        wait_for("task claimed", lambda: st.psql(
+            "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
+        st.psql("UPDATE bulkfhir.task SET locked_by = 'another-worker',"
+                " fencing = fencing + 1 WHERE job_id = :'p1'", jid)
+        _log_has(p, r"\[warn\] .*BF02021: job %s: task \d+ \(Patient\): lease lost" % jid,
+                 timeout=5)
+    time.sleep(1)
+    assert st.psql("SELECT count(*) FROM bulkfhir.file WHERE job_id = :'p1'", jid) == [["0"]]
+    assert st.psql("SELECT state, locked_by FROM bulkfhir.task WHERE job_id = :'p1'",
+                   jid) == [["running", "another-worker"]]
+    assert c.delete(kick.headers["Content-Location"]).status_code == 202
+    ws.stop_all()
 
 
 def test_210_005_expired_jobs_removed_flock_respected(life_stack, allow_log):

@@ -27,9 +27,6 @@ from conftest import generate_and_load
 TIMEOUT = 3         # BulkFhirStatusCacheTimeout of this stack
 POLL_GAP = 0.6      # > BulkFhirMinPollInterval's default (500 ms)
 SECRETS = []
-# a worker that loses a cancelled task says so (warn)
-CANCEL_LOG = (r"^BF02043: job [0-9a-f-]+: task \d+ \(\w+\): not published",
-              r"^BF02021: job [0-9a-f-]+: task \d+ \(\w+\): lease lost")
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +41,6 @@ def env(new_stack):
         setattr(ns, cid, bfsmart.SmartClient(st, cid, key, ns.token_url))
     yield ns
     bfsmart.assert_no_secrets_in(st.error_log, SECRETS)
-
-
-@pytest.fixture(autouse=True)
-def _cancel_log(allow_log):
-    for regex in CANCEL_LOG:
-        allow_log(regex)
 
 
 def client_for(env, who):

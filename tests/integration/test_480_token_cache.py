@@ -28,7 +28,6 @@ TIMEOUT = 4         # BulkFhirStatusCacheTimeout of this stack
 POLL_GAP = 0.6      # > BulkFhirMinPollInterval's default (500 ms)
 QUICK = 2.0         # seconds a request answered from the cache may take
 SECRETS = []
-CANCEL_LOG = r"^BF02043: job [0-9a-f-]+: task \d+ \(\w+\): not published"
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +43,6 @@ def env(new_stack):
     ns.done = bfclient.run_export(client_for(ns, "alice"), params={"_type": "Patient"})
     yield ns
     bfsmart.assert_no_secrets_in(st.error_log, SECRETS)
-
-
-@pytest.fixture(autouse=True)
-def _cancel_log(allow_log):
-    allow_log(CANCEL_LOG)
 
 
 def client_for(env, who):
