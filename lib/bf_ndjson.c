@@ -1,5 +1,6 @@
 /* bf_ndjson: buffered NDJSON part writer and binary COPY parser (see
  * bf_ndjson.h). */
+#include "config.h"
 #include "bf_ndjson.h"
 
 #include <errno.h>
@@ -170,6 +171,14 @@ static bool flush(bf_ndjson_t *w)
     w->buflen = 0;
     if (rc != 0)
         return fail(w, rc, "write", part_path(w, cur));
+#ifdef HAVE_SYNC_FILE_RANGE
+    /* Start writeback of what is written so far without waiting for it, so
+     * the fsync before publication finds little left to write (1 MB
+     * buffers: 1M export 9.8 -> 8.8 s, synthea 0.58 -> 0.54 s, medians of
+     * interleaved runs, tests/bench/PROFILE.md).  Only a hint: an I/O error
+     * still surfaces at that fsync. */
+    (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
     return true;
 }
 

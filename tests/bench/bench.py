@@ -100,17 +100,28 @@ def machine(workdir):
 
 
 # ---- measurements ---------------------------------------------------------------------
-def ceiling(st, reps, workdir):
+def ceiling_file(st):
     d = os.path.join(st.dir, "ceiling")
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o777)
-    out = os.path.join(d, "out.ndjson")
+    return os.path.join(d, "out.ndjson")
+
+
+def server_copy(st):
+    """One run of the ceiling: (seconds, bytes) of the server-side COPY."""
+    out = ceiling_file(st)
+    _, ms = st.psql("COPY (%s) TO '%s'" % (CEILING_SQL, out), timing=True)
+    size = os.path.getsize(out)
+    os.unlink(out)
+    return ms[-1] / 1000.0, size
+
+
+def ceiling(st, reps, workdir):
+    out = ceiling_file(st)
     server, client = [], []
     for _ in range(reps):
-        _, ms = st.psql("COPY (%s) TO '%s'" % (CEILING_SQL, out), timing=True)
-        server.append(ms[-1] / 1000.0)
-        size = os.path.getsize(out)
-        os.unlink(out)
+        secs, size = server_copy(st)
+        server.append(secs)
         t0 = time.monotonic()
         _, ms = st.psql("\\copy (%s) TO '%s'" % (CEILING_SQL, out), timing=True)
         client.append(ms[-1] / 1000.0 if ms else time.monotonic() - t0)
@@ -144,13 +155,18 @@ EXPORTS = [
 ]
 
 
-def run_exports(st, reps, nworkers, group, keep_last_system=False):
+def run_exports(st, reps, nworkers, group, keep_last_system=False, paired=None):
+    """paired: a list that gets one ceiling COPY run right before each
+    1-worker system export, so the two are measured side by side (this VM's
+    speed drifts by more than the target's margin within minutes)."""
     res, kept = {}, None
     for name, path, params, two in EXPORTS:
         if nworkers == 2 and not two:
             continue
         runs = []
         for i in range(reps):
+            if paired is not None and name == "system":
+                paired.append(server_copy(st)[0])
             with bl.RssSampler(st.workers) as smp:
                 e = st.export(path.format(group=group), params)
             stats = st.job_stats(e["job"])
@@ -301,8 +317,11 @@ def bench_size(args, size):
             r["rates"] = rates_queued(st, args.wrk_seconds)
         w1 = st.add_worker()
         bl.say("%s: exports, 1 worker (pid %d)" % (size, w1))
-        ex1, kept = run_exports(st, reps, 1, group, keep_last_system=True)
+        paired = []
+        ex1, kept = run_exports(st, reps, 1, group, keep_last_system=True, paired=paired)
         r["exports_1w"] = ex1
+        r["ceiling"]["paired_copy_s"] = paired
+        r["ceiling"]["paired_copy_median_s"] = bl.median(paired)
         if kept and size != "synthea":
             bl.say("%s: downloads" % size)
             r["download"] = downloads(st, kept, args.downloads)

@@ -52,14 +52,16 @@ def targets(res):
         if "error" in s:
             add("%s: run" % size, None, "completes", False, s["error"])
             continue
-        ceil = g(s, "ceiling", "server_copy_median_s")
+        # the COPY runs interleaved with the 1-worker exports when present
+        ceil = g(s, "ceiling", "paired_copy_median_s") or g(s, "ceiling", "server_copy_median_s")
         e1 = g(s, "exports_1w", "system", "median_s")
         e2 = g(s, "exports_2w", "system", "median_s")
         r = ratio(ceil, e1)
         add("%s: system export 1 worker / COPY ceiling (speed)" % size, r, ">= 0.8",
             r is not None and r >= 0.8,
-            "COPY %.3f s, export %.3f s; per-type binary COPY %.3f s (export / that: %s)"
-            % (ceil or 0, e1 or 0, g(s, "ceiling", "per_type_binary_copy_median_s") or 0,
+            "COPY %.3f s%s, export %.3f s; per-type binary COPY %.3f s (export / that: %s)"
+            % (ceil or 0, " (each run right before an export)"
+               if g(s, "ceiling", "paired_copy_median_s") else "", e1 or 0, g(s, "ceiling", "per_type_binary_copy_median_s") or 0,
                f(ratio(g(s, "ceiling", "per_type_binary_copy_median_s"), e1), "%.2f")))
         r = ratio(e1, e2)
         lt = g(s, "exports_2w", "system", "longest_task_s")
@@ -171,10 +173,16 @@ def markdown(res):
                                                  s.get("group")), "",
               "| measure | median s | MB/s | resources/s | vs COPY ceiling |",
               "|---|---|---|---|---|"]
-        cs = c.get("server_copy_median_s")
+        cs = c.get("paired_copy_median_s") or c.get("server_copy_median_s")
         nb, nr = c.get("bytes"), s.get("resources")
-        L.append("| COPY ... TO file (server, 1 backend) | %s | %s | %s | 1.00 |" % (
-            f(cs), f(ratio(nb, cs) and nb / cs / 1e6, "%.0f"), f(ratio(nr, cs), "%.0f")))
+        for label, v in (("COPY ... TO file (server, 1 backend), each run right before a"
+                          " 1-worker system export: the ceiling", c.get("paired_copy_median_s")),
+                         ("COPY ... TO file (server, 1 backend), runs back to back",
+                          c.get("server_copy_median_s"))):
+            if v:
+                L.append("| %s | %s | %s | %s | %s |" % (
+                    label, f(v), f(ratio(nb, v) and nb / v / 1e6, "%.0f"),
+                    f(ratio(nr, v), "%.0f"), f(ratio(cs, v), "%.2f")))
         cc = c.get("client_copy_median_s")
         L.append("| \\copy ... TO file (psql client) | %s | %s | %s | %s |" % (
             f(cc), f(ratio(nb, cc) and nb / cc / 1e6, "%.0f"), f(ratio(nr, cc), "%.0f"),
