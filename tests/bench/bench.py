@@ -107,21 +107,32 @@ def ceiling_file(st):
     return os.path.join(d, "out.ndjson")
 
 
-def server_copy(st):
-    """One run of the ceiling: (seconds, bytes) of the server-side COPY."""
+def server_copy(st, fsyncs=None):
+    """One run of the ceiling: (seconds, bytes) of the server-side COPY.
+    fsyncs: a list that gets the time to fsync the file afterwards (what an
+    export pays to make its parts durable; the ceiling's file is unlinked
+    before its pages would be written back)."""
     out = ceiling_file(st)
+    bl.settle()
     _, ms = st.psql("COPY (%s) TO '%s'" % (CEILING_SQL, out), timing=True)
     size = os.path.getsize(out)
+    if fsyncs is not None:
+        t0 = time.monotonic()
+        fd = os.open(out, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        fsyncs.append(time.monotonic() - t0)
     os.unlink(out)
     return ms[-1] / 1000.0, size
 
 
 def ceiling(st, reps, workdir):
     out = ceiling_file(st)
-    server, client = [], []
+    server, client, fsyncs = [], [], []
     for _ in range(reps):
-        secs, size = server_copy(st)
+        secs, size = server_copy(st, fsyncs)
         server.append(secs)
+        bl.settle()
         t0 = time.monotonic()
         _, ms = st.psql("\\copy (%s) TO '%s'" % (CEILING_SQL, out), timing=True)
         client.append(ms[-1] / 1000.0 if ms else time.monotonic() - t0)
@@ -134,12 +145,14 @@ def ceiling(st, reps, workdir):
         cmds = ["COPY (SELECT resource FROM fhir.resource_version WHERE resource_type = '%s' "
                 "AND superseded_at IS NULL AND NOT deleted) TO '%s' (FORMAT binary)"
                 % (t, out) for t in types]
+        bl.settle()
         _, ms = st.psql(*cmds, timing=True)
         per_type.append(sum(ms) / 1000.0)
         os.unlink(out)
     return {"per_type_binary_copy_s": per_type,
             "per_type_binary_copy_median_s": bl.median(per_type),
             "server_copy_s": server, "server_copy_median_s": bl.median(server),
+            "copy_fsync_s": fsyncs, "copy_fsync_median_s": bl.median(fsyncs),
             "client_copy_s": client, "client_copy_median_s": bl.median(client),
             "bytes": size, "note": "single PostgreSQL backend, text COPY"}
 
@@ -167,6 +180,7 @@ def run_exports(st, reps, nworkers, group, keep_last_system=False, paired=None):
         for i in range(reps):
             if paired is not None and name == "system":
                 paired.append(server_copy(st)[0])
+            bl.settle()
             with bl.RssSampler(st.workers) as smp:
                 e = st.export(path.format(group=group), params)
             stats = st.job_stats(e["job"])

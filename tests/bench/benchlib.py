@@ -109,6 +109,13 @@ class RssSampler:
         self._sample()
 
 
+def settle():
+    """Write back every dirty page before a timed run, so a measurement does
+    not pay for the writeback of the one before it (an export's parts are
+    written back while the next COPY runs otherwise)."""
+    os.sync()
+
+
 # ---- the stack ------------------------------------------------------------------
 class Stack:
     """A devstack in `d` with our extra httpd conf (static Alias, high limits)."""

@@ -60,6 +60,16 @@ def _log_has(p, regex, timeout=10):
                     timeout=timeout)
 
 
+def _kick_and_claim(st, c, params=None):
+    """Kick off a system export and wait until a worker holds one of its
+    tasks (inside a HeldTransaction: the task then waits on the snapshot)."""
+    kick = c.kickoff("$export", params=params)
+    jid = job_id_of(kick)
+    wait_for("task claimed", lambda: st.psql(
+        "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
+    return kick, jid
+
+
 def test_210_001_sigterm_releases_within_bounded_time(life_stack, allow_log):
     """SIGTERM: a worker holding a task (waiting on the job snapshot) exits
     within 5 s, gives the task back (queued, attempt not counted, no lease
@@ -70,10 +80,7 @@ def test_210_001_sigterm_releases_within_bounded_time(life_stack, allow_log):
     p = ws.start()
     c = bfclient.Client(st.base_url)
     with HeldTransaction(st):
-        kick = c.kickoff("$export", params={"_type": "Patient"})
-        jid = job_id_of(kick)
-        wait_for("task claimed", lambda: st.psql(
-            "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
+        kick, jid = _kick_and_claim(st, c, {"_type": "Patient"})
         t0 = time.monotonic()
         os.kill(p.pid, signal.SIGTERM)
         p.wait(timeout=10)
@@ -151,10 +158,7 @@ def test_210_004_cancel_stops_tasks_and_removes_files(life_stack, allow_log):
     done_id = job_id_of(done.kick)
     assert (Path(st.export_root) / done_id).is_dir()
     with HeldTransaction(st):
-        kick = c.kickoff("$export")
-        jid = job_id_of(kick)
-        wait_for("task claimed", lambda: st.psql(
-            "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
+        kick, jid = _kick_and_claim(st, c)
         t0 = time.monotonic()
         assert c.delete(kick.headers["Content-Location"]).status_code == 202
         _log_has(p, r"\[notice\] .*job %s: task \d+ \(\w+\): the job ended" % jid,
@@ -188,10 +192,7 @@ def test_210_008_lease_taken_over_is_a_warning(life_stack, allow_log):
     p = ws.start()
     c = bfclient.Client(st.base_url)
     with HeldTransaction(st):
-        kick = c.kickoff("$export", params={"_type": "Patient"})
-        jid = job_id_of(kick)
-        wait_for("task claimed", lambda: st.psql(
-            "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
+        kick, jid = _kick_and_claim(st, c, {"_type": "Patient"})
         st.psql("UPDATE bulkfhir.task SET locked_by = 'another-worker',"
                 " fencing = fencing + 1 WHERE job_id = :'p1'", jid)
         _log_has(p, r"\[warn\] .*BF02021: job %s: task \d+ \(Patient\): lease lost" % jid,
@@ -249,10 +250,7 @@ def test_210_006_ctl_workers_and_jobs(life_stack, allow_log):
     p = ws.start(worker_id="ctl-test:1")
     c = bfclient.Client(st.base_url)
     with HeldTransaction(st):
-        kick = c.kickoff("$export", params={"_type": "Patient"})
-        jid = job_id_of(kick)
-        wait_for("task claimed", lambda: st.psql(
-            "SELECT 1 FROM bulkfhir.task WHERE job_id = :'p1' AND state = 'running'", jid))
+        kick, jid = _kick_and_claim(st, c, {"_type": "Patient"})
         time.sleep(1.5)   # a heartbeat records the current task
         out = st.ctl("workers").stdout
         line = [ln for ln in out.splitlines() if ln.startswith("ctl-test:1")]
