@@ -168,6 +168,25 @@ EXPORTS = [
 ]
 
 
+def worker_pairs(st, reps):
+    """The system export with one worker and right after it with two (the
+    second worker stopped and started in between, outside the timed runs):
+    the 2-worker speed-up of each pair, measured side by side."""
+    one, two = [], []
+    for i in range(reps):
+        st.stop_worker(st.workers[-1])
+        for n, out in ((1, one), (2, two)):
+            if n == 2:
+                st.add_worker()
+            bl.settle()
+            e = st.export("$export")
+            out.append(e["seconds"])
+            st.discard(e["status_url"], e["job"])
+        bl.say("  pair #%d: 1w %.3f s, 2w %.3f s" % (i + 1, one[-1], two[-1]))
+    return {"one_s": one, "two_s": two, "one_median_s": bl.median(one),
+            "two_median_s": bl.median(two)}
+
+
 def run_exports(st, reps, nworkers, group, keep_last_system=False, paired=None):
     """paired: a list that gets one ceiling COPY run right before each
     1-worker system export, so the two are measured side by side (this VM's
@@ -348,6 +367,8 @@ def bench_size(args, size):
         bl.say("%s: exports, 2 workers (pids %d %d)" % (size, w1, w2))
         r["exports_2w"], _ = run_exports(st, reps, 2, group)
         r["worker_hwm_kb"] = {str(p): bl.proc_status(p).get("VmHWM") for p in st.workers}
+        bl.say("%s: system export, 1 and 2 workers alternately" % size)
+        r["workers_paired"] = worker_pairs(st, reps)
     finally:
         if not args.keep:
             st.down()
