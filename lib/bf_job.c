@@ -240,6 +240,13 @@ bool bf_job_prepare(PGconn *conn)
     bool ok = true;
     int i;
 
+    /* Preparing takes a lock on every table a statement names: a table
+     * locked by someone else (LOCK TABLE, a migration, VACUUM FULL) must not
+     * stall every new connection, so give up quickly and let such a
+     * statement be prepared on first use, where only the requests that need
+     * that table wait. */
+    res = PQexec(conn, "SET lock_timeout = '10ms'");
+    PQclear(res);
     for (i = 0; i < STMT_COUNT; i++) {
         res = PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams,
                         NULL);
@@ -251,6 +258,10 @@ bool bf_job_prepare(PGconn *conn)
         }
         PQclear(res);
     }
+    res = PQexec(conn, "RESET lock_timeout");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        ok = false; /* a broken connection shows on its first use */
+    PQclear(res);
     return ok;
 }
 

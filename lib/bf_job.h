@@ -15,7 +15,8 @@ bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms);
 
 /* New pooled connections: prepare the per-request statements (status,
  * files, file lookup, token check) once.  False when one could not be
- * prepared (e.g. schema not migrated yet): each is prepared again on first
+ * prepared (e.g. schema not migrated yet, or a table it names locked by
+ * another session for more than 10 ms): each is prepared again on first
  * use, so this is an optimisation, never required. */
 bool bf_job_prepare(PGconn *conn);
 
