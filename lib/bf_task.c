@@ -214,29 +214,40 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
     return true;
 }
 
+/* A job state in which its tasks may still run and publish ("" = deleted). */
+static bool job_live(const char *state)
+{
+    return strcmp(state, "queued") == 0 || strcmp(state, "running") == 0;
+}
+
 bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        const char *worker_id, int lease_seconds, bool *held,
                        bool *job_ended)
 {
     char b_id[24], b_f[24], b_l[24];
     const char *v[] = { I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
-                        I64(b_l, lease_seconds), task->job_id };
+                        I64(b_l, lease_seconds) };
+    const char *vj[] = { task->job_id };
     PGresult *res;
+    long rows;
 
     *held = false;
     *job_ended = false;
-    if (!bf_pq_exec(conn, "lease heartbeat",
-        "WITH u AS (UPDATE bulkfhir.task"
-        "             SET lease_until = now() + make_interval(secs => $4::int)"
-        "           WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
-        "             AND state = 'running' RETURNING 1)"
-        " SELECT (SELECT count(*) FROM u),"
-        "        coalesce((SELECT state IN ('queued', 'running') FROM bulkfhir.job"
-        "                   WHERE id = $5::uuid), false)",
-        5, v, &res, NULL))
+    if (!bf_pq_exec_rows(conn, "lease heartbeat",
+        "UPDATE bulkfhir.task SET lease_until = now() + make_interval(secs => $4::int)"
+        " WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
+        "   AND state = 'running'",
+        4, v, &rows, NULL))
         return false;
-    *held = strcmp(PQgetvalue(res, 0, 0), "1") == 0;
-    *job_ended = strcmp(PQgetvalue(res, 0, 1), "f") == 0;
+    *held = rows == 1;
+    if (*held)
+        return true;
+    /* lost: because the job ended, or taken over (a fault)? */
+    if (!bf_pq_exec(conn, "lease heartbeat",
+                    "SELECT state FROM bulkfhir.job WHERE id = $1::uuid",
+                    1, vj, &res, NULL))
+        return false;
+    *job_ended = PQntuples(res) == 0 || !job_live(PQgetvalue(res, 0, 0));
     PQclear(res);
     return true;
 }
@@ -379,8 +390,8 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
         return false;
     if (!lock_job_task(conn, task, worker_id, false, "publish", &ours, state))
         goto fail;
-    if (!ours || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
-        *job_ended = strcmp(state, "queued") != 0 && strcmp(state, "running") != 0;
+    if (!ours || !job_live(state)) {
+        *job_ended = !job_live(state);
         bf_pq_rollback(conn, "publish");
         return true;
     }
@@ -455,7 +466,7 @@ bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
         return false;
     if (!lock_job_task(conn, task, worker_id, false, "publish part", ours, state))
         goto fail;
-    if (!*ours || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+    if (!*ours || !job_live(state)) {
         *ours = false;
         bf_pq_rollback(conn, "publish part");
         return true;

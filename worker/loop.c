@@ -188,18 +188,17 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
                    task->job_id, task->id, task->resource_type);
             break;
         }
-        if (!published && ended) {
-            bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): not published,"
-                   " the job ended meanwhile (cancelled or failed); parts deleted",
-                   task->job_id, task->id, task->resource_type);
-            bf_ndjson_abort(nd);
-            break;
-        }
         if (!published) {
-            bf_log(BF_LOG_WARN, "BF02043: job %s: task %" PRId64 " (%s): not"
-                   " published, the task is no longer ours (taken over after"
-                   " its lease expired); parts deleted", task->job_id, task->id,
-                   task->resource_type);
+            if (ended) /* the client cancelled, or another task failed it */
+                bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): not"
+                       " published, the job ended meanwhile (cancelled or"
+                       " failed); parts deleted", task->job_id, task->id,
+                       task->resource_type);
+            else
+                bf_log(BF_LOG_WARN, "BF02043: job %s: task %" PRId64 " (%s): not"
+                       " published, the task is no longer ours (taken over after"
+                       " its lease expired); parts deleted", task->job_id,
+                       task->id, task->resource_type);
             bf_ndjson_abort(nd);
             break;
         }

@@ -29,7 +29,7 @@ def test_050_001_two_workers_share_one_export(stack, client, dataset):
         held = HeldTransaction(stack)
         kick = client.kickoff("$export")
         assert kick.status_code == 202, kick.text[:500]
-        job_id = kick.headers["Content-Location"].rstrip("/").rsplit("/", 1)[1]
+        job_id = bfclient.job_of(kick.headers["Content-Location"])
         # wait until no task is left queued (each worker holds one, waiting for
         # our xid) or a few seconds passed
         deadline = time.monotonic() + 5

@@ -46,7 +46,7 @@ def kick(st, path="$export", params=None, post=None):
     k = c.kickoff_post(path, parameters=post) if post is not None else c.kickoff(path, params=params)
     assert k.status_code == 202, k.text
     exp = bfclient.Export(c, k, t0, dt.datetime.now(dt.timezone.utc))
-    exp.job = exp.status_url.rstrip("/").rsplit("/", 1)[1]
+    exp.job = bfclient.job_of(exp.status_url)
     return exp
 
 

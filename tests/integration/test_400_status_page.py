@@ -75,7 +75,7 @@ def sql_totals(st):
 
 
 def _job_id(kick):
-    return kick.headers["Content-Location"].rstrip("/").rsplit("/", 1)[1]
+    return bfclient.job_of(kick.headers["Content-Location"])
 
 
 def _wait_claimed(st, job_id, timeout=10):

@@ -28,7 +28,7 @@ SELECT jsonb_set(s.o, '{meta}',
 
 def test_stored_manifest_per_base_and_delete(stack, client, dataset):
     exp = bfclient.run_export(client, "$export", params={"_type": "Patient,Condition"})
-    job = exp.status_url.rsplit("/", 1)[1]
+    job = bfclient.job_of(exp.status_url)
     first = exp.final.content
     rows = stack.psql("SELECT manifest, manifest_base FROM bulkfhir.job WHERE id = :'p1'", job)
     # rendered once, stored for this base, served as is afterwards

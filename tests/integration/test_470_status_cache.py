@@ -49,10 +49,6 @@ def client_for(env, who):
     return bfclient.Client(env.st.base_url, token=tok)
 
 
-
-
-
-
 def until(what, fn, limit):
     """bfclient.until with POLL_GAP between calls (R43 never refuses)."""
     return bfclient.until(what, fn, limit, POLL_GAP)
@@ -66,8 +62,6 @@ def kick_held(c):
     r = c.kickoff("$export", params={"_type": "Patient,Condition"})
     assert r.status_code == 202, r.text[:300]
     return r.headers["Content-Location"]
-
-
 
 
 def test_470_001_running_polls_ask_postgres_and_r43_refuses_from_cache(env):

@@ -21,7 +21,7 @@ def _shards(st, job):
 def _kick(st, c):
     r = c.kickoff("$export", params={"_type": BIG})
     assert r.status_code == 202, r.text[:300]
-    return r.headers["Content-Location"].rstrip("/").rsplit("/", 1)[1]
+    return bfclient.job_of(r.headers["Content-Location"])
 
 
 def _live_workers(st, n, age="0 s"):
@@ -55,7 +55,7 @@ def test_495_001_shards_follow_live_workers(new_stack):
         # a job's tasks are numbered (claimed: ORDER BY id) largest first
         r = c.kickoff("$export")
         assert r.status_code == 202, r.text[:300]
-        job = r.headers["Content-Location"].rstrip("/").rsplit("/", 1)[1]
+        job = bfclient.job_of(r.headers["Content-Location"])
         est = st.psql("SELECT t.resource_type, coalesce(bulkfhir.estimate_type_rows("
                       "t.resource_type), 0) / t.shard_count FROM bulkfhir.task t "
                       "WHERE t.job_id = :'p1' ORDER BY t.id", job)
