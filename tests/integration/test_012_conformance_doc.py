@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "conformance.md"
 
-# What is scanned for citations (the brief of issue #12 item 5).
+# What is scanned for citations (issue #12 item 5).
 SCANNED = ("lib", "mod_bulkfhir", "worker", "ctl", "sql", "tests", "scripts", "conf", "docs",
            "README.md")
 
@@ -32,10 +32,13 @@ EXCLUDED_DIRS = {
 }
 SKIPPED_DIR_NAMES = {"__pycache__", ".deps", ".libs", ".git"}
 
-# R13, A7, C1, and ranges R13-R16 / R20–R23 / A4/A6 (the second letter may be
-# left out: R13-16).  A range cites every id in it.
-CITE_RE = re.compile(r"\b([RAC])([0-9]{1,3})\b(?:\s*[-\u2013/]\s*([RAC]?)([0-9]{1,3})\b)?")
-MAX_RANGE = 30      # wider "ranges" are two ids, not a span
+# R13, A7, C1; ranges R13-R16 and R20–R23 cite every id in them; A4/A6 cites
+# two ids.  With the second letter left out ("R13-16", "R6/7") the number
+# counts only when it could be one (a little above the first): elsewhere a
+# bare number after a dash or slash is not an id.
+CITE_RE = re.compile(
+    r"\b([RAC])([0-9]{1,3})\b(?:\s*([-\u2013/])\s*([RAC]?)([0-9]{1,3})\b)?")
+NEAR = 30
 DEFINED_RE = re.compile(r"^### ([RAC][0-9]+) \(([^)]+)\) \S", re.M)
 TEST_REF_RE = re.compile(r"`(tests/[\w./-]+\.(?:py|c))::(\w+)`")
 EXPECTED = (["R%d" % i for i in range(1, 65)] + ["A%d" % i for i in range(1, 15)]
@@ -45,17 +48,17 @@ EXPECTED = (["R%d" % i for i in range(1, 65)] + ["A%d" % i for i in range(1, 15)
 def cited_ids(text):
     out = set()
     for m in CITE_RE.finditer(text):
-        letter, first = m.group(1), int(m.group(2))
+        letter, first, sep, letter2 = m.group(1), int(m.group(2)), m.group(3), m.group(4)
         out.add(letter + str(first))
-        if m.group(4) is None:
+        if sep is None:
             continue
-        second_letter, last = m.group(3) or letter, int(m.group(4))
-        if second_letter != letter:
-            out.add(second_letter + str(last))
-        elif first < last <= first + MAX_RANGE:
+        last = int(m.group(5))
+        if letter2 == "" and not first < last <= first + NEAR:
+            continue
+        if sep != "/" and letter2 in ("", letter) and first < last:
             out.update(letter + str(i) for i in range(first, last + 1))
         else:
-            out.add(letter + str(last))
+            out.add((letter2 or letter) + str(last))
     return out
 
 
