@@ -27,6 +27,19 @@ static void log_sink(void *baton, const char *file, int line,
                   (server_rec *)baton, "%s", msg);
 }
 
+/* The most verbose level httpd would log for this module on any (virtual)
+ * server: lib/ code then formats nothing (and times no SQL statement) that
+ * the error log would drop. */
+static bf_log_level_e log_max_level(server_rec *s)
+{
+    int level = APLOG_ERR;
+
+    for (; s; s = s->next)
+        if (ap_get_server_module_loglevel(s, APLOG_MODULE_INDEX) > level)
+            level = ap_get_server_module_loglevel(s, APLOG_MODULE_INDEX);
+    return level >= BF_LOG_DEBUG ? BF_LOG_DEBUG : (bf_log_level_e)level;
+}
+
 static int bf_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                          apr_pool_t *ptemp)
 {
@@ -40,14 +53,14 @@ static int bf_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     int rc;
 
-    bf_log_set(log_sink, s, BF_LOG_DEBUG);
+    bf_log_set(log_sink, s, log_max_level(s));
     rc = bf_statuscache_post_config(pconf, plog, s);
     return rc != OK ? rc : bf_config_post(pconf, plog, ptemp, s);
 }
 
 static void bf_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    bf_log_set(log_sink, s, BF_LOG_DEBUG);
+    bf_log_set(log_sink, s, log_max_level(s));
     bf_statuscache_child_init(pchild, s);
     bf_dbpool_child_init(pchild, s);
     bf_jwks_global_init(); /* curl_global_init: once, before any thread */
