@@ -26,7 +26,7 @@ SELECT jsonb_set(s.o, '{meta}',
 """
 
 
-def test_stored_manifest_per_base_and_delete(stack, client, dataset):
+def test_460_001_stored_manifest_per_base_and_delete(stack, client, dataset):
     exp = bfclient.run_export(client, "$export", params={"_type": "Patient,Condition"})
     job = bfclient.job_of(exp.status_url)
     first = exp.final.content
@@ -56,7 +56,7 @@ def test_stored_manifest_per_base_and_delete(stack, client, dataset):
     bfclient.assert_operation_outcome(gone, statuses=[404])
 
 
-def test_fhir_subset_same_as_0005(stack, dataset):
+def test_460_002_fhir_subset_same_as_0005(stack, dataset):
     rows = stack.psql("""
         WITH k(keep) AS (VALUES ('{status,code,subject}'::text[]),
                                 ('{code,value[x],effective[x],onset[x]}'),
