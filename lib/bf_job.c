@@ -309,14 +309,6 @@ bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
     return true;
 }
 
-bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
-                bf_job_t **job, char sqlstate[6])
-{
-    bf_job_status_q_t q = { 0, false, NULL, NULL };
-
-    return bf_job_status(conn, p, job_id, &q, job, sqlstate);
-}
-
 bool bf_job_manifest_store(PGconn *conn, const char *job_id, const char *base,
                            const char *manifest, char sqlstate[6])
 {
@@ -381,31 +373,6 @@ bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
         *lo = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         *hi = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         *final = PQgetvalue(res, 0, 2)[0] == 't';
-    }
-    PQclear(res);
-    return true;
-}
-
-bool bf_job_poll(PGconn *conn, const char *job_id, int min_ms, bool *allowed,
-                 int *wait_ms, char sqlstate[6])
-{
-    char b_ms[16];
-    const char *v[2] = { job_id, b_ms };
-    PGresult *res;
-    char what[80];
-
-    *allowed = true;
-    *wait_ms = 0;
-    snprintf(b_ms, sizeof b_ms, "%d", min_ms);
-    snprintf(what, sizeof what, "job %s: poll", job_id);
-    if (!bf_pq_exec(conn, what,
-                    "SELECT allowed, wait_ms "
-                    "FROM bulkfhir.job_poll($1::uuid, $2::integer)",
-                    2, v, &res, sqlstate))
-        return false;
-    if (PQntuples(res) == 1) {
-        *allowed = PQgetvalue(res, 0, 0)[0] == 't';
-        *wait_ms = atoi(PQgetvalue(res, 0, 1));
     }
     PQclear(res);
     return true;

@@ -70,10 +70,6 @@ typedef struct bf_job_t {
     const char *manifest;         /* stored manifest for this base or NULL */
 } bf_job_t;
 
-/* *job is NULL when no such job.  job_id must be a valid uuid. */
-bool bf_job_get(PGconn *conn, apr_pool_t *p, const char *job_id,
-                bf_job_t **job, char sqlstate[6]);
-
 typedef struct bf_job_status_q_t {
     int min_ms;           /* R43 gate (BulkFhirMinPollInterval), 0: none */
     bool auth;            /* the gate runs only for a job the caller may */
@@ -104,11 +100,6 @@ bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
 bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
                           bool *found, long long *lo, long long *hi,
                           bool *final, char sqlstate[6]);
-
-/* R43: a status poll of a running job; *allowed false when it came less
- * than min_ms after the previous one (then *wait_ms says how long to wait). */
-bool bf_job_poll(PGconn *conn, const char *job_id, int min_ms, bool *allowed,
-                 int *wait_ms, char sqlstate[6]);
 
 /* Cancel: job (queued|running|completed|failed) -> cancelled and its
  * queued/running tasks -> cancelled, in one statement.  *found is false when

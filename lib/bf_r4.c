@@ -50,13 +50,6 @@ bool bf_r4_is_type(const char *name)
     return type_index(name) >= 0;
 }
 
-bool bf_r4_in_compartment(const char *type)
-{
-    long i = type_index(type);
-
-    return i >= 0 && bf_r4_data_comp_paths[i] != NULL;
-}
-
 const char *const *bf_r4_compartment_paths(const char *type)
 {
     long i = type_index(type);

@@ -13,11 +13,6 @@ size_t bf_r4_type_count(void);
 const char *bf_r4_type_at(size_t i);
 bool bf_r4_is_type(const char *name);
 
-/* Patient compartment: true when resources of `type` can be in a patient's
- * compartment (the 66 types with params; Patient itself is the compartment
- * owner and counts as in it). */
-bool bf_r4_in_compartment(const char *type);
-
 /* The element paths (dotted, without the leading type, FHIRPath filters such
  * as .where(resolve() is Patient) removed) holding references that place a
  * resource of `type` in a patient's compartment, e.g. for Observation:

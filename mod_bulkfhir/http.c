@@ -71,40 +71,6 @@ int bf_http_not_allowed(bf_req_t *rq, const char *allow)
                       rq->r->method, allow);
 }
 
-typedef struct {
-    apr_pool_t *p;
-    const char *token;
-    bool found;
-} prefer_ctx_t;
-
-static int prefer_one(void *baton, const char *key, const char *value)
-{
-    prefer_ctx_t *c = baton;
-    char *copy = apr_pstrdup(c->p, value), *item, *last;
-
-    for (item = apr_strtok(copy, ",", &last); item;
-         item = apr_strtok(NULL, ",", &last)) {
-        char *semi = strchr(item, ';'); /* preference parameters: ignored */
-
-        if (semi)
-            *semi = '\0';
-        apr_collapse_spaces(item, item); /* returns the end, not item */
-        if (strcasecmp(item, c->token) == 0) {
-            c->found = true;
-            return 0;
-        }
-    }
-    return 1;
-}
-
-bool bf_http_prefer(request_rec *r, const char *token)
-{
-    prefer_ctx_t c = { r->pool, token, false };
-
-    apr_table_do(prefer_one, &c, r->headers_in, "Prefer", NULL);
-    return c.found;
-}
-
 bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
                        apr_size_t *len, int *rc)
 {

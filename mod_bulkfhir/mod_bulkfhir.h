@@ -61,7 +61,6 @@ int bf_http_body(bf_req_t *rq, int status, const char *ctype,
 int bf_http_unavailable(bf_req_t *rq, const char *what);
 int bf_http_db_error(bf_req_t *rq, const char *sqlstate, const char *what);
 int bf_http_not_allowed(bf_req_t *rq, const char *allow);
-bool bf_http_prefer(request_rec *r, const char *token);
 /* Read the request body, at most max bytes.  False: response written,
  * *rc is the handler's return value. */
 bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
