@@ -27,8 +27,7 @@ apr_status_t bf_schema_check(PGconn *conn, server_rec *s)
         /* 42P01, 3F000: no bookkeeping table (or schema) at all */
         if (strcmp(sqlstate, "42P01") != 0 && strcmp(sqlstate, "3F000") != 0)
             return APR_EGENERAL; /* the connection's problem: BF01012 */
-    }
-    else {
+    } else {
         have = atoi(PQgetvalue(res, 0, 0));
         PQclear(res);
     }
