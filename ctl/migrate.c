@@ -210,9 +210,9 @@ static int check_pending(PGconn *conn, const apr_array_header_t *migs)
     if (!bf_pq_exec(conn, "migrate --check: table", SQL_HAS_TABLE, 0, NULL,
                     &has, NULL))
         return 1;
-    if (strcmp(PQgetvalue(has, 0, 0), "t") == 0
-        && !bf_pq_exec(conn, "migrate --check: applied", SQL_APPLIED, 0, NULL,
-                       &res, NULL)) {
+    if (strcmp(PQgetvalue(has, 0, 0), "t") == 0 &&
+        !bf_pq_exec(conn, "migrate --check: applied", SQL_APPLIED, 0, NULL,
+                    &res, NULL)) {
         PQclear(has);
         return 1;
     }
