@@ -19,6 +19,7 @@ static void usage(FILE *out)
         "\n"
         "commands:\n"
         "  migrate [--sql-dir DIR]      create or upgrade the database schema\n"
+        "  migrate --check              list pending migrations (exit 3 if any)\n"
         "  load [OPTIONS] PATH...       load NDJSON (.ndjson, .ndjson.gz) and Bundle\n"
         "                               (.json) files or directories into the store\n"
         "  generate [OPTIONS]           write synthetic R4 data\n"

@@ -1,7 +1,9 @@
 /* bulkfhirctl migrate: apply sql/NNNN_name.sql files not yet recorded in
  * bulkfhir.schema_migration, in version order, each in its own transaction
  * together with its bookkeeping row.  A session advisory lock makes two
- * concurrent runs safe: the second waits, then finds nothing to do. */
+ * concurrent runs safe: the second waits, then finds nothing to do.
+ * `migrate --check` changes nothing: it lists the pending files and exits
+ * 3 when there are any (monitoring, package upgrades). */
 #include "ctl.h"
 #include "bf_log.h"
 #include "bf_pq.h"
@@ -32,6 +34,9 @@ static const char SQL_BOOTSTRAP[] =
     "  applied_at timestamptz NOT NULL DEFAULT now())";
 static const char SQL_APPLIED[] =
     "SELECT version FROM bulkfhir.schema_migration";
+/* --check: the bookkeeping table may not exist yet (nothing applied) */
+static const char SQL_HAS_TABLE[] =
+    "SELECT to_regclass('bulkfhir.schema_migration') IS NOT NULL";
 static const char SQL_RECORD[] =
     "INSERT INTO bulkfhir.schema_migration (version, name, applied_at)"
     " VALUES ($1::integer, $2, now())";
@@ -179,9 +184,58 @@ static bool apply_one(apr_pool_t *p, PGconn *conn, const migration *m)
 static void migrate_usage(FILE *out)
 {
     fprintf(out,
-        "usage: bulkfhirctl migrate [--sql-dir DIR]\n"
+        "usage: bulkfhirctl migrate [--check] [--sql-dir DIR]\n"
+        "  --check         change nothing: list the migrations not applied yet\n"
+        "                  and exit 3 when there are any (0: up to date)\n"
         "  --sql-dir DIR   migrations directory (default: $BULKFHIR_SQL_DIR,\n"
         "                  else %s/sql)\n", BF_PKGDATADIR);
+}
+
+static bool is_applied(PGresult *res, int version)
+{
+    int r;
+
+    for (r = 0; res && r < PQntuples(res); r++)
+        if (atoi(PQgetvalue(res, r, 0)) == version)
+            return true;
+    return false;
+}
+
+/* --check: read-only; 0 up to date, 3 pending, 1 failure. */
+static int check_pending(PGconn *conn, const apr_array_header_t *migs)
+{
+    PGresult *res = NULL, *has = NULL;
+    int i, pending = 0, last = 0;
+
+    if (!bf_pq_exec(conn, "migrate --check: table", SQL_HAS_TABLE, 0, NULL,
+                    &has, NULL))
+        return 1;
+    if (strcmp(PQgetvalue(has, 0, 0), "t") == 0 &&
+        !bf_pq_exec(conn, "migrate --check: applied", SQL_APPLIED, 0, NULL,
+                    &res, NULL)) {
+        PQclear(has);
+        return 1;
+    }
+    PQclear(has);
+    for (i = 0; i < migs->nelts; i++) {
+        const migration *m = &((const migration *)migs->elts)[i];
+
+        last = m->version;
+        if (is_applied(res, m->version))
+            continue;
+        printf("pending: %s\n", m->name);
+        pending++;
+    }
+    if (res)
+        PQclear(res);
+    if (pending == 0) {
+        printf("schema is up to date (%d migrations, latest %04d)\n",
+               migs->nelts, last);
+        return 0;
+    }
+    printf("%d of %d migrations pending: run bulkfhirctl migrate\n", pending,
+           migs->nelts);
+    return 3;
 }
 
 int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
@@ -189,6 +243,7 @@ int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
 {
     static const struct option opts[] = {
         { "sql-dir", required_argument, NULL, 's' },
+        { "check", no_argument, NULL, 'c' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -197,12 +252,15 @@ int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
     PGconn *conn = NULL;
     PGresult *res = NULL;
     int c, i, applied = 0, rc = 1;
-    bool locked = false;
+    bool locked = false, check = false;
 
-    while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:ch", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             dir = optarg;
+            break;
+        case 'c':
+            check = true;
             break;
         case 'h':
             migrate_usage(stdout);
@@ -233,6 +291,11 @@ int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
         return 1;
     if (g->verbose < 2)
         PQsetNoticeProcessor(conn, quiet_notice, NULL);
+    if (check) {
+        rc = check_pending(conn, migs);
+        PQfinish(conn);
+        return rc;
+    }
 
     if (!bf_pq_exec(conn, "migrate: lock", SQL_LOCK, 0, NULL, NULL, NULL))
         goto leave;
@@ -246,12 +309,8 @@ int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
 
     for (i = 0; i < migs->nelts; i++) {
         const migration *m = &((migration *)migs->elts)[i];
-        bool done = false;
-        int r;
 
-        for (r = 0; r < PQntuples(res) && !done; r++)
-            done = atoi(PQgetvalue(res, r, 0)) == m->version;
-        if (done) {
+        if (is_applied(res, m->version)) {
             if (g->verbose)
                 printf("already applied: %s\n", m->name);
             continue;

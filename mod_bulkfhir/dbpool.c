@@ -7,6 +7,7 @@
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_pq.h"
+#include "schema.h"
 
 #include <apr_reslist.h>
 #include <poll.h>
@@ -16,6 +17,7 @@ struct bf_dbpool_t {
     const char *conninfo;
     int timeout; /* seconds: connect, statement and acquire */
     int max;
+    server_rec *s; /* for the schema check's log line */
 };
 
 typedef struct {
@@ -27,12 +29,18 @@ static apr_status_t conn_create(void **res, void *params, apr_pool_t *p)
 {
     struct bf_dbpool_t *dp = params;
     PGconn *conn = bf_pq_connect(dp->conninfo, "mod_bulkfhir", dp->timeout);
+    apr_status_t rv;
 
     if (!conn)
         return APR_EGENERAL;
     if (!bf_job_session_setup(conn, dp->timeout * 1000)) {
         PQfinish(conn);
         return APR_EGENERAL;
+    }
+    /* once per pooled connection: an older schema is not served (503) */
+    if ((rv = bf_schema_check(conn, dp->s)) != APR_SUCCESS) {
+        PQfinish(conn);
+        return rv;
     }
     /* per-request statements: parsed and planned once per connection */
     (void)bf_job_prepare(conn);
@@ -70,6 +78,7 @@ void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s)
         dp->conninfo = sc->conninfo;
         dp->timeout = bf_srv_db_timeout(sc);
         dp->max = bf_srv_pool_max(sc);
+        dp->s = v;
         /* the reslist lives as long as the child; its destructor closes
          * every idle connection when pchild is destroyed */
         rv = apr_reslist_create(&dp->rl, 0, dp->max, dp->max, 0, conn_create,
@@ -136,6 +145,8 @@ PGconn *bf_db_acquire(bf_req_t *rq)
     }
     for (tries = 0; tries <= dp->max; tries++) {
         rv = apr_reslist_acquire(dp->rl, &res);
+        if (rv == BF_SCHEMA_EOLD) /* logged by schema.c */
+            return NULL;
         if (rv != APR_SUCCESS) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, rq->r,
                           "BF01012: database unavailable (%s %s): %s",

@@ -4,11 +4,13 @@
 
 BF_REPO=${BF_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
-# Debian packages the build, the unit tests and the integration tests need.
+# Debian packages the build, the unit tests, the integration tests and the
+# package test (dpkg-buildpackage, lintian) need.
 BF_PACKAGES=(build-essential autoconf automake libtool pkg-config apache2 apache2-dev
     libapr1-dev libaprutil1-dev libpq-dev libjson-c-dev zlib1g-dev libssl-dev
     libcurl4-openssl-dev libcmocka-dev postgresql python3-pytest python3-requests
-    python3-cryptography python3-jwt apache2-utils curl jq chromium)
+    python3-cryptography python3-jwt apache2-utils curl jq chromium
+    dpkg-dev debhelper fakeroot lintian)
 
 bf_say() { printf '%s: %s\n' "${BF_PROG:-${0##*/}}" "$*" >&2; }
 bf_die() { bf_say "error: $*"; exit 1; }
