@@ -18,7 +18,6 @@
 
 #define TF_MAX_LEN BF_TF_MAX_LEN
 #define TF_MAX_CLAUSES BF_TF_MAX_CLAUSES
-#define TF_MAX_VALUES BF_TF_MAX_VALUES
 
 /* Result parameters are never criteria (SPEC §1.4 _typeFilter). */
 static const char *const result_params[] = {
@@ -140,10 +139,11 @@ bool bf_typefilter_utf8(apr_pool_t *p, const char *text)
     return bf_utf8_valid(copy, (size_t)(o - copy));
 }
 
-/* Split a value list at unescaped commas; "\," is a literal comma. */
+/* Split a value list at unescaped commas; "\," is a literal comma.  One
+ * buffer holds every value (linear in the list's length). */
 static bool split_values(apr_pool_t *p, const char *v, apr_array_header_t *out)
 {
-    char *buf = apr_palloc(p, strlen(v) + 1), *o = buf;
+    char *o = apr_palloc(p, strlen(v) + 1), *buf = o;
 
     for (;; v++) {
         if (*v == '\\' && (v[1] == ',' || v[1] == '\\' || v[1] == '$'
@@ -152,15 +152,13 @@ static bool split_values(apr_pool_t *p, const char *v, apr_array_header_t *out)
             continue;
         }
         if (*v == ',' || *v == '\0') {
-            *o = '\0';
+            *o++ = '\0';
             if (!*buf)
-                return false;   /* empty value */
-            if (out->nelts >= TF_MAX_VALUES)
-                return false;
+                return false; /* empty value */
             APR_ARRAY_PUSH(out, const char *) = buf;
             if (!*v)
                 return true;
-            buf = o = apr_palloc(p, strlen(v) + 1);
+            buf = o;
             continue;
         }
         *o++ = *v;
@@ -356,8 +354,8 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
         }
         c.values = apr_array_make(p, 2, sizeof(const char *));
         if (!split_values(p, eq + 1, c.values)) {
-            *err = apr_psprintf(p, "_typeFilter: %s has an empty value or too "
-                                "many values", name);
+            *err = apr_psprintf(p, "_typeFilter: %s has an empty value",
+                                name);
             return false;
         }
         if (!check_values(p, &c, err))

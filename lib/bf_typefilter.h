@@ -61,9 +61,9 @@ bool bf_utf8_valid(const char *s, size_t n);
  * valid UTF-8 (a kick-off refuses the filter as invalid otherwise). */
 bool bf_typefilter_utf8(apr_pool_t *p, const char *text);
 
-/* Hard caps of one filter, whatever the kick-off limits say. */
+/* Hard caps of one filter, whatever the kick-off limits say (the number of
+ * values is bounded by the length; the kick-off limits are in bf_params.h). */
 #define BF_TF_MAX_LEN 65536
 #define BF_TF_MAX_CLAUSES 32
-#define BF_TF_MAX_VALUES 1024
 
 #endif
