@@ -548,11 +548,12 @@ static const char *json_text(apr_pool_t *p, json_object *o)
     return s;
 }
 
-/* true when any path of the list matches `pred` with `vars` */
+/* true when any path of the list selects an element matching `pred` (NULL:
+ * any element) with `vars` */
 static void sb_path_exists(sqlbuf *sb, const apr_array_header_t *paths,
                            const char *pred, const char *vars)
 {
-    const char *tail = apr_pstrcat(sb->p, " ? (", pred, ")", NULL);
+    const char *tail = pred ? apr_pstrcat(sb->p, " ? (", pred, ")", NULL) : "";
 
     if (paths->nelts == 1) {
         sb_add(sb, "jsonb_path_exists(resource, ");
@@ -581,7 +582,7 @@ static void missing_sql(sqlbuf *sb, const bf_tf_clause *c,
     if (!strcmp(APR_ARRAY_IDX(c->values, 0, const char *), "true"))
         sb_add(sb, "NOT ");
     sb_add(sb, "(");
-    sb_path_exists(sb, paths, "true", NULL);
+    sb_path_exists(sb, paths, NULL, NULL);
     sb_add(sb, ")");
 }
 
