@@ -390,3 +390,16 @@ def test_500_041_small_body_does_not_allocate_max_body(limits_stack):
                if bfcost.proc_kib(p, "VmPeak"))
     _figure("small_post_1GiB_maxbody", vmpeak_growth_kib=grew)
     assert grew < 256 * MiB, grew
+
+
+def test_500_050_capability_statement_states_the_limits(limits_stack):
+    """The CapabilityStatement's documentation states the limits in effect
+    (here the defaults, and the stack's own rate and body size)."""
+    client = bfclient.Client(limits_stack.base_url)
+    doc = bfclient.json_body(client.get("metadata"))["rest"][0]["documentation"]
+    for item in ("BulkFhirMaxTypeFilters 8", "BulkFhirMaxFilterValues 64",
+                 "BulkFhirMaxTypeFilterBytes 16384", "BulkFhirMaxFilterTerms 1024",
+                 "BulkFhirMaxElements 500", "BulkFhirMaxPatients 1000",
+                 "BulkFhirMaxTypes 200", "BulkFhirMaxBody 1073741824",
+                 "BulkFhirKickoffRate 3", "too-costly"):
+        assert item in doc, item
