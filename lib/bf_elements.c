@@ -103,7 +103,7 @@ bool bf_elements_parse_one(apr_pool_t *p, const char *v, bf_element *out,
                            const char **err)
 {
     const char *dot = strchr(v, '.');
-    bf_element e = { NULL, v };
+    bf_element e = {NULL, v};
     char *shown;
     size_t i;
 
@@ -118,12 +118,14 @@ bool bf_elements_parse_one(apr_pool_t *p, const char *v, bf_element *out,
             if (!isprint((unsigned char)shown[i]))
                 shown[i] = '?';
         if (e.type && !bf_r4_is_type(e.type))
-            *err = apr_psprintf(p, "_elements: '%s%s' does not start with a "
-                                   "FHIR R4 resource type",
+            *err = apr_psprintf(p,
+                                "_elements: '%s%s' does not start with a "
+                                "FHIR R4 resource type",
                                 shown, strlen(v) > 40 ? "..." : "");
         else
-            *err = apr_psprintf(p, "_elements: '%s%s' is not [Type.]element "
-                                   "(root elements only)",
+            *err = apr_psprintf(p,
+                                "_elements: '%s%s' is not [Type.]element "
+                                "(root elements only)",
                                 shown, strlen(v) > 40 ? "..." : "");
         return false;
     }
@@ -134,8 +136,8 @@ bool bf_elements_parse_one(apr_pool_t *p, const char *v, bf_element *out,
 bool bf_elements_parse(apr_pool_t *p, const apr_array_header_t *values,
                        apr_array_header_t **out, const char **err)
 {
-    apr_array_header_t *els = apr_array_make(p, values->nelts + 1,
-                                             sizeof(bf_element));
+    apr_array_header_t *els =
+        apr_array_make(p, values->nelts + 1, sizeof(bf_element));
     int i;
 
     for (i = 0; i < values->nelts; i++)

@@ -102,11 +102,10 @@ static void ignore(ctx_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Over a limit of the cost model: a fast too-costly refusal that names the
  * directive and its value (never lifted by handling=lenient). */
-static bool too_costly(ctx_t *c, const char *limit, long value,
-                       const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool too_costly(ctx_t *c, const char *limit, long value,
-                       const char *fmt, ...)
+static bool too_costly(ctx_t *c, const char *limit, long value, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static bool too_costly(ctx_t *c, const char *limit, long value, const char *fmt,
+                       ...)
 {
     va_list ap;
     const char *what;
@@ -114,8 +113,8 @@ static bool too_costly(ctx_t *c, const char *limit, long value,
     va_start(ap, fmt);
     what = apr_pvsprintf(c->p, fmt, ap);
     va_end(ap);
-    c->prm->error = apr_psprintf(c->p, "%s: over the limit %s %ld", what,
-                                 limit, value);
+    c->prm->error =
+        apr_psprintf(c->p, "%s: over the limit %s %ld", what, limit, value);
     c->prm->error_code = "too-costly";
     c->prm->limit = limit;
     c->prm->limit_value = value;
@@ -223,8 +222,8 @@ static bool add_value(ctx_t *c, int k, const char *v)
     long limit;
 
     if (!bf_utf8_valid(v, strlen(v)))
-        return fail(c, "invalid", "parameter %s: '%s' is not valid UTF-8",
-                    name, shown(c->p, v));
+        return fail(c, "invalid", "parameter %s: '%s' is not valid UTF-8", name,
+                    shown(c->p, v));
 
     switch (known[k].kind) {
     case PK_FORMAT:
@@ -314,15 +313,14 @@ static bool add_value(ctx_t *c, int k, const char *v)
             return true;
         }
         for (j = 0; j < tf->clauses->nelts; j++) {
-            const bf_tf_clause *cl = &APR_ARRAY_IDX(tf->clauses, j,
-                                                    bf_tf_clause);
+            const bf_tf_clause *cl =
+                &APR_ARRAY_IDX(tf->clauses, j, bf_tf_clause);
 
             if (cl->values->nelts > c->lim->filter_values)
-                return too_costly(c, BF_LIMIT_FILTER_VALUES,
-                                  c->lim->filter_values,
-                                  "%s '%s': %d values of %s", name,
-                                  shown(c->p, v), cl->values->nelts,
-                                  cl->sp->code);
+                return too_costly(
+                    c, BF_LIMIT_FILTER_VALUES, c->lim->filter_values,
+                    "%s '%s': %d values of %s", name, shown(c->p, v),
+                    cl->values->nelts, cl->sp->code);
         }
         terms = bf_typefilter_terms(tf);
         c->filter_terms += terms;
@@ -477,9 +475,9 @@ static bool finish(ctx_t *c)
                 c->p, json_object_get_string(json_object_array_get_idx(v, i)));
     }
     if (c->ignored > BF_PARAMS_MAX_WARNINGS)
-        APR_ARRAY_PUSH(prm->ignored, const char *) = apr_psprintf(
-            c->p, "%ld more parameters or values ignored",
-            c->ignored - BF_PARAMS_MAX_WARNINGS);
+        APR_ARRAY_PUSH(prm->ignored, const char *) =
+            apr_psprintf(c->p, "%ld more parameters or values ignored",
+                         c->ignored - BF_PARAMS_MAX_WARNINGS);
     if (prm->ignored->nelts > 0) { /* R60: the worker writes them out */
         json_object *w = json_object_new_array();
         int j;
@@ -497,8 +495,8 @@ static bool finish(ctx_t *c)
     return true;
 }
 
-static void ctx_init(ctx_t *c, apr_pool_t *p, const char *level,
-                     bool lenient, const bf_params_limits_t *lim)
+static void ctx_init(ctx_t *c, apr_pool_t *p, const char *level, bool lenient,
+                     const bf_params_limits_t *lim)
 {
     memset(c, 0, sizeof *c);
     c->p = p;
@@ -549,8 +547,7 @@ bool bf_params_from_query(apr_pool_t *p, const char *query,
 
 bool bf_params_from_query_lim(apr_pool_t *p, const char *query,
                               const char *level, bool lenient,
-                              const bf_params_limits_t *lim,
-                              bf_params_t **out)
+                              const bf_params_limits_t *lim, bf_params_t **out)
 {
     ctx_t c;
     const char *seg, *end, *eq;
@@ -715,8 +712,10 @@ bool bf_params_from_body_lim(apr_pool_t *p, const char *body, size_t len,
         }
         if (!bf_utf8_valid(json_object_get_string(n),
                            (size_t)json_object_get_string_len(n))) {
-            fail(&c, "invalid", "Parameters.parameter[%d].name is not valid "
-                                "UTF-8", (int)i);
+            fail(&c, "invalid",
+                 "Parameters.parameter[%d].name is not valid "
+                 "UTF-8",
+                 (int)i);
             goto leave;
         }
         k = find_known(json_object_get_string(n));

@@ -80,11 +80,12 @@ typedef struct bf_params_t {
 
 /* Parse a raw (not yet decoded) query string; NULL or "" is no
  * parameters.  Time and memory are linear in the query's size; every
- * decoded name and value must be UTF-8 (else "invalid", even lenient).  level (system | patient | group, or NULL: not checked) is
- * the export level: `patient` is refused at system level.  `patient` in a
- * query string is refused too (the IG allows it in POST bodies only) unless
- * lenient: then it is honoured and a warning says so.  Returns false
- * with prm->error/error_code set on bad input. */
+ * decoded name and value must be UTF-8 (else "invalid", even lenient).  level
+ * (system | patient | group, or NULL: not checked) is the export level:
+ * `patient` is refused at system level.  `patient` in a query string is refused
+ * too (the IG allows it in POST bodies only) unless lenient: then it is
+ * honoured and a warning says so.  Returns false with prm->error/error_code set
+ * on bad input. */
 bool bf_params_from_query(apr_pool_t *p, const char *query,
                           const char *level, bool lenient, bf_params_t **out);
 
@@ -96,8 +97,7 @@ bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
  * above use the defaults. */
 bool bf_params_from_query_lim(apr_pool_t *p, const char *query,
                               const char *level, bool lenient,
-                              const bf_params_limits_t *lim,
-                              bf_params_t **out);
+                              const bf_params_limits_t *lim, bf_params_t **out);
 bool bf_params_from_body_lim(apr_pool_t *p, const char *body, size_t len,
                              const char *level, bool lenient,
                              const bf_params_limits_t *lim, bf_params_t **out);

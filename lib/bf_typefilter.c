@@ -69,8 +69,8 @@ bool bf_utf8_valid(const char *s, size_t n)
                 return false;
             cp = (cp << 6) | (u[i] & 0x3F);
         }
-        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000)
-            || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
             return false;
         u += k + 1;
     }
@@ -132,8 +132,7 @@ bool bf_typefilter_utf8(apr_pool_t *p, const char *text)
         if (h >= 0 && l >= 0) {
             *o++ = (char)(h * 16 + l);
             s += 2;
-        }
-        else
+        } else
             *o++ = *s;
     }
     return bf_utf8_valid(copy, (size_t)(o - copy));
@@ -247,8 +246,9 @@ static bool check_values(apr_pool_t *p, const bf_tf_clause *c,
             }
             date_prefix(v, &rest);
             if (!valid_date(rest)) {
-                *err = apr_psprintf(p, "%s: '%s' is not a FHIR date or dateTime",
-                                    c->sp->code, shown(p, v));
+                *err =
+                    apr_psprintf(p, "%s: '%s' is not a FHIR date or dateTime",
+                                 c->sp->code, shown(p, v));
                 return false;
             }
         }
@@ -288,16 +288,18 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
     }
     q = strchr(text, '?');
     if (!q || q == text || !q[1]) {
-        *err = apr_psprintf(p, "_typeFilter '%s' is not of the form Type?param=value",
-                            shown(p, text));
+        *err = apr_psprintf(
+            p, "_typeFilter '%s' is not of the form Type?param=value",
+            shown(p, text));
         return false;
     }
     tf = apr_pcalloc(p, sizeof *tf);
     tf->text = text;
     tf->type = apr_pstrndup(p, text, (apr_size_t)(q - text));
     if (!bf_r4_is_type(tf->type)) {
-        *err = apr_psprintf(p, "_typeFilter: '%s' is not a FHIR R4 resource type",
-                            shown(p, tf->type));
+        *err =
+            apr_psprintf(p, "_typeFilter: '%s' is not a FHIR R4 resource type",
+                         shown(p, tf->type));
         return false;
     }
     tf->clauses = apr_array_make(p, 4, sizeof(bf_tf_clause));
@@ -318,8 +320,8 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
             *err = "_typeFilter: bad percent-encoding";
             return false;
         }
-        if (!bf_utf8_valid(name, strlen(name))
-            || !bf_utf8_valid(eq + 1, strlen(eq + 1))) {
+        if (!bf_utf8_valid(name, strlen(name)) ||
+            !bf_utf8_valid(eq + 1, strlen(eq + 1))) {
             *err = "_typeFilter: a parameter is not valid UTF-8 after "
                    "percent-decoding";
             return false;
@@ -332,8 +334,10 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
             }
         }
         if (strchr(name, '.') || strncmp(name, "_has", 4) == 0) {
-            *err = apr_psprintf(p, "_typeFilter: chained and reverse-chained "
-                                "parameters (%s) are not supported", shown(p, name));
+            *err = apr_psprintf(p,
+                                "_typeFilter: chained and reverse-chained "
+                                "parameters (%s) are not supported",
+                                shown(p, name));
             return false;
         }
         colon = strchr(name, ':');
@@ -343,19 +347,22 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
         }
         c.sp = bf_searchparam_find(tf->type, name);
         if (!c.sp) {
-            *err = apr_psprintf(p, "_typeFilter: search parameter '%s' of %s "
-                                "is not supported", shown(p, name), tf->type);
+            *err = apr_psprintf(p,
+                                "_typeFilter: search parameter '%s' of %s "
+                                "is not supported",
+                                shown(p, name), tf->type);
             return false;
         }
         if (!modifier_ok(&c)) {
-            *err = apr_psprintf(p, "_typeFilter: modifier :%s on %s is not "
-                                "supported", shown(p, c.modifier), name);
+            *err = apr_psprintf(p,
+                                "_typeFilter: modifier :%s on %s is not "
+                                "supported",
+                                shown(p, c.modifier), name);
             return false;
         }
         c.values = apr_array_make(p, 2, sizeof(const char *));
         if (!split_values(p, eq + 1, c.values)) {
-            *err = apr_psprintf(p, "_typeFilter: %s has an empty value",
-                                name);
+            *err = apr_psprintf(p, "_typeFilter: %s has an empty value", name);
             return false;
         }
         if (!check_values(p, &c, err))
@@ -515,9 +522,9 @@ static void sb_paths(sqlbuf *sb, const apr_array_header_t *paths,
 
         if (i)
             sb_add(sb, ",");
-        sb_add(sb, bf_sql_literal(sb->p, tail ? apr_pstrcat(sb->p, tp->jp,
-                                                            tail, NULL)
-                                              : tp->jp));
+        sb_add(sb, bf_sql_literal(sb->p,
+                                  tail ? apr_pstrcat(sb->p, tp->jp, tail, NULL)
+                                       : tp->jp));
     }
     sb_add(sb, "]::jsonpath[]");
 }
@@ -557,13 +564,11 @@ static void sb_path_exists(sqlbuf *sb, const apr_array_header_t *paths,
 
     if (paths->nelts == 1) {
         sb_add(sb, "jsonb_path_exists(resource, ");
-        sb_add(sb, bf_sql_literal(sb->p,
-                                  apr_pstrcat(sb->p,
-                                              APR_ARRAY_IDX(paths, 0, tf_path)
-                                                  .jp,
-                                              tail, NULL)));
-    }
-    else {
+        sb_add(sb, bf_sql_literal(
+                       sb->p,
+                       apr_pstrcat(sb->p, APR_ARRAY_IDX(paths, 0, tf_path).jp,
+                                   tail, NULL)));
+    } else {
         sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");
         sb_paths(sb, paths, tail);
         sb_add(sb, ") AS j(p) WHERE jsonb_path_exists(resource, j.p");
@@ -603,7 +608,7 @@ static void token_sql(sqlbuf *sb, const bf_tf_clause *c,
     apr_pool_t *p = sb->p;
     apr_array_header_t *groups = apr_array_make(p, 4, sizeof(tok_group));
     apr_hash_t *by_sys = apr_hash_make(p);
-    tok_group *simple[5] = { NULL };
+    tok_group *simple[5] = {NULL};
     int i;
 
     for (i = 0; i < c->values->nelts; i++) {
@@ -617,11 +622,11 @@ static void token_sql(sqlbuf *sb, const bf_tf_clause *c,
             code = bar + 1;
             form = *sys ? (*code ? TOK_SYS_CODE : TOK_SYS)
                         : (*code ? TOK_NOSYS_CODE : TOK_NOSYS);
-        }
-        else
+        } else
             form = TOK_CODE;
-        g = form == TOK_SYS_CODE ? apr_hash_get(by_sys, sys, APR_HASH_KEY_STRING)
-                                 : simple[form];
+        g = form == TOK_SYS_CODE
+                ? apr_hash_get(by_sys, sys, APR_HASH_KEY_STRING)
+                : simple[form];
         if (!g) {
             g = apr_array_push(groups);
             memset(g, 0, sizeof *g);
@@ -640,8 +645,7 @@ static void token_sql(sqlbuf *sb, const bf_tf_clause *c,
         if (form == TOK_SYS)
             json_object_array_add(g->s, json_object_new_string(sys));
         if (form == TOK_CODE && (!strcmp(v, "true") || !strcmp(v, "false")))
-            json_object_array_add(g->b,
-                                  json_object_new_boolean(v[0] == 't'));
+            json_object_array_add(g->b, json_object_new_boolean(v[0] == 't'));
     }
     for (i = 0; i < groups->nelts; i++) {
         tok_group *g = &APR_ARRAY_IDX(groups, i, tok_group);
@@ -678,8 +682,8 @@ static void token_sql(sqlbuf *sb, const bf_tf_clause *c,
             break;
         }
         default: {
-            const char *sc = g->form == TOK_SYS ? "@.system == $s"
-                                                : "!exists(@.system)";
+            const char *sc =
+                g->form == TOK_SYS ? "@.system == $s" : "!exists(@.system)";
 
             pred = apr_psprintf(p,
                                 "exists(@.coding ? (%s))"
@@ -752,24 +756,22 @@ static bool reference_pairs(apr_pool_t *p, const bf_tf_clause *c,
                 tstart--;
             want_type = apr_pstrndup(p, tstart, (apr_size_t)(slash - tstart));
             id = slash + 1;
-        }
-        else
+        } else
             id = value;
         if (rt && want_type && strcmp(rt, want_type) != 0)
             continue;
         if (!want_type)
             want_type = rt;
         if (want_type) {
-            APR_ARRAY_PUSH(exact, const char *) = apr_pstrcat(
-                p, want_type, "/", id, NULL);
-            APR_ARRAY_PUSH(like, const char *) = apr_pstrcat(
-                p, "%/", like_escape(p, want_type), "/", like_escape(p, id),
-                NULL);
-        }
-        else {
+            APR_ARRAY_PUSH(exact, const char *) =
+                apr_pstrcat(p, want_type, "/", id, NULL);
+            APR_ARRAY_PUSH(like, const char *) =
+                apr_pstrcat(p, "%/", like_escape(p, want_type), "/",
+                            like_escape(p, id), NULL);
+        } else {
             APR_ARRAY_PUSH(exact, const char *) = NULL;
-            APR_ARRAY_PUSH(like, const char *) = apr_pstrcat(
-                p, "%/", like_escape(p, id), NULL);
+            APR_ARRAY_PUSH(like, const char *) =
+                apr_pstrcat(p, "%/", like_escape(p, id), NULL);
         }
     }
     return exact->nelts > 0;
@@ -797,8 +799,8 @@ static void reference_sql(sqlbuf *sb, const bf_tf_clause *c,
 
             if (!done[j] && (rt ? rj && !strcmp(rt, rj) : !rj)) {
                 done[j] = true;
-                *(tf_path *)apr_array_push(mine) = APR_ARRAY_IDX(paths, j,
-                                                                 tf_path);
+                *(tf_path *)apr_array_push(mine) =
+                    APR_ARRAY_IDX(paths, j, tf_path);
             }
         }
         if (!reference_pairs(p, c, rt, exact, like))
@@ -826,19 +828,19 @@ static void date_sql(sqlbuf *sb, const bf_tf_clause *c,
     /* t: the target's range, q.r: the search value's range (FHIR date
      * search semantics, half-open ranges) */
     static const char *const cmp[][2] = {
-        { "eq", "t <@ q.r" },
-        { "ne", "NOT (t <@ q.r)" },
-        { "gt", "(upper_inf(t) OR upper(t) > upper(q.r))" },
-        { "lt", "(lower_inf(t) OR lower(t) < lower(q.r))" },
-        { "ge", "(upper_inf(t) OR upper(t) > upper(q.r) OR t <@ q.r)" },
-        { "le", "(lower_inf(t) OR lower(t) < lower(q.r) OR t <@ q.r)" },
-        { "sa", "(NOT lower_inf(t) AND lower(t) >= upper(q.r))" },
-        { "eb", "(NOT upper_inf(t) AND upper(t) <= lower(q.r))" },
+        {"eq", "t <@ q.r"},
+        {"ne", "NOT (t <@ q.r)"},
+        {"gt", "(upper_inf(t) OR upper(t) > upper(q.r))"},
+        {"lt", "(lower_inf(t) OR lower(t) < lower(q.r))"},
+        {"ge", "(upper_inf(t) OR upper(t) > upper(q.r) OR t <@ q.r)"},
+        {"le", "(lower_inf(t) OR lower(t) < lower(q.r) OR t <@ q.r)"},
+        {"sa", "(NOT lower_inf(t) AND lower(t) >= upper(q.r))"},
+        {"eb", "(NOT upper_inf(t) AND upper(t) <= lower(q.r))"},
     };
     apr_pool_t *p = sb->p;
-    apr_array_header_t *pfx = apr_array_make(p, c->values->nelts,
-                                             sizeof(char *));
-    bool used[8] = { false };
+    apr_array_header_t *pfx =
+        apr_array_make(p, c->values->nelts, sizeof(char *));
+    bool used[8] = {false};
     int i, k;
 
     sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");
@@ -850,8 +852,7 @@ static void date_sql(sqlbuf *sb, const bf_tf_clause *c,
         const char *rest, *prefix;
         char *v, *sp;
 
-        prefix = date_prefix(APR_ARRAY_IDX(c->values, i, const char *),
-                             &rest);
+        prefix = date_prefix(APR_ARRAY_IDX(c->values, i, const char *), &rest);
         v = apr_pstrdup(p, rest);
         if ((sp = strchr(v, ' ')) != NULL)
             *sp = '+'; /* a '+' that form-decoding turned into a space */
@@ -871,8 +872,7 @@ static void date_sql(sqlbuf *sb, const bf_tf_clause *c,
     for (k = 0; k < 8; k++) {
         if (!used[k])
             continue;
-        sb_add(sb, apr_psprintf(p, " WHEN '%s' THEN %s", cmp[k][0],
-                                cmp[k][1]));
+        sb_add(sb, apr_psprintf(p, " WHEN '%s' THEN %s", cmp[k][0], cmp[k][1]));
     }
     sb_add(sb, " END)");
 }

@@ -430,8 +430,8 @@ const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo)
 /* "BulkFhirMaxTypeFilters 8, ..." for the start-up log */
 static const char *cost_limits(apr_pool_t *p, const bf_dir_conf_t *dc)
 {
-    apr_array_header_t *parts = apr_array_make(p, BF_COST_N,
-                                               sizeof(const char *));
+    apr_array_header_t *parts =
+        apr_array_make(p, BF_COST_N, sizeof(const char *));
     int i;
 
     for (i = 0; i < BF_COST_N; i++)

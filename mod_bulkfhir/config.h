@@ -110,7 +110,7 @@ typedef struct bf_dir_conf_t {
     int kickoff_rate;        /* kick-offs per client per minute */
     int min_poll_interval;   /* ms between polls of a running job; 0: off */
     const char *auth_scope_source; /* "header:NAME" or "env:NAME"; NULL: unset */
-    long long cost[BF_COST_N]; /* kick-off cost limits (bf_cost_e) */
+    long long cost[BF_COST_N];     /* kick-off cost limits (bf_cost_e) */
 } bf_dir_conf_t;
 
 bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p);

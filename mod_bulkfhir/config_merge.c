@@ -12,18 +12,15 @@
 #define BF_OR_DEFAULT(v, def) (((v) == BF_DEF_VAL) ? (def) : (v))
 
 const bf_cost_def_t bf_cost_defs[BF_COST_N] = {
-    { BF_CMD_MAX_TYPE_FILTERS, BF_DEFAULT_MAX_TYPE_FILTERS, 1, 1000,
-      "filters" },
-    { BF_CMD_MAX_FILTER_VALUES, BF_DEFAULT_MAX_FILTER_VALUES, 1, 10000,
-      "values" },
-    { BF_CMD_MAX_FILTER_BYTES, BF_DEFAULT_MAX_FILTER_BYTES, 256, 1048576,
-      "bytes" },
-    { BF_CMD_MAX_FILTER_TERMS, BF_DEFAULT_MAX_FILTER_TERMS, 1, 1000000,
-      "terms" },
-    { BF_CMD_MAX_ELEMENTS, BF_DEFAULT_MAX_ELEMENTS, 1, 100000, "elements" },
-    { BF_CMD_MAX_PATIENTS, BF_DEFAULT_MAX_PATIENTS, 1, 1000000,
-      "references" },
-    { BF_CMD_MAX_TYPES, BF_DEFAULT_MAX_TYPES, 1, 10000, "entries" },
+    {BF_CMD_MAX_TYPE_FILTERS, BF_DEFAULT_MAX_TYPE_FILTERS, 1, 1000, "filters"},
+    {BF_CMD_MAX_FILTER_VALUES, BF_DEFAULT_MAX_FILTER_VALUES, 1, 10000,
+     "values"},
+    {BF_CMD_MAX_FILTER_BYTES, BF_DEFAULT_MAX_FILTER_BYTES, 256, 1048576,
+     "bytes"},
+    {BF_CMD_MAX_FILTER_TERMS, BF_DEFAULT_MAX_FILTER_TERMS, 1, 1000000, "terms"},
+    {BF_CMD_MAX_ELEMENTS, BF_DEFAULT_MAX_ELEMENTS, 1, 100000, "elements"},
+    {BF_CMD_MAX_PATIENTS, BF_DEFAULT_MAX_PATIENTS, 1, 1000000, "references"},
+    {BF_CMD_MAX_TYPES, BF_DEFAULT_MAX_TYPES, 1, 10000, "entries"},
 };
 
 bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p)

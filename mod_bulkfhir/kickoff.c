@@ -156,8 +156,8 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
         if (!bf_http_read_body(rq, (apr_off_t)bf_dir_max_body(rq->dc), &body,
                                &len, &rc))
             return rc;
-        ok = bf_params_from_body_lim(r->pool, body, len, level, lenient,
-                                     &lim, &prm);
+        ok = bf_params_from_body_lim(r->pool, body, len, level, lenient, &lim,
+                                     &prm);
     }
     else {
         return bf_http_not_allowed(rq, "GET, POST");

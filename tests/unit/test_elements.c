@@ -61,8 +61,7 @@ static void test_keep_lists(void **state)
  * is built once from an array). */
 static void test_linear(void **state)
 {
-    apr_array_header_t *v = apr_array_make(pool, 100000, sizeof(char *)),
-                       *els;
+    apr_array_header_t *v = apr_array_make(pool, 100000, sizeof(char *)), *els;
     const char *err = NULL, *keep;
     struct timespec t0, t1;
     int i;
@@ -74,12 +73,11 @@ static void test_linear(void **state)
     keep = bf_elements_keep_sql(pool, els, "Observation");
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_non_null(strstr(keep, "\"e99999\""));
-    assert_true((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9
-                < 0.5);
+    assert_true((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 <
+                0.5);
     /* a bad name is echoed as a short printable prefix */
-    APR_ARRAY_PUSH(v, char *) = apr_pstrcat(pool, "Observation.",
-                                            apr_psprintf(pool, "%0300d", 1),
-                                            "\x01", NULL);
+    APR_ARRAY_PUSH(v, char *) = apr_pstrcat(
+        pool, "Observation.", apr_psprintf(pool, "%0300d", 1), "\x01", NULL);
     assert_false(bf_elements_parse(pool, v, &els, &err));
     assert_true(strlen(err) < 120);
 }

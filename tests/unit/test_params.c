@@ -379,8 +379,8 @@ static double now_s(void)
 /* "name=v0,v1,...": n comma-separated values made by fmt(i) */
 static char *list_query(const char *name, long n, const char *fmt)
 {
-    apr_array_header_t *parts = apr_array_make(pool, (int)n * 2 + 2,
-                                               sizeof(char *));
+    apr_array_header_t *parts =
+        apr_array_make(pool, (int)n * 2 + 2, sizeof(char *));
     long i;
 
     APR_ARRAY_PUSH(parts, char *) = apr_pstrcat(pool, name, "=", NULL);
@@ -540,9 +540,9 @@ static void test_utf8(void **state)
                true, false);
     assert_string_equal(prm->error_code, "invalid");
     /* a long bad value is echoed as a short printable prefix */
-    prm = get_bad(apr_pstrcat(pool, "_since=", list_query("", 200, "x%ld") + 1,
-                              NULL),
-                  false, "invalid");
+    prm = get_bad(
+        apr_pstrcat(pool, "_since=", list_query("", 200, "x%ld") + 1, NULL),
+        false, "invalid");
     assert_true(strlen(prm->error) < 200);
 }
 
@@ -554,13 +554,13 @@ static void test_warnings_capped(void **state)
     int i;
 
     for (i = 0; i < 200; i++)
-        APR_ARRAY_PUSH(parts, char *) = apr_psprintf(pool, "%sx%d=1",
-                                                     i ? "&" : "", i);
+        APR_ARRAY_PUSH(parts, char *) =
+            apr_psprintf(pool, "%sx%d=1", i ? "&" : "", i);
     prm = get_ok(apr_array_pstrcat(pool, parts, 0), true);
     assert_int_equal(prm->ignored->nelts, BF_PARAMS_MAX_WARNINGS + 1);
-    assert_non_null(strstr(APR_ARRAY_IDX(prm->ignored,
-                                         BF_PARAMS_MAX_WARNINGS, char *),
-                           "150 more"));
+    assert_non_null(
+        strstr(APR_ARRAY_IDX(prm->ignored, BF_PARAMS_MAX_WARNINGS, char *),
+               "150 more"));
 }
 
 int main(void)

@@ -129,8 +129,8 @@ static const char *values(const char *prefix, int n, const char *fmt)
 
     APR_ARRAY_PUSH(parts, const char *) = prefix;
     for (i = 0; i < n; i++)
-        APR_ARRAY_PUSH(parts, char *) = apr_psprintf(pool, fmt, i ? "," : "",
-                                                     i);
+        APR_ARRAY_PUSH(parts, char *) =
+            apr_psprintf(pool, fmt, i ? "," : "", i);
     return apr_array_pstrcat(pool, parts, 0);
 }
 
@@ -142,20 +142,19 @@ static void test_sql_linear(void **state)
         const char *prefix, *fmt, *call;
         int per_value; /* bytes the SQL may grow by per value */
     } shapes[] = {
-        { "Observation?date=", "%sge20%02d", "EXISTS", 60 },
-        { "Observation?code=", "%shttp://loinc.org|%d-1", "jsonb_path_exists",
-          40 },
-        { "Observation?code=", "%s%d-1", "jsonb_path_exists", 30 },
-        { "Patient?name=", "%sna%d", "EXISTS", 30 },
-        { "Observation?subject=", "%sPatient/p%d", "EXISTS", 60 },
-        { "Observation?category:not=", "%sc%d", "jsonb_path_exists", 30 },
+        {"Observation?date=", "%sge20%02d", "EXISTS", 60},
+        {"Observation?code=", "%shttp://loinc.org|%d-1", "jsonb_path_exists",
+         40},
+        {"Observation?code=", "%s%d-1", "jsonb_path_exists", 30},
+        {"Patient?name=", "%sna%d", "EXISTS", 30},
+        {"Observation?subject=", "%sPatient/p%d", "EXISTS", 60},
+        {"Observation?category:not=", "%sc%d", "jsonb_path_exists", 30},
     };
     size_t i;
 
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const char *one = sql_of(values(shapes[i].prefix, 1, shapes[i].fmt));
-        const char *many = sql_of(values(shapes[i].prefix, 64,
-                                         shapes[i].fmt));
+        const char *many = sql_of(values(shapes[i].prefix, 64, shapes[i].fmt));
 
         assert_int_equal(count(one, shapes[i].call),
                          count(many, shapes[i].call));
@@ -164,18 +163,18 @@ static void test_sql_linear(void **state)
                      strlen(one), strlen(many));
     }
     /* distinct systems: one jsonpath per system */
-    assert_int_equal(count(sql_of("Observation?code=a|1,b|2,a|3"),
-                           "jsonb_path_exists"),
-                     2);
+    assert_int_equal(
+        count(sql_of("Observation?code=a|1,b|2,a|3"), "jsonb_path_exists"), 2);
     /* Observation.date has 5 paths: one jsonpath[] constant */
-    assert_int_equal(count(sql_of("Observation?date=2020,2021"), "::jsonpath[]"),
-                     1);
+    assert_int_equal(
+        count(sql_of("Observation?date=2020,2021"), "::jsonpath[]"), 1);
 }
 
 static void test_terms(void **state)
 {
-    assert_int_equal(bf_typefilter_terms(ok("Observation?date=2020,2021&code=x")),
-                     2 * 5 + 1);
+    assert_int_equal(
+        bf_typefilter_terms(ok("Observation?date=2020,2021&code=x")),
+        2 * 5 + 1);
     assert_int_equal(bf_typefilter_terms(ok("Patient?gender=male")), 1);
 }
 
