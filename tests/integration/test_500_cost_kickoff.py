@@ -447,3 +447,30 @@ def test_500_022_many_parameter_entries_refused_fast(cost_stack):
     _figure("refused_23k_entries_post", body_bytes=len(body), secs="%.3f" % secs)
     _refused(r, "too-costly", ("BulkFhirMaxElements", 500))
     assert secs < 1.0, secs
+
+
+def test_500_042_content_length_over_the_limit_refused_before_reading(limits_stack):
+    """A Content-Length over BulkFhirMaxBody (here 1 GiB) is answered 413
+    at once, without waiting for (or reading) the body."""
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(limits_stack.base_url)
+    s = socket.create_connection((u.hostname, u.port), timeout=5)
+    try:
+        t = time.monotonic()
+        s.sendall(("POST %s/$export HTTP/1.1\r\nHost: %s\r\n"
+                   "Content-Type: application/fhir+json\r\n"
+                   "Content-Length: %d\r\n\r\n" % (u.path, u.netloc, 2 * 1024 ** 3)).encode())
+        s.sendall(b"{")
+        head = b""
+        while b"\r\n\r\n" not in head and time.monotonic() - t < 5:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        secs = time.monotonic() - t
+    finally:
+        s.close()
+    assert head.startswith(b"HTTP/1.1 413"), head[:200]
+    assert b"too-long" in head or b"application/fhir+json" in head, head[:400]
+    assert secs < 1.0, secs
