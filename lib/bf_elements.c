@@ -99,33 +99,51 @@ static bool valid_name(const char *s)
     return true;
 }
 
+bool bf_elements_parse_one(apr_pool_t *p, const char *v, bf_element *out,
+                           const char **err)
+{
+    const char *dot = strchr(v, '.');
+    bf_element e = {NULL, v};
+    char *shown;
+    size_t i;
+
+    if (dot) {
+        e.type = apr_pstrndup(p, v, (apr_size_t)(dot - v));
+        e.name = dot + 1;
+    }
+    if ((e.type && !bf_r4_is_type(e.type)) || !valid_name(e.name)) {
+        /* echo a short printable prefix only */
+        shown = apr_pstrndup(p, v, 40);
+        for (i = 0; shown[i]; i++)
+            if (!isprint((unsigned char)shown[i]))
+                shown[i] = '?';
+        if (e.type && !bf_r4_is_type(e.type))
+            *err = apr_psprintf(p,
+                                "_elements: '%s%s' does not start with a "
+                                "FHIR R4 resource type",
+                                shown, strlen(v) > 40 ? "..." : "");
+        else
+            *err = apr_psprintf(p,
+                                "_elements: '%s%s' is not [Type.]element "
+                                "(root elements only)",
+                                shown, strlen(v) > 40 ? "..." : "");
+        return false;
+    }
+    *out = e;
+    return true;
+}
+
 bool bf_elements_parse(apr_pool_t *p, const apr_array_header_t *values,
                        apr_array_header_t **out, const char **err)
 {
-    apr_array_header_t *els = apr_array_make(p, 8, sizeof(bf_element));
+    apr_array_header_t *els =
+        apr_array_make(p, values->nelts + 1, sizeof(bf_element));
     int i;
 
-    for (i = 0; i < values->nelts; i++) {
-        const char *v = APR_ARRAY_IDX(values, i, const char *);
-        const char *dot = strchr(v, '.');
-        bf_element e = { NULL, v };
-
-        if (dot) {
-            e.type = apr_pstrndup(p, v, (apr_size_t)(dot - v));
-            e.name = dot + 1;
-            if (!bf_r4_is_type(e.type)) {
-                *err = apr_psprintf(p, "_elements: '%s' is not a FHIR R4 "
-                                    "resource type", e.type);
-                return false;
-            }
-        }
-        if (!valid_name(e.name)) {
-            *err = apr_psprintf(p, "_elements: '%s' is not [Type.]element "
-                                "(root elements only)", v);
+    for (i = 0; i < values->nelts; i++)
+        if (!bf_elements_parse_one(p, APR_ARRAY_IDX(values, i, const char *),
+                                   apr_array_push(els), err))
             return false;
-        }
-        *(bf_element *)apr_array_push(els) = e;
-    }
     *out = els;
     return true;
 }
@@ -140,38 +158,41 @@ static bool is_choice(const char *name)
     return false;
 }
 
-/* Append one element (quoted for an SQL array literal) to list. */
-static const char *add(apr_pool_t *p, const char *list, const char *name)
+/* Append one element, quoted for an SQL array literal, to the pieces. */
+static void add(apr_pool_t *p, apr_array_header_t *parts, const char *name)
 {
     size_t n = strlen(name);
-    const char *item = name;
 
-    if (n > 3 && strcmp(name + n - 3, "[x]") == 0)
-        item = name;   /* already marked */
-    else if (is_choice(name))
-        item = apr_pstrcat(p, name, "[x]", NULL);
-    item = apr_pstrcat(p, "\"", item, "\"", NULL);
-    return list ? apr_pstrcat(p, list, ",", item, NULL) : item;
+    if (parts->nelts > 1)
+        APR_ARRAY_PUSH(parts, const char *) = ",";
+    APR_ARRAY_PUSH(parts, const char *) = "\"";
+    APR_ARRAY_PUSH(parts, const char *) = name;
+    if (!(n > 3 && strcmp(name + n - 3, "[x]") == 0) && is_choice(name))
+        APR_ARRAY_PUSH(parts, const char *) = "[x]";
+    APR_ARRAY_PUSH(parts, const char *) = "\"";
 }
 
 const char *bf_elements_keep_sql(apr_pool_t *p, const apr_array_header_t *els,
                                  const char *type)
 {
-    const char *list = NULL;
+    apr_array_header_t *parts = apr_array_make(
+        p, 4 * (els ? els->nelts : 0) + 32, sizeof(const char *));
     char *must = apr_pstrdup(p, bf_elements_mandatory(type)), *tok, *last;
     int i;
 
+    /* built once from an array of pieces: linear in the number of names */
+    APR_ARRAY_PUSH(parts, const char *) = "{";
     for (i = 0; els && i < els->nelts; i++) {
         const bf_element *e = &APR_ARRAY_IDX(els, i, bf_element);
 
         if (!e->type || strcmp(e->type, type) == 0)
-            list = add(p, list, e->name);
+            add(p, parts, e->name);
     }
     for (tok = apr_strtok(must, ",", &last); tok;
          tok = apr_strtok(NULL, ",", &last))
-        list = add(p, list, tok);
+        add(p, parts, tok);
+    APR_ARRAY_PUSH(parts, const char *) = "}";
     /* names are [A-Za-z0-9] plus "[x]": safe inside the array literal */
-    return apr_pstrcat(p, bf_sql_literal(p, apr_pstrcat(p, "{", list ? list : "",
-                                                        "}", NULL)),
+    return apr_pstrcat(p, bf_sql_literal(p, apr_array_pstrcat(p, parts, 0)),
                        "::text[]", NULL);
 }

@@ -20,9 +20,15 @@ typedef struct bf_element {
 bool bf_elements_parse(apr_pool_t *p, const apr_array_header_t *values,
                        apr_array_header_t **out, const char **err);
 
+/* Parse one value into *out; false with *err (which echoes at most a short
+ * printable prefix of v). */
+bool bf_elements_parse_one(apr_pool_t *p, const char *v, bf_element *out,
+                           const char **err);
+
 /* The SQL text[] literal of root element names to keep for `type`: the
  * requested ones that apply to it plus its mandatory ones; choice elements
- * carry a "[x]" suffix. */
+ * carry a "[x]" suffix.  Built once from an array: linear in the number of
+ * elements. */
 const char *bf_elements_keep_sql(apr_pool_t *p, const apr_array_header_t *els,
                                  const char *type);
 

@@ -42,6 +42,28 @@ bool bf_limits_admit(PGconn *conn, const char *client_id, int default_max,
     return true;
 }
 
+bool bf_limits_refused(PGconn *conn, const char *client_id, int rate_per_min,
+                       bf_admit_t *out, char sqlstate[6])
+{
+    char rate_s[16];
+    const char *v[2] = {client_id, rate_s};
+    PGresult *res = NULL;
+
+    memset(out, 0, sizeof *out);
+    snprintf(rate_s, sizeof rate_s, "%d", rate_per_min);
+    if (!bf_pq_exec(conn, "too-costly refusal",
+                    "SELECT verdict, recent, retry_after"
+                    " FROM bulkfhir.refuse_kickoff($1, $2::integer)",
+                    2, v, &res, sqlstate))
+        return false;
+    out->verdict =
+        !strcmp(PQgetvalue(res, 0, 0), "ok") ? BF_ADMIT_OK : BF_ADMIT_RATE;
+    out->recent = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    out->retry_after = atoi(PQgetvalue(res, 0, 2));
+    PQclear(res);
+    return true;
+}
+
 bool bf_limits_finish(PGconn *conn, bool commit, char sqlstate[6])
 {
     if (!commit) {

@@ -33,6 +33,15 @@ typedef struct bf_admit_t {
 bool bf_limits_admit(PGconn *conn, const char *client_id, int default_max,
                      int rate_per_min, bf_admit_t *out, char sqlstate[6]);
 
+/* A kick-off refused as too costly (README "Bounded cost") counts against
+ * the client's rate: bulkfhir.refuse_kickoff (sql/0073) records it in its
+ * own short transaction unless the client is over rate_per_min already.
+ * out->verdict: BF_ADMIT_OK (recorded) or BF_ADMIT_RATE (not recorded,
+ * retry_after set); out->recent counts this refusal.  false: database
+ * failure (sqlstate set). */
+bool bf_limits_refused(PGconn *conn, const char *client_id, int rate_per_min,
+                       bf_admit_t *out, char sqlstate[6]);
+
 /* Commit (or roll back) the admission transaction. */
 bool bf_limits_finish(PGconn *conn, bool commit, char sqlstate[6]);
 

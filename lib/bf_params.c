@@ -5,6 +5,7 @@
 #include "bf_time.h"
 #include "bf_typefilter.h"
 
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include <ctype.h>
 #include <json-c/json.h>
@@ -49,6 +50,13 @@ static const struct {
 
 #define NDJSON "application/fhir+ndjson"
 
+const bf_params_limits_t bf_params_default_limits = {
+    BF_DEFAULT_MAX_TYPE_FILTERS, BF_DEFAULT_MAX_FILTER_VALUES,
+    BF_DEFAULT_MAX_FILTER_BYTES, BF_DEFAULT_MAX_FILTER_TERMS,
+    BF_DEFAULT_MAX_ELEMENTS,     BF_DEFAULT_MAX_PATIENTS,
+    BF_DEFAULT_MAX_TYPES,
+};
+
 typedef struct {
     apr_pool_t *p;
     const char *level; /* system | patient | group; NULL: not checked */
@@ -56,19 +64,25 @@ typedef struct {
     bool from_query;  /* GET: `patient` is a POST-only parameter */
     json_object *obj; /* the normalized parameters being built */
     bf_params_t *prm;
+    const bf_params_limits_t *lim;
     int seen[NKNOWN];
+    long items[NKNOWN];       /* list items given (repeats counted) */
+    apr_hash_t *kept[NKNOWN]; /* list items kept: O(1) duplicate test */
+    long filter_bytes;        /* _typeFilter bytes so far */
+    long filter_terms;        /* bf_typefilter_terms so far */
+    long ignored;             /* `ignored` messages, kept or not */
 } ctx_t;
 
 /* Values are echoed in messages; keep them short and printable. */
 static const char *shown(apr_pool_t *p, const char *v)
 {
-    char *s = apr_pstrndup(p, v, 80);
+    char *s = apr_pstrndup(p, v, 40);
     char *c;
 
     for (c = s; *c; c++)
         if (!isprint((unsigned char)*c))
             *c = '?';
-    return strlen(v) > 80 ? apr_pstrcat(p, s, "...", NULL) : s;
+    return strlen(s) < strlen(v) ? apr_pstrcat(p, s, "...", NULL) : s;
 }
 
 static bool fail(ctx_t *c, const char *code, const char *fmt, ...)
@@ -86,10 +100,33 @@ static bool fail(ctx_t *c, const char *code, const char *fmt, ...)
 
 static void ignore(ctx_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Over a limit of the cost model: a fast too-costly refusal that names the
+ * directive and its value (never lifted by handling=lenient). */
+static bool too_costly(ctx_t *c, const char *limit, long value, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static bool too_costly(ctx_t *c, const char *limit, long value, const char *fmt,
+                       ...)
+{
+    va_list ap;
+    const char *what;
+
+    va_start(ap, fmt);
+    what = apr_pvsprintf(c->p, fmt, ap);
+    va_end(ap);
+    c->prm->error =
+        apr_psprintf(c->p, "%s: over the limit %s %ld", what, limit, value);
+    c->prm->error_code = "too-costly";
+    c->prm->limit = limit;
+    c->prm->limit_value = value;
+    return false;
+}
+
 static void ignore(ctx_t *c, const char *fmt, ...)
 {
     va_list ap;
 
+    if (c->ignored++ >= BF_PARAMS_MAX_WARNINGS)
+        return; /* counted; finish() says how many more */
     va_start(ap, fmt);
     APR_ARRAY_PUSH(c->prm->ignored, const char *) = apr_pvsprintf(c->p, fmt,
                                                                   ap);
@@ -117,15 +154,23 @@ static json_object *list_of(ctx_t *c, const char *name)
     return a;
 }
 
-static bool list_has(json_object *a, const char *v)
+/* The per-parameter limit on list items, or 0 (none). */
+static long item_limit(const ctx_t *c, const char *name, const char **dir)
 {
-    size_t i, n = json_object_array_length(a);
-
-    for (i = 0; i < n; i++)
-        if (strcmp(json_object_get_string(json_object_array_get_idx(a, i)), v)
-            == 0)
-            return true;
-    return false;
+    if (!strcmp(name, "_elements")) {
+        *dir = BF_LIMIT_ELEMENTS;
+        return c->lim->elements;
+    }
+    if (!strcmp(name, "patient")) {
+        *dir = BF_LIMIT_PATIENTS;
+        return c->lim->patients;
+    }
+    if (!strcmp(name, "_type")) {
+        *dir = BF_LIMIT_TYPES;
+        return c->lim->types;
+    }
+    *dir = NULL;
+    return 0;
 }
 
 static const char *normal_format(const char *v)
@@ -145,14 +190,13 @@ static const char *normal_format(const char *v)
 static bool item_ok(ctx_t *c, int k, const char *item, const char **why)
 {
     const char *name = known[k].name, *err = NULL;
-    apr_array_header_t *one, *els;
+    bf_element el;
     size_t i;
 
     if (!strcmp(name, "_elements")) {
-        one = apr_array_make(c->p, 1, sizeof(const char *));
-        APR_ARRAY_PUSH(one, const char *) = item;
-        if (!bf_elements_parse(c->p, one, &els, &err)) {
-            *why = err ? err : "is not [Type.]element";
+        if (!bf_elements_parse_one(c->p, item, &el, &err)) {
+            *why = "is not [Type.]element (root elements only) of an R4 "
+                   "resource type";
             return false;
         }
     }
@@ -172,9 +216,14 @@ static bool item_ok(ctx_t *c, int k, const char *item, const char **why)
 /* Add one value of known parameter k (already decoded). */
 static bool add_value(ctx_t *c, int k, const char *v)
 {
-    const char *name = known[k].name, *bad;
+    const char *name = known[k].name, *bad, *dir;
     char *item, *last, *copy;
     json_object *a;
+    long limit;
+
+    if (!bf_utf8_valid(v, strlen(v)))
+        return fail(c, "invalid", "parameter %s: '%s' is not valid UTF-8", name,
+                    shown(c->p, v));
 
     switch (known[k].kind) {
     case PK_FORMAT:
@@ -238,8 +287,23 @@ static bool add_value(ctx_t *c, int k, const char *v)
         bf_typefilter *tf;
         const char *err = NULL;
 
+        long terms, n = (long)strlen(v);
+        int j;
+
         if (!*v)
             return fail(c, "invalid", "parameter %s: empty value", name);
+        if (!bf_typefilter_utf8(c->p, v))
+            return fail(c, "invalid",
+                        "parameter %s: '%s' is not valid UTF-8 after "
+                        "percent-decoding",
+                        name, shown(c->p, v));
+        if (c->seen[k] > c->lim->type_filters)
+            return too_costly(c, BF_LIMIT_TYPE_FILTERS, c->lim->type_filters,
+                              "%d %s values", c->seen[k], name);
+        c->filter_bytes += n;
+        if (c->filter_bytes > c->lim->filter_bytes)
+            return too_costly(c, BF_LIMIT_FILTER_BYTES, c->lim->filter_bytes,
+                              "%ld bytes of %s", c->filter_bytes, name);
         if (!bf_typefilter_parse(c->p, v, &tf, &err)) {
             if (!c->lenient)
                 return fail(c, "not-supported", "%s '%s': %s", name,
@@ -248,6 +312,23 @@ static bool add_value(ctx_t *c, int k, const char *v)
                    err ? err : "not supported");
             return true;
         }
+        for (j = 0; j < tf->clauses->nelts; j++) {
+            const bf_tf_clause *cl =
+                &APR_ARRAY_IDX(tf->clauses, j, bf_tf_clause);
+
+            if (cl->values->nelts > c->lim->filter_values)
+                return too_costly(
+                    c, BF_LIMIT_FILTER_VALUES, c->lim->filter_values,
+                    "%s '%s': %d values of %s", name, shown(c->p, v),
+                    cl->values->nelts, cl->sp->code);
+        }
+        terms = bf_typefilter_terms(tf);
+        c->filter_terms += terms;
+        if (c->filter_terms > c->lim->filter_terms)
+            return too_costly(c, BF_LIMIT_FILTER_TERMS, c->lim->filter_terms,
+                              "%s: %ld filter terms (clauses x values x "
+                              "search paths; '%s' alone has %ld)",
+                              name, c->filter_terms, shown(c->p, v), terms);
         json_object_array_add(list_of(c, name), json_object_new_string(v));
         return true;
     }
@@ -256,11 +337,18 @@ static bool add_value(ctx_t *c, int k, const char *v)
     case PK_REF:
         a = list_of(c, name);
         copy = apr_pstrdup(c->p, v);
+        limit = item_limit(c, name, &dir);
+        if (!c->kept[k])
+            c->kept[k] = apr_hash_make(c->p);
         for (item = apr_strtok(copy, ",", &last); item;
              item = apr_strtok(NULL, ",", &last)) {
             apr_collapse_spaces(item, item); /* returns the end, not item */
             if (!*item)
                 continue;
+            /* counted before any check: the loop stops at the limit */
+            if (dir && ++c->items[k] > limit)
+                return too_costly(c, dir, limit, "more than %ld %s values",
+                                  limit, name);
             if (!strcmp(name, "includeAssociatedData")
                 && strcmp(item, "LatestProvenanceResources") != 0
                 && strcmp(item, "RelevantProvenanceResources") != 0) {
@@ -292,8 +380,10 @@ static bool add_value(ctx_t *c, int k, const char *v)
                        shown(c->p, item));
                 continue;
             }
-            if (!list_has(a, item))
+            if (!apr_hash_get(c->kept[k], item, APR_HASH_KEY_STRING)) {
+                apr_hash_set(c->kept[k], item, APR_HASH_KEY_STRING, item);
                 json_object_array_add(a, json_object_new_string(item));
+            }
         }
         return true;
     }
@@ -302,7 +392,12 @@ static bool add_value(ctx_t *c, int k, const char *v)
 
 static bool add_param(ctx_t *c, const char *name, const char *value)
 {
-    int k = find_known(name);
+    int k;
+
+    if (!bf_utf8_valid(name, strlen(name)))
+        return fail(c, "invalid", "parameter name '%s' is not valid UTF-8",
+                    shown(c->p, name));
+    k = find_known(name);
 
     if (k < 0) {
         if (!c->lenient)
@@ -379,6 +474,10 @@ static bool finish(ctx_t *c)
             APR_ARRAY_PUSH(prm->types, const char *) = apr_pstrdup(
                 c->p, json_object_get_string(json_object_array_get_idx(v, i)));
     }
+    if (c->ignored > BF_PARAMS_MAX_WARNINGS)
+        APR_ARRAY_PUSH(prm->ignored, const char *) =
+            apr_psprintf(c->p, "%ld more parameters or values ignored",
+                         c->ignored - BF_PARAMS_MAX_WARNINGS);
     if (prm->ignored->nelts > 0) { /* R60: the worker writes them out */
         json_object *w = json_object_new_array();
         int j;
@@ -396,11 +495,12 @@ static bool finish(ctx_t *c)
     return true;
 }
 
-static void ctx_init(ctx_t *c, apr_pool_t *p, const char *level,
-                     bool lenient)
+static void ctx_init(ctx_t *c, apr_pool_t *p, const char *level, bool lenient,
+                     const bf_params_limits_t *lim)
 {
     memset(c, 0, sizeof *c);
     c->p = p;
+    c->lim = lim ? lim : &bf_params_default_limits;
     c->level = level;
     c->lenient = lenient;
     c->obj = json_object_new_object();
@@ -442,12 +542,19 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
 bool bf_params_from_query(apr_pool_t *p, const char *query,
                           const char *level, bool lenient, bf_params_t **out)
 {
+    return bf_params_from_query_lim(p, query, level, lenient, NULL, out);
+}
+
+bool bf_params_from_query_lim(apr_pool_t *p, const char *query,
+                              const char *level, bool lenient,
+                              const bf_params_limits_t *lim, bf_params_t **out)
+{
     ctx_t c;
     const char *seg, *end, *eq;
     char *name, *value;
     bool ok = false;
 
-    ctx_init(&c, p, level, lenient);
+    ctx_init(&c, p, level, lenient, lim);
     c.from_query = true;
     *out = c.prm;
     for (seg = query ? query : ""; *seg; seg = *end ? end + 1 : end) {
@@ -552,6 +659,13 @@ static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
 bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
                          const char *level, bool lenient, bf_params_t **out)
 {
+    return bf_params_from_body_lim(p, body, len, level, lenient, NULL, out);
+}
+
+bool bf_params_from_body_lim(apr_pool_t *p, const char *body, size_t len,
+                             const char *level, bool lenient,
+                             const bf_params_limits_t *lim, bf_params_t **out)
+{
     ctx_t c;
     json_tokener *tok;
     json_object *root = NULL, *rt, *list = NULL, *e, *n;
@@ -560,7 +674,7 @@ bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
     bool ok = false;
     int k;
 
-    ctx_init(&c, p, level, lenient);
+    ctx_init(&c, p, level, lenient, lim);
     *out = c.prm;
     tok = json_tokener_new();
     if (len > 0)
@@ -593,6 +707,14 @@ bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
             || !json_object_is_type(n, json_type_string)
             || !*json_object_get_string(n)) {
             fail(&c, "invalid", "Parameters.parameter[%d] needs a name",
+                 (int)i);
+            goto leave;
+        }
+        if (!bf_utf8_valid(json_object_get_string(n),
+                           (size_t)json_object_get_string_len(n))) {
+            fail(&c, "invalid",
+                 "Parameters.parameter[%d].name is not valid "
+                 "UTF-8",
                  (int)i);
             goto leave;
         }

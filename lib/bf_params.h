@@ -20,6 +20,45 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 
+/* The kick-off cost model (README "Bounded cost"): limits checked while a
+ * kick-off is parsed, before any SQL runs.  Over a limit, parsing stops
+ * with error_code "too-costly" and limit/limit_value name the directive;
+ * Prefer: handling=lenient does not lift a limit.  The names are the httpd
+ * directives that set them. */
+#define BF_LIMIT_TYPE_FILTERS "BulkFhirMaxTypeFilters"
+#define BF_LIMIT_FILTER_VALUES "BulkFhirMaxFilterValues"
+#define BF_LIMIT_FILTER_BYTES "BulkFhirMaxTypeFilterBytes"
+#define BF_LIMIT_FILTER_TERMS "BulkFhirMaxFilterTerms"
+#define BF_LIMIT_ELEMENTS "BulkFhirMaxElements"
+#define BF_LIMIT_PATIENTS "BulkFhirMaxPatients"
+#define BF_LIMIT_TYPES "BulkFhirMaxTypes"
+
+typedef struct bf_params_limits_t {
+    long type_filters;  /* _typeFilter values per kick-off */
+    long filter_values; /* values of one search parameter in a filter */
+    long filter_bytes;  /* bytes of all _typeFilter values (decoded) */
+    long filter_terms;  /* sum over the filters of bf_typefilter_terms:
+                         * clauses x values x search paths */
+    long elements;      /* _elements names (repeats counted) */
+    long patients;      /* patient references (repeats counted) */
+    long types;         /* _type entries (repeats counted) */
+} bf_params_limits_t;
+
+/* The defaults (also those of the directives). */
+#define BF_DEFAULT_MAX_TYPE_FILTERS 8
+#define BF_DEFAULT_MAX_FILTER_VALUES 64
+#define BF_DEFAULT_MAX_FILTER_BYTES 16384
+#define BF_DEFAULT_MAX_FILTER_TERMS 1024
+#define BF_DEFAULT_MAX_ELEMENTS 500
+#define BF_DEFAULT_MAX_PATIENTS 1000
+#define BF_DEFAULT_MAX_TYPES 200
+
+extern const bf_params_limits_t bf_params_default_limits;
+
+/* At most this many `ignored` messages are kept (then one that counts the
+ * rest). */
+#define BF_PARAMS_MAX_WARNINGS 50
+
 typedef struct bf_params_t {
     const char *output_format;     /* always application/fhir+ndjson */
     const char *since;             /* FHIR instant or NULL */
@@ -35,20 +74,33 @@ typedef struct bf_params_t {
     /* on failure */
     const char *error;             /* human readable, names the parameter */
     const char *error_code;        /* OperationOutcome issue code */
+    const char *limit;             /* too-costly: the directive, else NULL */
+    long limit_value;              /* too-costly: its value */
 } bf_params_t;
 
 /* Parse a raw (not yet decoded) query string; NULL or "" is no
- * parameters.  level (system | patient | group, or NULL: not checked) is
- * the export level: `patient` is refused at system level.  `patient` in a
- * query string is refused too (the IG allows it in POST bodies only) unless
- * lenient: then it is honoured and a warning says so.  Returns false
- * with prm->error/error_code set on bad input. */
+ * parameters.  Time and memory are linear in the query's size; every
+ * decoded name and value must be UTF-8 (else "invalid", even lenient).  level
+ * (system | patient | group, or NULL: not checked) is the export level:
+ * `patient` is refused at system level.  `patient` in a query string is refused
+ * too (the IG allows it in POST bodies only) unless lenient: then it is
+ * honoured and a warning says so.  Returns false with prm->error/error_code set
+ * on bad input. */
 bool bf_params_from_query(apr_pool_t *p, const char *query,
                           const char *level, bool lenient, bf_params_t **out);
 
 /* Parse a FHIR Parameters resource (JSON text of len bytes). */
 bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,
                          const char *level, bool lenient, bf_params_t **out);
+
+/* The same under explicit limits (NULL: bf_params_default_limits); the two
+ * above use the defaults. */
+bool bf_params_from_query_lim(apr_pool_t *p, const char *query,
+                              const char *level, bool lenient,
+                              const bf_params_limits_t *lim, bf_params_t **out);
+bool bf_params_from_body_lim(apr_pool_t *p, const char *body, size_t len,
+                             const char *level, bool lenient,
+                             const bf_params_limits_t *lim, bf_params_t **out);
 
 /* Prefer header preferences the kick-off looks at (RFC 7240, SPEC
  * R13-R16).  bf_params_prefer_add() takes one header value at a time

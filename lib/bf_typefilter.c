@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include <json-c/json.h>
 
-#define TF_MAX_LEN 4096
-#define TF_MAX_CLAUSES 32
-#define TF_MAX_VALUES 64
+#define TF_MAX_LEN BF_TF_MAX_LEN
+#define TF_MAX_CLAUSES BF_TF_MAX_CLAUSES
 
 /* Result parameters are never criteria (SPEC §1.4 _typeFilter). */
 static const char *const result_params[] = {
@@ -43,7 +43,52 @@ const char *bf_sql_literal(apr_pool_t *p, const char *s)
     return out;
 }
 
+bool bf_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s, *end = u + n;
+    unsigned cp;
+    int k, i;
+
+    while (u < end) {
+        if (*u < 0x80) {
+            u++;
+            continue;
+        }
+        if (*u >= 0xC2 && *u <= 0xDF)
+            k = 1, cp = *u & 0x1F;
+        else if (*u >= 0xE0 && *u <= 0xEF)
+            k = 2, cp = *u & 0x0F;
+        else if (*u >= 0xF0 && *u <= 0xF4)
+            k = 3, cp = *u & 0x07;
+        else
+            return false;
+        if (end - u <= k)
+            return false;
+        for (i = 1; i <= k; i++) {
+            if ((u[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (u[i] & 0x3F);
+        }
+        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        u += k + 1;
+    }
+    return true;
+}
+
 /* ---- parsing ---------------------------------------------------------- */
+
+/* Values are echoed in messages: a short printable prefix only. */
+static const char *shown(apr_pool_t *p, const char *v)
+{
+    char *s = apr_pstrndup(p, v, 40), *c;
+
+    for (c = s; *c; c++)
+        if (!isprint((unsigned char)*c))
+            *c = '?';
+    return strlen(s) < strlen(v) ? apr_pstrcat(p, s, "...", NULL) : s;
+}
 
 static int hexval(int c)
 {
@@ -76,10 +121,28 @@ static bool pct_decode(char *s)
     return true;
 }
 
-/* Split a value list at unescaped commas; "\," is a literal comma. */
+bool bf_typefilter_utf8(apr_pool_t *p, const char *text)
+{
+    char *copy = apr_pstrdup(p, text), *o = copy, *s;
+    int h, l;
+
+    for (s = copy; *s; s++) {
+        h = *s == '%' ? hexval((unsigned char)s[1]) : -1;
+        l = h < 0 ? -1 : hexval((unsigned char)s[2]);
+        if (h >= 0 && l >= 0) {
+            *o++ = (char)(h * 16 + l);
+            s += 2;
+        } else
+            *o++ = *s;
+    }
+    return bf_utf8_valid(copy, (size_t)(o - copy));
+}
+
+/* Split a value list at unescaped commas; "\," is a literal comma.  One
+ * buffer holds every value (linear in the list's length). */
 static bool split_values(apr_pool_t *p, const char *v, apr_array_header_t *out)
 {
-    char *buf = apr_palloc(p, strlen(v) + 1), *o = buf;
+    char *o = apr_palloc(p, strlen(v) + 1), *buf = o;
 
     for (;; v++) {
         if (*v == '\\' && (v[1] == ',' || v[1] == '\\' || v[1] == '$'
@@ -88,15 +151,13 @@ static bool split_values(apr_pool_t *p, const char *v, apr_array_header_t *out)
             continue;
         }
         if (*v == ',' || *v == '\0') {
-            *o = '\0';
+            *o++ = '\0';
             if (!*buf)
-                return false;   /* empty value */
-            if (out->nelts >= TF_MAX_VALUES)
-                return false;
+                return false; /* empty value */
             APR_ARRAY_PUSH(out, const char *) = buf;
             if (!*v)
                 return true;
-            buf = o = apr_palloc(p, strlen(v) + 1);
+            buf = o;
             continue;
         }
         *o++ = *v;
@@ -185,8 +246,9 @@ static bool check_values(apr_pool_t *p, const bf_tf_clause *c,
             }
             date_prefix(v, &rest);
             if (!valid_date(rest)) {
-                *err = apr_psprintf(p, "%s: '%s' is not a FHIR date or dateTime",
-                                    c->sp->code, v);
+                *err =
+                    apr_psprintf(p, "%s: '%s' is not a FHIR date or dateTime",
+                                 c->sp->code, shown(p, v));
                 return false;
             }
         }
@@ -226,16 +288,18 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
     }
     q = strchr(text, '?');
     if (!q || q == text || !q[1]) {
-        *err = apr_psprintf(p, "_typeFilter '%s' is not of the form Type?param=value",
-                            text);
+        *err = apr_psprintf(
+            p, "_typeFilter '%s' is not of the form Type?param=value",
+            shown(p, text));
         return false;
     }
     tf = apr_pcalloc(p, sizeof *tf);
     tf->text = text;
     tf->type = apr_pstrndup(p, text, (apr_size_t)(q - text));
     if (!bf_r4_is_type(tf->type)) {
-        *err = apr_psprintf(p, "_typeFilter: '%s' is not a FHIR R4 resource type",
-                            tf->type);
+        *err =
+            apr_psprintf(p, "_typeFilter: '%s' is not a FHIR R4 resource type",
+                         shown(p, tf->type));
         return false;
     }
     tf->clauses = apr_array_make(p, 4, sizeof(bf_tf_clause));
@@ -246,13 +310,20 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
         bf_tf_clause c = { 0 };
 
         if (!eq || eq == pair || !eq[1]) {
-            *err = apr_psprintf(p, "_typeFilter: '%s' is not param=value", pair);
+            *err = apr_psprintf(p, "_typeFilter: '%s' is not param=value",
+                                shown(p, pair));
             return false;
         }
         *eq = '\0';
         name = pair;
         if (!pct_decode(name) || !pct_decode(eq + 1)) {
             *err = "_typeFilter: bad percent-encoding";
+            return false;
+        }
+        if (!bf_utf8_valid(name, strlen(name)) ||
+            !bf_utf8_valid(eq + 1, strlen(eq + 1))) {
+            *err = "_typeFilter: a parameter is not valid UTF-8 after "
+                   "percent-decoding";
             return false;
         }
         for (i = 0; result_params[i]; i++) {
@@ -263,8 +334,10 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
             }
         }
         if (strchr(name, '.') || strncmp(name, "_has", 4) == 0) {
-            *err = apr_psprintf(p, "_typeFilter: chained and reverse-chained "
-                                "parameters (%s) are not supported", name);
+            *err = apr_psprintf(p,
+                                "_typeFilter: chained and reverse-chained "
+                                "parameters (%s) are not supported",
+                                shown(p, name));
             return false;
         }
         colon = strchr(name, ':');
@@ -274,19 +347,22 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
         }
         c.sp = bf_searchparam_find(tf->type, name);
         if (!c.sp) {
-            *err = apr_psprintf(p, "_typeFilter: search parameter '%s' of %s "
-                                "is not supported", name, tf->type);
+            *err = apr_psprintf(p,
+                                "_typeFilter: search parameter '%s' of %s "
+                                "is not supported",
+                                shown(p, name), tf->type);
             return false;
         }
         if (!modifier_ok(&c)) {
-            *err = apr_psprintf(p, "_typeFilter: modifier :%s on %s is not "
-                                "supported", c.modifier, name);
+            *err = apr_psprintf(p,
+                                "_typeFilter: modifier :%s on %s is not "
+                                "supported",
+                                shown(p, c.modifier), name);
             return false;
         }
         c.values = apr_array_make(p, 2, sizeof(const char *));
         if (!split_values(p, eq + 1, c.values)) {
-            *err = apr_psprintf(p, "_typeFilter: %s has an empty value or too "
-                                "many values", name);
+            *err = apr_psprintf(p, "_typeFilter: %s has an empty value", name);
             return false;
         }
         if (!check_values(p, &c, err))
@@ -359,123 +435,6 @@ static const char *path_to_jsonpath(apr_pool_t *p, const char *path,
     return jp;
 }
 
-/* Apply fn to every path of sp and OR the results. */
-typedef const char *(*path_sql_fn)(apr_pool_t *p, const char *jp,
-                                   const char *ref_type, const char *value,
-                                   const char *modifier);
-
-static const char *each_path(apr_pool_t *p, const bf_searchparam *sp,
-                             path_sql_fn fn, const char *value,
-                             const char *modifier)
-{
-    char *paths = apr_pstrdup(p, sp->paths), *one, *last;
-    const char *sql = NULL, *ref_type, *jp;
-
-    for (one = apr_strtok(paths, "|", &last); one;
-         one = apr_strtok(NULL, "|", &last)) {
-        jp = path_to_jsonpath(p, one, &ref_type);
-        const char *s = fn(p, jp, ref_type, value, modifier);
-
-        sql = sql ? apr_pstrcat(p, sql, " OR ", s, NULL) : s;
-    }
-    return apr_pstrcat(p, "(", sql ? sql : "false", ")", NULL);
-}
-
-static const char *exists_sql(apr_pool_t *p, const char *jp,
-                              const char *ref_type, const char *value,
-                              const char *modifier)
-{
-    return apr_psprintf(p, "jsonb_path_exists(resource, %s)",
-                        bf_sql_literal(p, jp));
-}
-
-static const char *token_sql(apr_pool_t *p, const char *jp,
-                             const char *ref_type, const char *value,
-                             const char *modifier)
-{
-    const char *bar = strchr(value, '|');
-    json_object *vars = json_object_new_object();
-    const char *pred, *sys_cond, *code_cond, *vars_s;
-
-    if (bar) {
-        char *sys = apr_pstrndup(p, value, (apr_size_t)(bar - value));
-
-        json_object_object_add(vars, "s", json_object_new_string(sys));
-        json_object_object_add(vars, "c", json_object_new_string(bar + 1));
-        sys_cond = *sys ? "@.system == $s" : "!exists(@.system)";
-        code_cond = bar[1] ? "@.code == $c" : NULL;
-    }
-    else {
-        json_object_object_add(vars, "c", json_object_new_string(value));
-        sys_cond = NULL;
-        code_cond = "@.code == $c";
-    }
-    json_object_object_add(vars, "b", json_object_new_boolean(
-                                          strcmp(value, "true") == 0));
-    if (!sys_cond) {
-        /* code alone: a primitive code/string/boolean, a Coding, a
-         * CodeableConcept, an Identifier or a ContactPoint value */
-        pred = "@ == $c || ((@ == true || @ == false) && @ == $b)"
-               " || exists(@.coding ? (@.code == $c)) || @.code == $c"
-               " || @.value == $c";
-        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
-            pred = "@ == $c || exists(@.coding ? (@.code == $c))"
-                   " || @.code == $c || @.value == $c";
-    }
-    else if (code_cond) {
-        pred = apr_psprintf(p,
-                            "exists(@.coding ? (%s && %s)) || (%s && %s)"
-                            " || (@.value == $c && %s)",
-                            code_cond, sys_cond, code_cond, sys_cond, sys_cond);
-    }
-    else {
-        pred = apr_psprintf(p, "exists(@.coding ? (%s)) || (exists(@.code) && %s)"
-                            " || (exists(@.value) && %s)",
-                            sys_cond, sys_cond, sys_cond);
-    }
-    vars_s = apr_pstrdup(p, json_object_to_json_string_ext(
-                                vars, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(vars);
-    return apr_psprintf(p, "jsonb_path_exists(resource, %s, %s::jsonb)",
-                        bf_sql_literal(p, apr_psprintf(p, "%s ? (%s)", jp, pred)),
-                        bf_sql_literal(p, vars_s));
-}
-
-static const char *uri_sql(apr_pool_t *p, const char *jp, const char *ref_type,
-                           const char *value, const char *modifier)
-{
-    json_object *vars = json_object_new_object();
-    const char *vars_s;
-
-    json_object_object_add(vars, "v", json_object_new_string(value));
-    vars_s = apr_pstrdup(p, json_object_to_json_string_ext(
-                                vars, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(vars);
-    return apr_psprintf(p, "jsonb_path_exists(resource, %s, %s::jsonb)",
-                        bf_sql_literal(p, apr_psprintf(p, "%s ? (@ == $v)", jp)),
-                        bf_sql_literal(p, vars_s));
-}
-
-static const char *string_sql(apr_pool_t *p, const char *jp,
-                              const char *ref_type, const char *value,
-                              const char *modifier)
-{
-    const char *cmp;
-    const char *lit = bf_sql_literal(p, value);
-
-    if (modifier && strcmp(modifier, "exact") == 0)
-        cmp = apr_psprintf(p, "(x #>> '{}') = %s", lit);
-    else if (modifier && strcmp(modifier, "contains") == 0)
-        cmp = apr_psprintf(p, "strpos(lower(x #>> '{}'), lower(%s)) > 0", lit);
-    else
-        cmp = apr_psprintf(p, "starts_with(lower(x #>> '{}'), lower(%s))", lit);
-    return apr_psprintf(
-        p, "EXISTS (SELECT 1 FROM jsonb_path_query(resource, %s) AS v(x) WHERE %s)",
-        bf_sql_literal(p, apr_pstrcat(p, jp, ".** ? (@.type() == \"string\")",
-                                      NULL)),
-        cmp);
-}
-
 static const char *like_escape(apr_pool_t *p, const char *s)
 {
     size_t n = strlen(s), i, o = 0;
@@ -490,134 +449,491 @@ static const char *like_escape(apr_pool_t *p, const char *s)
     return out;
 }
 
-static const char *reference_sql(apr_pool_t *p, const char *jp,
-                                 const char *ref_type, const char *value,
-                                 const char *modifier)
+/* The SQL is appended to one array of pieces and joined once at the end
+ * (linear in its size).  A clause costs O(paths + values) bytes: the paths
+ * of its search parameter travel as one jsonpath[] constant, its values as
+ * one array constant (or one jsonpath vars object), so PostgreSQL folds
+ * both at plan time and compares each found element with every value in
+ * one subquery. */
+typedef struct {
+    apr_pool_t *p;
+    apr_array_header_t *parts; /* const char * */
+} sqlbuf;
+
+static void sb_add(sqlbuf *sb, const char *s)
 {
-    const char *slash = strrchr(value, '/');
-    const char *want_type = modifier, *id, *cond;
+    APR_ARRAY_PUSH(sb->parts, const char *) = s;
+}
 
-    /* Type/id, absolute .../Type/id, or a bare id */
-    if (slash) {
-        const char *tstart = slash;
+/* One path of a search parameter: its jsonpath and its "@Type" or NULL. */
+typedef struct {
+    const char *jp;
+    const char *ref_type;
+} tf_path;
 
-        while (tstart > value && tstart[-1] != '/')
-            tstart--;
-        want_type = apr_pstrndup(p, tstart, (apr_size_t)(slash - tstart));
-        id = slash + 1;
+static apr_array_header_t *paths_of(apr_pool_t *p, const bf_searchparam *sp)
+{
+    char *paths = apr_pstrdup(p, sp->paths), *one, *last;
+    apr_array_header_t *out = apr_array_make(p, 4, sizeof(tf_path));
+
+    for (one = apr_strtok(paths, "|", &last); one;
+         one = apr_strtok(NULL, "|", &last)) {
+        tf_path *tp = apr_array_push(out);
+
+        tp->jp = path_to_jsonpath(p, one, &tp->ref_type);
     }
-    else
-        id = value;
-    if (ref_type && want_type && strcmp(ref_type, want_type) != 0)
-        return "false";
-    if (!want_type)
-        want_type = ref_type;
-    if (want_type)
-        cond = apr_psprintf(p, "(x #>> '{}') = %s OR (x #>> '{}') LIKE %s",
-                            bf_sql_literal(p, apr_pstrcat(p, want_type, "/", id, NULL)),
-                            bf_sql_literal(p, apr_pstrcat(p, "%/",
-                                                          like_escape(p, want_type),
-                                                          "/", like_escape(p, id),
-                                                          NULL)));
-    else
-        cond = apr_psprintf(p, "(x #>> '{}') LIKE %s",
-                            bf_sql_literal(p, apr_pstrcat(p, "%/", like_escape(p, id),
-                                                          NULL)));
-    return apr_psprintf(
-        p, "EXISTS (SELECT 1 FROM jsonb_path_query(resource, %s) AS v(x) WHERE %s)",
-        bf_sql_literal(p, apr_pstrcat(p, jp, ".reference", NULL)), cond);
+    return out;
 }
 
-static const char *date_sql(apr_pool_t *p, const char *jp,
-                            const char *ref_type, const char *value,
-                            const char *modifier)
+int bf_typefilter_paths(const bf_searchparam *sp)
 {
-    const char *rest, *prefix = date_prefix(value, &rest), *cmp;
-    char *v = apr_pstrdup(p, rest), *sp = strchr(v, ' ');
+    const char *s;
+    int n = 1;
 
-    if (sp)
-        *sp = '+';   /* a '+' that form-decoding turned into a space */
-    /* t: the target's range, q: the search value's range (FHIR date
-     * search semantics, half-open ranges) */
-    if (strcmp(prefix, "eq") == 0)
-        cmp = "t <@ q";
-    else if (strcmp(prefix, "ne") == 0)
-        cmp = "NOT (t <@ q)";
-    else if (strcmp(prefix, "gt") == 0)
-        cmp = "(upper_inf(t) OR upper(t) > upper(q))";
-    else if (strcmp(prefix, "lt") == 0)
-        cmp = "(lower_inf(t) OR lower(t) < lower(q))";
-    else if (strcmp(prefix, "ge") == 0)
-        cmp = "(upper_inf(t) OR upper(t) > upper(q) OR t <@ q)";
-    else if (strcmp(prefix, "le") == 0)
-        cmp = "(lower_inf(t) OR lower(t) < lower(q) OR t <@ q)";
-    else if (strcmp(prefix, "sa") == 0)
-        cmp = "(NOT lower_inf(t) AND lower(t) >= upper(q))";
-    else
-        cmp = "(NOT upper_inf(t) AND upper(t) <= lower(q))";
-    return apr_psprintf(
-        p,
-        "EXISTS (SELECT 1 FROM jsonb_path_query(resource, %s) AS v(x),"
-        " bulkfhir.fhir_value_range(x) AS t, bulkfhir.fhir_date_range(%s) AS q"
-        " WHERE t IS NOT NULL AND %s)",
-        bf_sql_literal(p, jp), bf_sql_literal(p, v), cmp);
+    for (s = sp->paths; *s; s++)
+        if (*s == '|')
+            n++;
+    return n;
 }
 
-static const char *clause_sql(apr_pool_t *p, const bf_tf_clause *c)
+long bf_typefilter_terms(const bf_typefilter *tf)
 {
-    const char *sql = NULL, *one;
-    path_sql_fn fn;
+    long terms = 0;
     int i;
 
-    if (c->modifier && strcmp(c->modifier, "missing") == 0) {
-        one = each_path(p, c->sp, exists_sql, NULL, NULL);
-        return strcmp(APR_ARRAY_IDX(c->values, 0, const char *), "true") == 0
-                   ? apr_pstrcat(p, "NOT ", one, NULL)
-                   : one;
+    for (i = 0; i < tf->clauses->nelts; i++) {
+        const bf_tf_clause *c = &APR_ARRAY_IDX(tf->clauses, i, bf_tf_clause);
+
+        terms += (long)bf_typefilter_paths(c->sp) * c->values->nelts;
     }
-    switch (c->sp->type) {
-    case BF_SP_TOKEN: fn = token_sql; break;
-    case BF_SP_STRING: fn = string_sql; break;
-    case BF_SP_DATE: fn = date_sql; break;
-    case BF_SP_REFERENCE: fn = reference_sql; break;
-    default: fn = uri_sql; break;
+    return terms;
+}
+
+/* ARRAY[E'jp1<tail>', ...]::jsonpath[] for the paths (all, or those whose
+ * ref_type is `only` when want_rt). */
+static void sb_paths(sqlbuf *sb, const apr_array_header_t *paths,
+                     const char *tail)
+{
+    int i;
+
+    sb_add(sb, "ARRAY[");
+    for (i = 0; i < paths->nelts; i++) {
+        const tf_path *tp = &APR_ARRAY_IDX(paths, i, tf_path);
+
+        if (i)
+            sb_add(sb, ",");
+        sb_add(sb, bf_sql_literal(sb->p,
+                                  tail ? apr_pstrcat(sb->p, tp->jp, tail, NULL)
+                                       : tp->jp));
     }
+    sb_add(sb, "]::jsonpath[]");
+}
+
+/* ARRAY[E'v1', ...]::text[] (NULL items as NULL) */
+static void sb_texts(sqlbuf *sb, const apr_array_header_t *vals)
+{
+    int i;
+
+    sb_add(sb, "ARRAY[");
+    for (i = 0; i < vals->nelts; i++) {
+        const char *v = APR_ARRAY_IDX(vals, i, const char *);
+
+        if (i)
+            sb_add(sb, ",");
+        sb_add(sb, v ? bf_sql_literal(sb->p, v) : "NULL");
+    }
+    sb_add(sb, "]::text[]");
+}
+
+static const char *json_text(apr_pool_t *p, json_object *o)
+{
+    const char *s = apr_pstrdup(
+        p, json_object_to_json_string_ext(
+               o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+
+    json_object_put(o);
+    return s;
+}
+
+/* true when any path of the list selects an element matching `pred` (NULL:
+ * any element) with `vars` */
+static void sb_path_exists(sqlbuf *sb, const apr_array_header_t *paths,
+                           const char *pred, const char *vars)
+{
+    const char *tail = pred ? apr_pstrcat(sb->p, " ? (", pred, ")", NULL) : "";
+
+    if (paths->nelts == 1) {
+        sb_add(sb, "jsonb_path_exists(resource, ");
+        sb_add(sb, bf_sql_literal(
+                       sb->p,
+                       apr_pstrcat(sb->p, APR_ARRAY_IDX(paths, 0, tf_path).jp,
+                                   tail, NULL)));
+    } else {
+        sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");
+        sb_paths(sb, paths, tail);
+        sb_add(sb, ") AS j(p) WHERE jsonb_path_exists(resource, j.p");
+    }
+    if (vars) {
+        sb_add(sb, ", ");
+        sb_add(sb, bf_sql_literal(sb->p, vars));
+        sb_add(sb, "::jsonb");
+    }
+    sb_add(sb, paths->nelts == 1 ? ")" : "))");
+}
+
+static void missing_sql(sqlbuf *sb, const bf_tf_clause *c,
+                        const apr_array_header_t *paths)
+{
+    if (!strcmp(APR_ARRAY_IDX(c->values, 0, const char *), "true"))
+        sb_add(sb, "NOT ");
+    sb_add(sb, "(");
+    sb_path_exists(sb, paths, NULL, NULL);
+    sb_add(sb, ")");
+}
+
+/* A group of token values sharing one jsonpath predicate. */
+typedef struct {
+    int form;           /* TOK_* */
+    const char *system; /* TOK_SYS_CODE: the system */
+    json_object *c;     /* codes (array) */
+    json_object *s;     /* TOK_SYS: systems (array) */
+    json_object *b;     /* TOK_CODE: booleans among the codes (array) */
+} tok_group;
+
+enum { TOK_CODE, TOK_SYS_CODE, TOK_NOSYS_CODE, TOK_SYS, TOK_NOSYS };
+
+static void token_sql(sqlbuf *sb, const bf_tf_clause *c,
+                      const apr_array_header_t *paths)
+{
+    apr_pool_t *p = sb->p;
+    apr_array_header_t *groups = apr_array_make(p, 4, sizeof(tok_group));
+    apr_hash_t *by_sys = apr_hash_make(p);
+    tok_group *simple[5] = {NULL};
+    int i;
+
     for (i = 0; i < c->values->nelts; i++) {
-        one = each_path(p, c->sp, fn, APR_ARRAY_IDX(c->values, i, const char *),
-                        c->modifier);
-        sql = sql ? apr_pstrcat(p, sql, " OR ", one, NULL) : one;
+        const char *v = APR_ARRAY_IDX(c->values, i, const char *);
+        const char *bar = strchr(v, '|'), *sys = NULL, *code = v;
+        tok_group *g;
+        int form;
+
+        if (bar) {
+            sys = apr_pstrndup(p, v, (apr_size_t)(bar - v));
+            code = bar + 1;
+            form = *sys ? (*code ? TOK_SYS_CODE : TOK_SYS)
+                        : (*code ? TOK_NOSYS_CODE : TOK_NOSYS);
+        } else
+            form = TOK_CODE;
+        g = form == TOK_SYS_CODE
+                ? apr_hash_get(by_sys, sys, APR_HASH_KEY_STRING)
+                : simple[form];
+        if (!g) {
+            g = apr_array_push(groups);
+            memset(g, 0, sizeof *g);
+            g->form = form;
+            g->system = sys;
+            g->c = json_object_new_array();
+            g->s = json_object_new_array();
+            g->b = json_object_new_array();
+            if (form == TOK_SYS_CODE)
+                apr_hash_set(by_sys, sys, APR_HASH_KEY_STRING, g);
+            else
+                simple[form] = g;
+        }
+        if (*code)
+            json_object_array_add(g->c, json_object_new_string(code));
+        if (form == TOK_SYS)
+            json_object_array_add(g->s, json_object_new_string(sys));
+        if (form == TOK_CODE && (!strcmp(v, "true") || !strcmp(v, "false")))
+            json_object_array_add(g->b, json_object_new_boolean(v[0] == 't'));
     }
-    sql = apr_pstrcat(p, "(", sql, ")", NULL);
-    if (c->modifier && strcmp(c->modifier, "not") == 0)
-        sql = apr_pstrcat(p, "NOT ", sql, NULL);
-    return sql;
+    for (i = 0; i < groups->nelts; i++) {
+        tok_group *g = &APR_ARRAY_IDX(groups, i, tok_group);
+        json_object *vars = json_object_new_object();
+        const char *pred;
+
+        switch (g->form) {
+        case TOK_CODE:
+            /* code alone: a primitive code/string/boolean, a Coding, a
+             * CodeableConcept, an Identifier or a ContactPoint value */
+            pred = json_object_array_length(g->b) > 0
+                       ? "@ == $c || ((@ == true || @ == false) && @ == $b)"
+                         " || exists(@.coding ? (@.code == $c))"
+                         " || @.code == $c || @.value == $c"
+                       : "@ == $c || exists(@.coding ? (@.code == $c))"
+                         " || @.code == $c || @.value == $c";
+            json_object_object_add(vars, "c", json_object_get(g->c));
+            json_object_object_add(vars, "b", json_object_get(g->b));
+            break;
+        case TOK_SYS_CODE:
+        case TOK_NOSYS_CODE: {
+            const char *sc = g->form == TOK_SYS_CODE ? "@.system == $s"
+                                                     : "!exists(@.system)";
+
+            pred = apr_psprintf(p,
+                                "exists(@.coding ? (@.code == $c && %s))"
+                                " || (@.code == $c && %s)"
+                                " || (@.value == $c && %s)",
+                                sc, sc, sc);
+            json_object_object_add(vars, "c", json_object_get(g->c));
+            if (g->form == TOK_SYS_CODE)
+                json_object_object_add(vars, "s",
+                                       json_object_new_string(g->system));
+            break;
+        }
+        default: {
+            const char *sc =
+                g->form == TOK_SYS ? "@.system == $s" : "!exists(@.system)";
+
+            pred = apr_psprintf(p,
+                                "exists(@.coding ? (%s))"
+                                " || (exists(@.code) && %s)"
+                                " || (exists(@.value) && %s)",
+                                sc, sc, sc);
+            if (g->form == TOK_SYS)
+                json_object_object_add(vars, "s", json_object_get(g->s));
+            break;
+        }
+        }
+        json_object_put(g->c);
+        json_object_put(g->s);
+        json_object_put(g->b);
+        if (i)
+            sb_add(sb, " OR ");
+        sb_path_exists(sb, paths, pred, json_text(p, vars));
+    }
+}
+
+static void uri_sql(sqlbuf *sb, const bf_tf_clause *c,
+                    const apr_array_header_t *paths)
+{
+    json_object *vars = json_object_new_object(), *v = json_object_new_array();
+    int i;
+
+    for (i = 0; i < c->values->nelts; i++)
+        json_object_array_add(v, json_object_new_string(APR_ARRAY_IDX(
+                                     c->values, i, const char *)));
+    json_object_object_add(vars, "v", v);
+    sb_path_exists(sb, paths, "@ == $v", json_text(sb->p, vars));
+}
+
+static void string_sql(sqlbuf *sb, const bf_tf_clause *c,
+                       const apr_array_header_t *paths)
+{
+    const char *m = c->modifier;
+
+    sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");
+    sb_paths(sb, paths, ".** ? (@.type() == \"string\")");
+    sb_add(sb, ") AS j(p), jsonb_path_query(resource, j.p) AS v(x), unnest(");
+    sb_texts(sb, c->values);
+    if (m && !strcmp(m, "exact"))
+        sb_add(sb, ") AS q(s) WHERE (x #>> '{}') = q.s)");
+    else if (m && !strcmp(m, "contains"))
+        sb_add(sb, ") AS q(s) WHERE strpos(lower(x #>> '{}'), lower(q.s)) "
+                   "> 0)");
+    else
+        sb_add(sb, ") AS q(s) WHERE starts_with(lower(x #>> '{}'), "
+                   "lower(q.s)))");
+}
+
+/* Type/id, absolute .../Type/id or a bare id, against the paths whose
+ * "@Type" restriction is rt (NULL: none): the (exact, LIKE) pairs. */
+static bool reference_pairs(apr_pool_t *p, const bf_tf_clause *c,
+                            const char *rt, apr_array_header_t *exact,
+                            apr_array_header_t *like)
+{
+    int i;
+
+    for (i = 0; i < c->values->nelts; i++) {
+        const char *value = APR_ARRAY_IDX(c->values, i, const char *);
+        const char *slash = strrchr(value, '/');
+        const char *want_type = c->modifier, *id;
+
+        if (slash) {
+            const char *tstart = slash;
+
+            while (tstart > value && tstart[-1] != '/')
+                tstart--;
+            want_type = apr_pstrndup(p, tstart, (apr_size_t)(slash - tstart));
+            id = slash + 1;
+        } else
+            id = value;
+        if (rt && want_type && strcmp(rt, want_type) != 0)
+            continue;
+        if (!want_type)
+            want_type = rt;
+        if (want_type) {
+            APR_ARRAY_PUSH(exact, const char *) =
+                apr_pstrcat(p, want_type, "/", id, NULL);
+            APR_ARRAY_PUSH(like, const char *) =
+                apr_pstrcat(p, "%/", like_escape(p, want_type), "/",
+                            like_escape(p, id), NULL);
+        } else {
+            APR_ARRAY_PUSH(exact, const char *) = NULL;
+            APR_ARRAY_PUSH(like, const char *) =
+                apr_pstrcat(p, "%/", like_escape(p, id), NULL);
+        }
+    }
+    return exact->nelts > 0;
+}
+
+static void reference_sql(sqlbuf *sb, const bf_tf_clause *c,
+                          const apr_array_header_t *paths)
+{
+    apr_pool_t *p = sb->p;
+    bool *done = apr_pcalloc(p, sizeof(bool) * (size_t)paths->nelts + 1);
+    bool any = false;
+    int i, j;
+
+    /* one subquery per distinct "@Type" restriction of the paths */
+    for (i = 0; i < paths->nelts; i++) {
+        const char *rt = APR_ARRAY_IDX(paths, i, tf_path).ref_type;
+        apr_array_header_t *mine = apr_array_make(p, 2, sizeof(tf_path));
+        apr_array_header_t *exact = apr_array_make(p, 4, sizeof(char *));
+        apr_array_header_t *like = apr_array_make(p, 4, sizeof(char *));
+
+        if (done[i])
+            continue;
+        for (j = i; j < paths->nelts; j++) {
+            const char *rj = APR_ARRAY_IDX(paths, j, tf_path).ref_type;
+
+            if (!done[j] && (rt ? rj && !strcmp(rt, rj) : !rj)) {
+                done[j] = true;
+                *(tf_path *)apr_array_push(mine) =
+                    APR_ARRAY_IDX(paths, j, tf_path);
+            }
+        }
+        if (!reference_pairs(p, c, rt, exact, like))
+            continue;
+        if (any)
+            sb_add(sb, " OR ");
+        any = true;
+        sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");
+        sb_paths(sb, mine, ".reference");
+        sb_add(sb, ") AS j(p), jsonb_path_query(resource, j.p) AS v(x), "
+                   "unnest(");
+        sb_texts(sb, exact);
+        sb_add(sb, ", ");
+        sb_texts(sb, like);
+        sb_add(sb, ") AS q(e, l) WHERE (x #>> '{}') = q.e OR (x #>> '{}') "
+                   "LIKE q.l)");
+    }
+    if (!any)
+        sb_add(sb, "false");
+}
+
+static void date_sql(sqlbuf *sb, const bf_tf_clause *c,
+                     const apr_array_header_t *paths)
+{
+    /* t: the target's range, q.r: the search value's range (FHIR date
+     * search semantics, half-open ranges) */
+    static const char *const cmp[][2] = {
+        {"eq", "t <@ q.r"},
+        {"ne", "NOT (t <@ q.r)"},
+        {"gt", "(upper_inf(t) OR upper(t) > upper(q.r))"},
+        {"lt", "(lower_inf(t) OR lower(t) < lower(q.r))"},
+        {"ge", "(upper_inf(t) OR upper(t) > upper(q.r) OR t <@ q.r)"},
+        {"le", "(lower_inf(t) OR lower(t) < lower(q.r) OR t <@ q.r)"},
+        {"sa", "(NOT lower_inf(t) AND lower(t) >= upper(q.r))"},
+        {"eb", "(NOT upper_inf(t) AND upper(t) <= lower(q.r))"},
+    };
+    apr_pool_t *p = sb->p;
+    apr_array_header_t *pfx =
+        apr_array_make(p, c->values->nelts, sizeof(char *));
+    bool used[8] = {false};
+    int i, k;
+
+    sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");
+    sb_paths(sb, paths, NULL);
+    sb_add(sb, ") AS j(p), jsonb_path_query(resource, j.p) AS v(x),"
+               " bulkfhir.fhir_value_range(x) AS t, unnest(ARRAY[");
+    /* constant arguments of an immutable function: folded at plan time */
+    for (i = 0; i < c->values->nelts; i++) {
+        const char *rest, *prefix;
+        char *v, *sp;
+
+        prefix = date_prefix(APR_ARRAY_IDX(c->values, i, const char *), &rest);
+        v = apr_pstrdup(p, rest);
+        if ((sp = strchr(v, ' ')) != NULL)
+            *sp = '+'; /* a '+' that form-decoding turned into a space */
+        if (i)
+            sb_add(sb, ",");
+        sb_add(sb, "bulkfhir.fhir_date_range(");
+        sb_add(sb, bf_sql_literal(p, v));
+        sb_add(sb, ")");
+        APR_ARRAY_PUSH(pfx, const char *) = prefix;
+        for (k = 0; k < 8; k++)
+            if (!strcmp(prefix, cmp[k][0]))
+                used[k] = true;
+    }
+    sb_add(sb, "]::tstzrange[], ");
+    sb_texts(sb, pfx);
+    sb_add(sb, ") AS q(r, pfx) WHERE t IS NOT NULL AND CASE q.pfx");
+    for (k = 0; k < 8; k++) {
+        if (!used[k])
+            continue;
+        sb_add(sb, apr_psprintf(p, " WHEN '%s' THEN %s", cmp[k][0], cmp[k][1]));
+    }
+    sb_add(sb, " END)");
+}
+
+static void clause_sql(sqlbuf *sb, const bf_tf_clause *c)
+{
+    apr_array_header_t *paths = paths_of(sb->p, c->sp);
+    bool not = c->modifier && !strcmp(c->modifier, "not");
+
+    if (c->modifier && !strcmp(c->modifier, "missing")) {
+        missing_sql(sb, c, paths);
+        return;
+    }
+    sb_add(sb, not ? "NOT (" : "(");
+    switch (c->sp->type) {
+    case BF_SP_TOKEN:
+        token_sql(sb, c, paths);
+        break;
+    case BF_SP_STRING:
+        string_sql(sb, c, paths);
+        break;
+    case BF_SP_DATE:
+        date_sql(sb, c, paths);
+        break;
+    case BF_SP_REFERENCE:
+        reference_sql(sb, c, paths);
+        break;
+    default:
+        uri_sql(sb, c, paths);
+        break;
+    }
+    sb_add(sb, ")");
 }
 
 bool bf_typefilter_sql(apr_pool_t *p, const apr_array_header_t *filters,
                        const char **sql, const char **err)
 {
-    const char *any = NULL;
+    sqlbuf sb;
     int i, j;
 
     *sql = NULL;
+    (void)err;
     if (!filters || filters->nelts == 0) {
         *sql = "true";
         return true;
     }
+    sb.p = p;
+    sb.parts = apr_array_make(p, 64, sizeof(const char *));
+    sb_add(&sb, "(");
     for (i = 0; i < filters->nelts; i++) {
         const bf_typefilter *tf = APR_ARRAY_IDX(filters, i, bf_typefilter *);
-        const char *all = NULL;
 
+        sb_add(&sb, i ? " OR (" : "(");
         for (j = 0; j < tf->clauses->nelts; j++) {
-            const char *c = clause_sql(p, &APR_ARRAY_IDX(tf->clauses, j,
-                                                         bf_tf_clause));
-
-            all = all ? apr_pstrcat(p, all, " AND ", c, NULL) : c;
+            if (j)
+                sb_add(&sb, " AND ");
+            clause_sql(&sb, &APR_ARRAY_IDX(tf->clauses, j, bf_tf_clause));
         }
-        any = any ? apr_pstrcat(p, any, " OR (", all, ")", NULL)
-                  : apr_pstrcat(p, "(", all, ")", NULL);
+        sb_add(&sb, ")");
     }
-    *sql = apr_pstrcat(p, "(", any, ")", NULL);
-    (void)err;
+    sb_add(&sb, ")");
+    *sql = apr_array_pstrcat(p, sb.parts, 0);
     return true;
 }

@@ -4,6 +4,7 @@
 
 #include <apr_strings.h>
 #include <errno.h>
+#include <stdint.h>
 #include <http_core.h>
 #include <http_main.h>
 #include <libpq-fe.h>
@@ -290,6 +291,18 @@ static const char *set_auth_scope_source(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+/* The cost-model limits: one setter, cmd->info is the bf_cost_e. */
+static const char *set_cost(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const bf_cost_def_t *d = &bf_cost_defs[(bf_cost_e)(intptr_t)cmd->info];
+    long long v;
+    const char *err = int_arg(cmd, arg, d->lo, d->hi, d->unit, &v);
+
+    if (!err)
+        ((bf_dir_conf_t *)dconf)->cost[(bf_cost_e)(intptr_t)cmd->info] = v;
+    return err;
+}
+
 const command_rec bf_cmds[] = {
     AP_INIT_TAKE1(BF_CMD_DATABASE, set_database, NULL, RSRC_CONF,
                   "PostgreSQL conninfo or URI of the bulkfhir database"),
@@ -357,6 +370,35 @@ const command_rec bf_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "Largest kick-off Parameters body in bytes "
                   "(default 1048576)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_TYPE_FILTERS, set_cost,
+                  (void *)(intptr_t)BF_COST_TYPE_FILTERS,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Most _typeFilter values in one kick-off, else 400 "
+                  "too-costly (default 8)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_FILTER_VALUES, set_cost,
+                  (void *)(intptr_t)BF_COST_FILTER_VALUES,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Most values of one search parameter in a _typeFilter "
+                  "(default 64)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_FILTER_BYTES, set_cost,
+                  (void *)(intptr_t)BF_COST_FILTER_BYTES,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Most bytes of all _typeFilter values of one kick-off "
+                  "(default 16384)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_FILTER_TERMS, set_cost,
+                  (void *)(intptr_t)BF_COST_FILTER_TERMS,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Most filter terms (sum of clauses x values x search "
+                  "paths) of one kick-off (default 1024)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_ELEMENTS, set_cost,
+                  (void *)(intptr_t)BF_COST_ELEMENTS, RSRC_CONF | ACCESS_CONF,
+                  "Most _elements names of one kick-off (default 500)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_PATIENTS, set_cost,
+                  (void *)(intptr_t)BF_COST_PATIENTS, RSRC_CONF | ACCESS_CONF,
+                  "Most patient references of one kick-off (default 1000)"),
+    AP_INIT_TAKE1(BF_CMD_MAX_TYPES, set_cost, (void *)(intptr_t)BF_COST_TYPES,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Most _type entries of one kick-off (default 200)"),
     { NULL }
 };
 
@@ -383,6 +425,20 @@ const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo)
     }
     PQconninfoFree(opts);
     return *s ? s : "(libpq defaults)";
+}
+
+/* "BulkFhirMaxTypeFilters 8, ..." for the start-up log */
+static const char *cost_limits(apr_pool_t *p, const bf_dir_conf_t *dc)
+{
+    apr_array_header_t *parts =
+        apr_array_make(p, BF_COST_N, sizeof(const char *));
+    int i;
+
+    for (i = 0; i < BF_COST_N; i++)
+        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(
+            p, "%s%s %" APR_INT64_T_FMT, i ? ", " : "", bf_cost_defs[i].name,
+            (apr_int64_t)bf_dir_cost(dc, (bf_cost_e)i));
+    return apr_array_pstrcat(p, parts, 0);
 }
 
 int bf_config_pre(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
@@ -440,6 +496,10 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                      BF_CMD_KICKOFF_RATE, bf_dir_kickoff_rate(dc),
                      BF_CMD_AUTH_SCOPE_SOURCE, bf_dir_auth_scope_source(dc),
                      BF_CMD_MIN_POLL_INTERVAL, bf_dir_min_poll_interval(dc));
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
+                     "mod_bulkfhir: server %s:%u: kick-off cost limits: %s",
+                     v->server_hostname ? v->server_hostname : "*",
+                     (unsigned)v->port, cost_limits(ptemp, dc));
         if (!sc->conninfo)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
                          "BF01001: server %s: %s is not set; bulkfhir "

@@ -25,6 +25,14 @@
 #define BF_CMD_AUTH_SCOPE_SOURCE "BulkFhirAuthScopeSource"
 #define BF_CMD_STATUS_CACHE "BulkFhirStatusCache"
 #define BF_CMD_STATUS_CACHE_TIMEOUT "BulkFhirStatusCacheTimeout"
+/* the kick-off cost model (lib/bf_params.h: the same names and defaults) */
+#define BF_CMD_MAX_TYPE_FILTERS "BulkFhirMaxTypeFilters"
+#define BF_CMD_MAX_FILTER_VALUES "BulkFhirMaxFilterValues"
+#define BF_CMD_MAX_FILTER_BYTES "BulkFhirMaxTypeFilterBytes"
+#define BF_CMD_MAX_FILTER_TERMS "BulkFhirMaxFilterTerms"
+#define BF_CMD_MAX_ELEMENTS "BulkFhirMaxElements"
+#define BF_CMD_MAX_PATIENTS "BulkFhirMaxPatients"
+#define BF_CMD_MAX_TYPES "BulkFhirMaxTypes"
 
 /* "not set here": inherit from the enclosing scope, else the default */
 #define BF_DEF_VAL (-1)
@@ -42,6 +50,34 @@
 #define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
 #define BF_DEFAULT_STATUS_CACHE "none" /* httpd's caches are opt-in */
 #define BF_DEFAULT_STATUS_CACHE_TIMEOUT 1 /* s a cached status may be old */
+#define BF_DEFAULT_MAX_TYPE_FILTERS 8
+#define BF_DEFAULT_MAX_FILTER_VALUES 64
+#define BF_DEFAULT_MAX_FILTER_BYTES 16384
+#define BF_DEFAULT_MAX_FILTER_TERMS 1024
+#define BF_DEFAULT_MAX_ELEMENTS 500
+#define BF_DEFAULT_MAX_PATIENTS 1000
+#define BF_DEFAULT_MAX_TYPES 200
+
+/* The cost-model limits, one table: bf_cost_defs[i] gives the directive,
+ * its default and its range; bf_dir_conf_t.cost[i] the configured value. */
+typedef enum {
+    BF_COST_TYPE_FILTERS = 0,
+    BF_COST_FILTER_VALUES,
+    BF_COST_FILTER_BYTES,
+    BF_COST_FILTER_TERMS,
+    BF_COST_ELEMENTS,
+    BF_COST_PATIENTS,
+    BF_COST_TYPES,
+    BF_COST_N
+} bf_cost_e;
+
+typedef struct bf_cost_def_t {
+    const char *name; /* the directive */
+    long long def, lo, hi;
+    const char *unit;
+} bf_cost_def_t;
+
+extern const bf_cost_def_t bf_cost_defs[BF_COST_N];
 
 typedef enum {
     BF_AUTH_NONE = 0,
@@ -74,6 +110,7 @@ typedef struct bf_dir_conf_t {
     int kickoff_rate;        /* kick-offs per client per minute */
     int min_poll_interval;   /* ms between polls of a running job; 0: off */
     const char *auth_scope_source; /* "header:NAME" or "env:NAME"; NULL: unset */
+    long long cost[BF_COST_N];     /* kick-off cost limits (bf_cost_e) */
 } bf_dir_conf_t;
 
 bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p);
@@ -98,5 +135,6 @@ int bf_dir_max_active_jobs(const bf_dir_conf_t *c);
 int bf_dir_kickoff_rate(const bf_dir_conf_t *c);
 int bf_dir_min_poll_interval(const bf_dir_conf_t *c);
 const char *bf_dir_auth_scope_source(const bf_dir_conf_t *c);
+long long bf_dir_cost(const bf_dir_conf_t *c, bf_cost_e which);
 
 #endif

@@ -11,6 +11,18 @@
 #define BF_MERGE_PTR(base, add, name) ((add)->name ? (add)->name : (base)->name)
 #define BF_OR_DEFAULT(v, def) (((v) == BF_DEF_VAL) ? (def) : (v))
 
+const bf_cost_def_t bf_cost_defs[BF_COST_N] = {
+    {BF_CMD_MAX_TYPE_FILTERS, BF_DEFAULT_MAX_TYPE_FILTERS, 1, 1000, "filters"},
+    {BF_CMD_MAX_FILTER_VALUES, BF_DEFAULT_MAX_FILTER_VALUES, 1, 10000,
+     "values"},
+    {BF_CMD_MAX_FILTER_BYTES, BF_DEFAULT_MAX_FILTER_BYTES, 256, 1048576,
+     "bytes"},
+    {BF_CMD_MAX_FILTER_TERMS, BF_DEFAULT_MAX_FILTER_TERMS, 1, 1000000, "terms"},
+    {BF_CMD_MAX_ELEMENTS, BF_DEFAULT_MAX_ELEMENTS, 1, 100000, "elements"},
+    {BF_CMD_MAX_PATIENTS, BF_DEFAULT_MAX_PATIENTS, 1, 1000000, "references"},
+    {BF_CMD_MAX_TYPES, BF_DEFAULT_MAX_TYPES, 1, 10000, "entries"},
+};
+
 bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p)
 {
     bf_srv_conf_t *c = apr_pcalloc(p, sizeof *c);
@@ -39,6 +51,7 @@ bf_dir_conf_t *bf_dir_conf_create(apr_pool_t *p, const char *location)
 {
     bf_dir_conf_t *c = apr_pcalloc(p, sizeof *c);
     size_t n;
+    int i;
 
     if (location) {
         /* the FHIR base path: no trailing slash ("/" becomes "") */
@@ -57,6 +70,8 @@ bf_dir_conf_t *bf_dir_conf_create(apr_pool_t *p, const char *location)
     c->max_active_jobs = BF_DEF_VAL;
     c->kickoff_rate = BF_DEF_VAL;
     c->min_poll_interval = BF_DEF_VAL;
+    for (i = 0; i < BF_COST_N; i++)
+        c->cost[i] = BF_DEF_VAL;
     return c;
 }
 
@@ -64,6 +79,7 @@ bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
                                  const bf_dir_conf_t *add)
 {
     bf_dir_conf_t *c = apr_pcalloc(p, sizeof *c);
+    int i;
 
     c->location = BF_MERGE_PTR(base, add, location);
     c->base_url = BF_MERGE_PTR(base, add, base_url);
@@ -78,6 +94,8 @@ bf_dir_conf_t *bf_dir_conf_merge(apr_pool_t *p, const bf_dir_conf_t *base,
     c->kickoff_rate = BF_MERGE(base, add, kickoff_rate);
     c->min_poll_interval = BF_MERGE(base, add, min_poll_interval);
     c->auth_scope_source = BF_MERGE_PTR(base, add, auth_scope_source);
+    for (i = 0; i < BF_COST_N; i++)
+        c->cost[i] = BF_MERGE(base, add, cost[i]);
     return c;
 }
 
@@ -151,4 +169,9 @@ const char *bf_dir_auth_scope_source(const bf_dir_conf_t *c)
 {
     return c->auth_scope_source ? c->auth_scope_source
                                 : BF_DEFAULT_AUTH_SCOPE_SOURCE;
+}
+
+long long bf_dir_cost(const bf_dir_conf_t *c, bf_cost_e which)
+{
+    return BF_OR_DEFAULT(c->cost[which], bf_cost_defs[which].def);
 }

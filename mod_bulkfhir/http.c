@@ -76,19 +76,16 @@ bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
 {
     request_rec *r = rq->r;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    char *buf;
-    apr_size_t got = 0;
+    apr_size_t got = 0, size, limit = (apr_size_t)max + 1;
+    apr_int64_t announced = cl ? apr_atoi64(cl) : -1;
+    char *buf, *bigger;
     long n;
     int st;
 
     *body = NULL;
     *len = 0;
-    if (cl && apr_atoi64(cl) > max) {
-        *rc = bf_http_oo(rq, HTTP_REQUEST_ENTITY_TOO_LARGE, "too-long",
-                         "the request body is larger than %s %" APR_OFF_T_FMT
-                         " bytes",
-                         BF_CMD_MAX_BODY, max);
-        r->connection->keepalive = AP_CONN_CLOSE;
+    if (announced > (apr_int64_t)max) {
+        *rc = body_too_large(rq, max);
         return false;
     }
     st = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK);
@@ -98,21 +95,33 @@ bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
                          "invalid", "the request body cannot be read");
         return false;
     }
-    buf = apr_palloc(r->pool, (apr_size_t)max + 1);
+    /* room for the announced body and one byte more (to see an overrun) */
+    size = announced >= 0 ? (apr_size_t)announced + 1 : BODY_CHUNK;
+    if (size > limit)
+        size = limit;
+    buf = apr_palloc(r->pool, size + 1);
     if (ap_should_client_block(r)) {
-        while ((n = ap_get_client_block(r, buf + got,
-                                        (apr_size_t)max + 1 - got))
-               > 0) {
-            got += (apr_size_t)n;
-            if (got > (apr_size_t)max) {
-                *rc = bf_http_oo(rq, HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                 "too-long",
-                                 "the request body is larger than %s "
-                                 "%" APR_OFF_T_FMT " bytes",
-                                 BF_CMD_MAX_BODY, max);
-                r->connection->keepalive = AP_CONN_CLOSE;
-                return false;
+        for (;;) {
+            if (got == size) {
+                if (size >= limit) {
+                    *rc = body_too_large(rq, max);
+                    return false;
+                }
+                /* grow: the old block stays in r->pool, the total is at
+                 * most twice the body */
+                size = size * 2 < limit ? size * 2 : limit;
+                bigger = apr_palloc(r->pool, size + 1);
+                memcpy(bigger, buf, got);
+                buf = bigger;
             }
+            n = ap_get_client_block(r, buf + got, size - got);
+            if (n <= 0)
+                break;
+            got += (apr_size_t)n;
+        }
+        if (got > (apr_size_t)max) {
+            *rc = body_too_large(rq, max);
+            return false;
         }
         if (n < 0) {
             *rc = bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",

@@ -4,6 +4,7 @@
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_job_check.h"
+#include "bf_limits.h"
 #include "bf_oo.h"
 #include "bf_params.h"
 #include "bf_scope.h"
@@ -57,6 +58,57 @@ static void add_provenance_task(bf_req_t *rq, bf_params_t *prm)
     APR_ARRAY_PUSH(prm->types, const char *) = "Provenance";
 }
 
+/* The kick-off cost model of this <Location> (README "Bounded cost"). */
+static void cost_limits(const bf_dir_conf_t *dc, bf_params_limits_t *lim)
+{
+    lim->type_filters = (long)bf_dir_cost(dc, BF_COST_TYPE_FILTERS);
+    lim->filter_values = (long)bf_dir_cost(dc, BF_COST_FILTER_VALUES);
+    lim->filter_bytes = (long)bf_dir_cost(dc, BF_COST_FILTER_BYTES);
+    lim->filter_terms = (long)bf_dir_cost(dc, BF_COST_FILTER_TERMS);
+    lim->elements = (long)bf_dir_cost(dc, BF_COST_ELEMENTS);
+    lim->patients = (long)bf_dir_cost(dc, BF_COST_PATIENTS);
+    lim->types = (long)bf_dir_cost(dc, BF_COST_TYPES);
+}
+
+/* Over a cost limit: 400 too-costly naming the limit, counted against the
+ * client's BulkFhirKickoffRate (bulkfhir.refuse_kickoff); a client over
+ * its rate already gets 429.  No job, no other SQL. */
+static int too_costly(bf_req_t *rq, const bf_params_t *prm)
+{
+    request_rec *r = rq->r;
+    const char *who = rq->client_id ? rq->client_id : "(anonymous)";
+    bf_admit_t a;
+    char sqlstate[6] = "";
+
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "kick-off refused as too costly: client %s: %s %ld", who,
+                  prm->limit, prm->limit_value);
+    if (!bf_db_acquire(rq))
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BF01070: client %s: a too-costly kick-off was not "
+                      "counted against %s: the database is unavailable",
+                      who, BF_CMD_KICKOFF_RATE);
+    else if (!bf_limits_refused(rq->conn, rq->client_id,
+                                bf_dir_kickoff_rate(rq->dc), &a, sqlstate))
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BF01071: client %s: a too-costly kick-off was not "
+                      "counted against %s: SQLSTATE %s",
+                      who, BF_CMD_KICKOFF_RATE, sqlstate);
+    else if (a.verdict == BF_ADMIT_RATE) {
+        apr_table_setn(r->headers_out, "Retry-After",
+                       apr_itoa(r->pool, a.retry_after));
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "kick-off refused: client %s is over %s %d/min "
+                      "(too-costly kick-offs count)",
+                      who, BF_CMD_KICKOFF_RATE, bf_dir_kickoff_rate(rq->dc));
+        return bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
+                          "too many kick-offs: at most %d per minute for "
+                          "this client, refused ones included; retry in %d s",
+                          bf_dir_kickoff_rate(rq->dc), a.retry_after);
+    }
+    return bf_http_oo(rq, HTTP_BAD_REQUEST, "too-costly", "%s", prm->error);
+}
+
 static int prefer_one(void *baton, const char *key, const char *value)
 {
     (void)key;
@@ -70,6 +122,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     bf_prefer_t pref;
     bool lenient;
     bf_params_t *prm;
+    bf_params_limits_t lim;
     bf_job_kickoff_t k;
     const char *job_id, *body, *location;
     apr_size_t len;
@@ -85,9 +138,10 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     memset(&pref, 0, sizeof pref);
     apr_table_do(prefer_one, &pref, r->headers_in, "Prefer", NULL);
     lenient = pref.lenient && !pref.strict;
+    cost_limits(rq->dc, &lim);
     if (r->method_number == M_GET) {
-        ok = bf_params_from_query(r->pool, r->args, level, lenient,
-                                  &prm);
+        ok = bf_params_from_query_lim(r->pool, r->args, level, lenient, &lim,
+                                      &prm);
     }
     else if (r->method_number == M_POST) {
         if (r->args && *r->args)
@@ -102,12 +156,14 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
         if (!bf_http_read_body(rq, (apr_off_t)bf_dir_max_body(rq->dc), &body,
                                &len, &rc))
             return rc;
-        ok = bf_params_from_body(r->pool, body, len, level, lenient,
-                                 &prm);
+        ok = bf_params_from_body_lim(r->pool, body, len, level, lenient, &lim,
+                                     &prm);
     }
     else {
         return bf_http_not_allowed(rq, "GET, POST");
     }
+    if (!ok && prm->limit)
+        return too_costly(rq, prm);
     if (!ok)
         return bf_http_oo(rq, HTTP_BAD_REQUEST, prm->error_code, "%s",
                           prm->error);

@@ -59,6 +59,32 @@ static const char documentation[] =
     "**Status**: `Retry-After` and `X-Progress`; polling a running job more "
     "often than the configured interval gives 429 + `Retry-After`.";
 
+/* The kick-off cost model of this <Location> (README "Bounded cost"),
+ * appended to the documentation. */
+static const char *cost_limits(bf_req_t *rq)
+{
+    apr_array_header_t *parts =
+        apr_array_make(rq->r->pool, BF_COST_N + 2, sizeof(const char *));
+    int i;
+
+    APR_ARRAY_PUSH(parts, const char *) =
+        "\n\n**Limits** (checked before any work; over one: 400 "
+        "OperationOutcome `too-costly` naming it, counted against the "
+        "kick-off rate): ";
+    for (i = 0; i < BF_COST_N; i++)
+        APR_ARRAY_PUSH(parts, const char *) =
+            apr_psprintf(rq->r->pool, "%s`%s %" APR_INT64_T_FMT "`",
+                         i ? ", " : "", bf_cost_defs[i].name,
+                         (apr_int64_t)bf_dir_cost(rq->dc, (bf_cost_e)i));
+    APR_ARRAY_PUSH(parts, const char *) =
+        apr_psprintf(rq->r->pool,
+                     ", `%s %" APR_INT64_T_FMT "` bytes; kick-offs per client "
+                     "per minute `%s %d`.",
+                     BF_CMD_MAX_BODY, (apr_int64_t)bf_dir_max_body(rq->dc),
+                     BF_CMD_KICKOFF_RATE, bf_dir_kickoff_rate(rq->dc));
+    return apr_array_pstrcat(rq->r->pool, parts, 0);
+}
+
 /* the time this configuration was loaded: CapabilityStatement.date */
 static apr_time_t loaded_at;
 
@@ -252,7 +278,8 @@ int bf_metadata_handle(bf_req_t *rq)
         json_object_object_add(rest, "security", sec);
     }
     json_object_object_add(rest, "documentation",
-                           json_object_new_string(documentation));
+                           json_object_new_string(apr_pstrcat(
+                               r->pool, documentation, cost_limits(rq), NULL)));
     /* C3, R62: every exportable type, in bf_r4's sorted order */
     resources = json_object_new_array();
     for (i = 0; i < bf_r4_type_count(); i++)

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <string.h>
 
 #include <apr_general.h>
 
@@ -103,12 +104,39 @@ static void test_dir_merge(void **state)
     assert_string_equal(bf_dir_conf_create(pool, "/")->location, "");
 }
 
+/* The cost-model limits: defaults from the table, a server value inherited,
+ * a <Location> value wins (README "Bounded cost"). */
+static void test_cost_limits(void **state)
+{
+    bf_dir_conf_t *srv = bf_dir_conf_create(pool, NULL);
+    bf_dir_conf_t *loc = bf_dir_conf_create(pool, "/fhir");
+    bf_dir_conf_t *m;
+    int i;
+
+    for (i = 0; i < BF_COST_N; i++) {
+        assert_true(bf_dir_cost(srv, (bf_cost_e)i) == bf_cost_defs[i].def);
+        assert_true(bf_cost_defs[i].lo <= bf_cost_defs[i].def
+                    && bf_cost_defs[i].def <= bf_cost_defs[i].hi);
+        assert_non_null(strstr(bf_cost_defs[i].name, "BulkFhirMax"));
+    }
+    assert_true(bf_dir_cost(srv, BF_COST_FILTER_TERMS) == 1024);
+    assert_string_equal(bf_cost_defs[BF_COST_ELEMENTS].name,
+                        BF_CMD_MAX_ELEMENTS);
+    srv->cost[BF_COST_ELEMENTS] = 50;
+    loc->cost[BF_COST_FILTER_TERMS] = 4096;
+    m = bf_dir_conf_merge(pool, srv, loc);
+    assert_true(bf_dir_cost(m, BF_COST_ELEMENTS) == 50);
+    assert_true(bf_dir_cost(m, BF_COST_FILTER_TERMS) == 4096);
+    assert_true(bf_dir_cost(m, BF_COST_TYPES) == BF_DEFAULT_MAX_TYPES);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_srv_merge),
         cmocka_unit_test(test_dir_merge),
+        cmocka_unit_test(test_cost_limits),
     };
     int rc;
 

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <apr_general.h>
@@ -56,9 +57,35 @@ static void test_keep_lists(void **state)
     assert_string_equal(bf_elements_mandatory("Unknown"), "");
 }
 
+/* 100k names parse and make their keep-list in linear time (the keep-list
+ * is built once from an array). */
+static void test_linear(void **state)
+{
+    apr_array_header_t *v = apr_array_make(pool, 100000, sizeof(char *)), *els;
+    const char *err = NULL, *keep;
+    struct timespec t0, t1;
+    int i;
+
+    for (i = 0; i < 100000; i++)
+        APR_ARRAY_PUSH(v, char *) = apr_psprintf(pool, "Observation.e%d", i);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_true(bf_elements_parse(pool, v, &els, &err));
+    keep = bf_elements_keep_sql(pool, els, "Observation");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_non_null(strstr(keep, "\"e99999\""));
+    assert_true((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 <
+                0.5);
+    /* a bad name is echoed as a short printable prefix */
+    APR_ARRAY_PUSH(v, char *) = apr_pstrcat(
+        pool, "Observation.", apr_psprintf(pool, "%0300d", 1), "\x01", NULL);
+    assert_false(bf_elements_parse(pool, v, &els, &err));
+    assert_true(strlen(err) < 120);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_keep_lists),
     };

@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 #include <json-c/json.h>
 #include <string.h>
+#include <time.h>
 
 #include "bf_params.h"
 #include "bf_time.h"
@@ -367,6 +368,201 @@ static void test_post_bad(void **state)
          true, true);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* "name=v0,v1,...": n comma-separated values made by fmt(i) */
+static char *list_query(const char *name, long n, const char *fmt)
+{
+    apr_array_header_t *parts =
+        apr_array_make(pool, (int)n * 2 + 2, sizeof(char *));
+    long i;
+
+    APR_ARRAY_PUSH(parts, char *) = apr_pstrcat(pool, name, "=", NULL);
+    for (i = 0; i < n; i++) {
+        if (i)
+            APR_ARRAY_PUSH(parts, char *) = ",";
+        APR_ARRAY_PUSH(parts, char *) = apr_psprintf(pool, fmt, i);
+    }
+    return apr_array_pstrcat(pool, parts, 0);
+}
+
+static void assert_too_costly(bf_params_t *prm, const char *limit)
+{
+    assert_string_equal(prm->error_code, "too-costly");
+    assert_non_null(prm->limit);
+    assert_string_equal(prm->limit, limit);
+    assert_non_null(strstr(prm->error, limit));
+}
+
+/* README "Bounded cost": each limit refuses with too-costly naming it;
+ * lenient does not lift a limit; at the limit is accepted. */
+static void test_cost_limits(void **state)
+{
+    bf_params_limits_t lim = bf_params_default_limits;
+    bf_params_t *prm = NULL;
+    char *q;
+    int i;
+
+    /* _elements: 500 accepted, 501 refused (also lenient) */
+    assert_true(bf_params_from_query_lim(
+        pool, list_query("_elements", 500, "e%ld"), level, false, &lim, &prm));
+    assert_false(bf_params_from_query_lim(
+        pool, list_query("_elements", 501, "e%ld"), level, true, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_ELEMENTS);
+    /* repeats count: 2 x 300 of the same names */
+    q = apr_pstrcat(pool, list_query("_elements", 300, "e%ld"), "&",
+                    list_query("_elements", 300, "e%ld"), NULL);
+    assert_false(bf_params_from_query_lim(pool, q, level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_ELEMENTS);
+    /* _type */
+    lim.types = 3;
+    assert_false(bf_params_from_query_lim(pool,
+                                          "_type=Patient,Patient,Patient,"
+                                          "Patient",
+                                          level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_TYPES);
+    /* filters per kick-off */
+    lim = bf_params_default_limits;
+    lim.type_filters = 2;
+    assert_false(bf_params_from_query_lim(
+        pool,
+        "_typeFilter=Patient%3Fgender%3Dmale&_typeFilter=Patient%3Fgender%3D"
+        "female&_typeFilter=Patient%3Fgender%3Dother",
+        level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_TYPE_FILTERS);
+    /* values of one search parameter */
+    lim = bf_params_default_limits;
+    q = apr_pstrcat(pool, "_typeFilter=Observation%3Fcode%3D",
+                    list_query("", 65, "c%ld") + 1, NULL);
+    assert_false(bf_params_from_query_lim(pool, q, level, true, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_FILTER_VALUES);
+    assert_non_null(strstr(prm->error, "65 values of code"));
+    /* terms: 3 clauses x 64 dates x 5 paths of Observation.date = 960
+     * accepted, a fourth clause (1280) refused */
+    q = "_typeFilter=Observation%3F";
+    for (i = 0; i < 3; i++) {
+        char *vals = list_query("", 64, "ge20%02ld") + 1;
+
+        q = apr_pstrcat(pool, q, i ? "%26" : "", "date%3D", vals, NULL);
+    }
+    assert_true(bf_params_from_query_lim(pool, q, level, false, &lim, &prm));
+    q = apr_pstrcat(pool, q, "%26date%3D", list_query("", 64, "ge20%02ld") + 1,
+                    NULL);
+    assert_false(bf_params_from_query_lim(pool, q, level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_FILTER_TERMS);
+    /* total _typeFilter bytes */
+    lim = bf_params_default_limits;
+    lim.filter_bytes = 39; /* the two are 19 + 21 bytes */
+    assert_false(bf_params_from_query_lim(
+        pool,
+        "_typeFilter=Patient%3Fgender%3Dmale&_typeFilter=Patient%3Fgender%3D"
+        "female",
+        level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_FILTER_BYTES);
+    /* patient references in a body */
+    lim = bf_params_default_limits;
+    lim.patients = 2;
+    assert_false(bf_params_from_body_lim(
+        pool,
+        "{\"resourceType\":\"Parameters\",\"parameter\":["
+        "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+        "\"Patient/a\"}},"
+        "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+        "\"Patient/b\"}},"
+        "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+        "\"Patient/a\"}}]}",
+        strlen("{\"resourceType\":\"Parameters\",\"parameter\":["
+               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+               "\"Patient/a\"}},"
+               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+               "\"Patient/b\"}},"
+               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+               "\"Patient/a\"}}]}"),
+        level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_PATIENTS);
+}
+
+/* Linear parsing: 100k distinct _elements parse (and are refused by the
+ * limit, or deduplicated when allowed) in well under a second. */
+static void test_linear(void **state)
+{
+    bf_params_limits_t lim = bf_params_default_limits;
+    bf_params_t *prm = NULL;
+    char *q = list_query("_elements", 100000, "e%ld");
+    double t0;
+
+    t0 = now_s();
+    assert_false(bf_params_from_query_lim(pool, q, level, false, &lim, &prm));
+    assert_too_costly(prm, BF_LIMIT_ELEMENTS);
+    assert_true(now_s() - t0 < 0.5);
+
+    lim.elements = 200000;
+    t0 = now_s();
+    assert_true(bf_params_from_query_lim(pool, q, level, false, &lim, &prm));
+    assert_true(now_s() - t0 < 1.0);
+    /* repeated names are kept once */
+    q = apr_pstrcat(pool, q, "&", q, NULL);
+    t0 = now_s();
+    assert_true(bf_params_from_query_lim(pool, q, level, false, &lim, &prm));
+    assert_true(now_s() - t0 < 1.0);
+    {
+        json_object *o = json_tokener_parse(prm->json), *a;
+
+        assert_true(json_object_object_get_ex(o, "_elements", &a));
+        assert_int_equal(json_object_array_length(a), 100000);
+        json_object_put(o);
+    }
+}
+
+/* Invalid UTF-8 in decoded parameters is refused as invalid, lenient too;
+ * messages echo a short printable prefix. */
+static void test_utf8(void **state)
+{
+    bf_params_t *prm;
+
+    get_bad("_typeFilter=Patient%3Fname%3D%FF", false, "invalid");
+    get_bad("_typeFilter=Patient%3Fname%3D%FF", true, "invalid");
+    prm = get_bad("_typeFilter=Patient%3Fname%3D%25FF", true, "invalid");
+    assert_non_null(strstr(prm->error, "UTF-8"));
+    get_bad("_typeFilter=Patient%3Fname%3D%25C0%25AF", false, "invalid");
+    get_bad("_since=2020-01-01T00:00:00Z%C3", false, "invalid");
+    get_bad("_elements=%ED%A0%80", true, "invalid"); /* a surrogate */
+    get_bad("x%FF=1", true, "invalid");
+    get_ok("_typeFilter=Patient%3Fname%3D%25C3%25A9", false); /* é */
+    prm = post("{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":"
+               "\"_type\",\"valueString\":\"Pat\xffient\"}]}",
+               true, false);
+    assert_string_equal(prm->error_code, "invalid");
+    /* a long bad value is echoed as a short printable prefix */
+    prm = get_bad(
+        apr_pstrcat(pool, "_since=", list_query("", 200, "x%ld") + 1, NULL),
+        false, "invalid");
+    assert_true(strlen(prm->error) < 200);
+}
+
+/* Lenient: warnings are capped, the rest counted in one more. */
+static void test_warnings_capped(void **state)
+{
+    apr_array_header_t *parts = apr_array_make(pool, 400, sizeof(char *));
+    bf_params_t *prm;
+    int i;
+
+    for (i = 0; i < 200; i++)
+        APR_ARRAY_PUSH(parts, char *) =
+            apr_psprintf(pool, "%sx%d=1", i ? "&" : "", i);
+    prm = get_ok(apr_array_pstrcat(pool, parts, 0), true);
+    assert_int_equal(prm->ignored->nelts, BF_PARAMS_MAX_WARNINGS + 1);
+    assert_non_null(
+        strstr(APR_ARRAY_IDX(prm->ignored, BF_PARAMS_MAX_WARNINGS, char *),
+               "150 more"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +576,10 @@ int main(void)
         cmocka_unit_test(test_prefer),
         cmocka_unit_test(test_post_ok),
         cmocka_unit_test(test_post_bad),
+        cmocka_unit_test(test_cost_limits),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_warnings_capped),
     };
     int rc;
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <apr_general.h>
+#include <apr_strings.h>
 
 #include "bf_typefilter.h"
 
@@ -102,6 +103,97 @@ static void test_sql_shape(void **state)
     assert_string_equal(bf_sql_literal(pool, "a'b\\c"), "E'a''b\\\\c'");
 }
 
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+
+    for (; (s = strstr(s, what)) != NULL; s++)
+        n++;
+    return n;
+}
+
+static const char *sql_of(const char *text)
+{
+    apr_array_header_t *arr = apr_array_make(pool, 1, sizeof(bf_typefilter *));
+    const char *sql, *err;
+
+    APR_ARRAY_PUSH(arr, bf_typefilter *) = ok(text);
+    assert_true(bf_typefilter_sql(pool, arr, &sql, &err));
+    return sql;
+}
+
+static const char *values(const char *prefix, int n, const char *fmt)
+{
+    apr_array_header_t *parts = apr_array_make(pool, n + 1, sizeof(char *));
+    int i;
+
+    APR_ARRAY_PUSH(parts, const char *) = prefix;
+    for (i = 0; i < n; i++)
+        APR_ARRAY_PUSH(parts, char *) =
+            apr_psprintf(pool, fmt, i ? "," : "", i);
+    return apr_array_pstrcat(pool, parts, 0);
+}
+
+/* README "Bounded cost": a clause is one subquery whatever its number of
+ * values, and the SQL grows by a bounded number of bytes per value. */
+static void test_sql_linear(void **state)
+{
+    static const struct {
+        const char *prefix, *fmt, *call;
+        int per_value; /* bytes the SQL may grow by per value */
+    } shapes[] = {
+        {"Observation?date=", "%sge20%02d", "EXISTS", 60},
+        {"Observation?code=", "%shttp://loinc.org|%d-1", "jsonb_path_exists",
+         40},
+        {"Observation?code=", "%s%d-1", "jsonb_path_exists", 30},
+        {"Patient?name=", "%sna%d", "EXISTS", 30},
+        {"Observation?subject=", "%sPatient/p%d", "EXISTS", 60},
+        {"Observation?category:not=", "%sc%d", "jsonb_path_exists", 30},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const char *one = sql_of(values(shapes[i].prefix, 1, shapes[i].fmt));
+        const char *many = sql_of(values(shapes[i].prefix, 64, shapes[i].fmt));
+
+        assert_int_equal(count(one, shapes[i].call),
+                         count(many, shapes[i].call));
+        if (strlen(many) - strlen(one) > 63 * (size_t)shapes[i].per_value)
+            fail_msg("%s: %zu bytes for 1 value, %zu for 64", shapes[i].prefix,
+                     strlen(one), strlen(many));
+    }
+    /* distinct systems: one jsonpath per system */
+    assert_int_equal(
+        count(sql_of("Observation?code=a|1,b|2,a|3"), "jsonb_path_exists"), 2);
+    /* Observation.date has 5 paths: one jsonpath[] constant */
+    assert_int_equal(
+        count(sql_of("Observation?date=2020,2021"), "::jsonpath[]"), 1);
+}
+
+static void test_terms(void **state)
+{
+    assert_int_equal(
+        bf_typefilter_terms(ok("Observation?date=2020,2021&code=x")),
+        2 * 5 + 1);
+    assert_int_equal(bf_typefilter_terms(ok("Patient?gender=male")), 1);
+}
+
+static void test_utf8(void **state)
+{
+    bad("Patient?name=%FF");
+    bad("Patient?name=%C0%AF");       /* overlong '/' */
+    bad("Patient?name=%ED%A0%80");    /* a surrogate */
+    bad("Patient?name=%F4%90%80%80"); /* above U+10FFFF */
+    ok("Patient?name=%C3%A9");
+    assert_false(bf_typefilter_utf8(pool, "Patient?name=%FF"));
+    assert_false(bf_typefilter_utf8(pool, "Patient?name=\xff"));
+    assert_true(bf_typefilter_utf8(pool, "Patient?name=%E2%82%AC"));
+    assert_true(bf_utf8_valid("\xf0\x9f\x98\x80", 4));
+    assert_false(bf_utf8_valid("\xf0\x9f\x98", 3));
+    /* messages echo a short printable prefix */
+    assert_true(strlen(bad(values("Nope?x=", 500, "%s%d"))) < 120);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +201,9 @@ int main(void)
         cmocka_unit_test(test_and_or_structure),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_sql_shape),
+        cmocka_unit_test(test_sql_linear),
+        cmocka_unit_test(test_terms),
+        cmocka_unit_test(test_utf8),
     };
     int rc;
 
