@@ -71,6 +71,21 @@ int bf_http_not_allowed(bf_req_t *rq, const char *allow)
                       rq->r->method, allow);
 }
 
+/* The body in bounded chunks: a Content-Length over max is refused before
+ * anything is read; the buffer starts at the announced length (or 8 KiB)
+ * and doubles as data arrives, never beyond max + 1, so a small body on a
+ * server with a large BulkFhirMaxBody costs what it carries. */
+#define BODY_CHUNK 8192
+
+static int body_too_large(bf_req_t *rq, apr_off_t max)
+{
+    rq->r->connection->keepalive = AP_CONN_CLOSE;
+    return bf_http_oo(rq, HTTP_REQUEST_ENTITY_TOO_LARGE, "too-long",
+                      "the request body is larger than %s %" APR_OFF_T_FMT
+                      " bytes",
+                      BF_CMD_MAX_BODY, max);
+}
+
 bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
                        apr_size_t *len, int *rc)
 {
