@@ -30,6 +30,7 @@ typedef struct bf_req_t {
     const char *base;      /* absolute FHIR base URL, no trailing slash */
     const char *rel;       /* path below the location, no leading slash */
     PGconn *conn;          /* borrowed by bf_db_acquire, returned by cleanup */
+    void *lease;           /* dbpool.c: conn's lease (bf_db_release) */
     const char *client_id; /* authenticated client; NULL with auth none */
     const char *scope;     /* its granted scopes */
 } bf_req_t;
@@ -51,6 +52,9 @@ void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s);
 /* Borrow a connection for the rest of the request (cached in rq->conn).
  * NULL when the database is unreachable (logged). */
 PGconn *bf_db_acquire(bf_req_t *rq);
+/* Give the borrowed connection back before the request ends (e.g. while
+ * waiting on the network); bf_db_acquire borrows one again. */
+void bf_db_release(bf_req_t *rq);
 
 /* http.c: responses and request helpers.  The bf_http_* responders write a
  * complete response and return OK for the handler to return. */

@@ -34,6 +34,18 @@ static void test_url_policy(void **state)
     assert_false(bf_jwks_url_allowed("http://127.0.0.1.evil.example/jwks", true));
     assert_false(bf_jwks_url_allowed("file:///etc/passwd", true));
     assert_false(bf_jwks_url_allowed(NULL, true));
+    /* the host is the parsed one: userinfo that looks like a loopback
+     * prefix is refused, as is any user name or password */
+    assert_false(bf_jwks_url_allowed("http://127.0.0.1:1@192.0.2.2/jwks.json",
+                                     true));
+    assert_false(bf_jwks_url_allowed("http://localhost@192.0.2.2/jwks", true));
+    assert_false(bf_jwks_url_allowed("https://user:pw@client.example/jwks",
+                                     false));
+    assert_false(bf_jwks_url_allowed("http://[::1]@192.0.2.2/jwks", true));
+    assert_false(bf_jwks_url_allowed("http://192.0.2.2/jwks", true));
+    assert_true(bf_jwks_url_allowed("http://127.0.0.2:8080/jwks", true));
+    assert_true(bf_jwks_url_allowed("http://[::1]:8080/jwks", true));
+    assert_false(bf_jwks_url_allowed("http://[::1]:8080/jwks", false));
 }
 
 int main(void)
