@@ -14,6 +14,7 @@
 #include "bf_log.h"
 
 #include <apr_lib.h>
+#include <ap_expr.h>
 #include <apr_strings.h>
 #include <http_core.h>
 #include <http_protocol.h>
@@ -275,9 +276,64 @@ static int bf_handler(request_rec *r)
     return dispatch_traced(rq, &rt);
 }
 
+/* The handler SetHandler gives r in the <Location> sections merged into
+ * r->per_dir_config (core's fixups copy it to r->handler later). */
+static const char *location_handler(request_rec *r)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    const char *err = NULL, *h;
+
+    if (!d)
+        return NULL;
+    if (d->expr_handler) {
+        h = ap_expr_str_exec(r, d->expr_handler, &err);
+        return err ? NULL : h;
+    }
+    return d->handler;
+}
+
+/* map_to_storage: this module's URLs are not files.  At this phase
+ * r->handler is not set yet and r->per_dir_config is the server default
+ * (the core reset it before map_to_storage), so the <Location> sections
+ * are walked here (the core walks them again right after, from its cache)
+ * to see whether SetHandler names this module.  Then:
+ *  - TRACE is refused with a 405 OperationOutcome (it would echo request
+ *    headers such as Authorization), before http_module's TRACE handler;
+ *  - OK skips the core's directory and file walk, so a long or odd path
+ *    below the FHIR base (a 5,000-character status id) reaches the handler
+ *    and gets its 404 OperationOutcome instead of a file-system 403. */
+static int bf_map_to_storage(request_rec *r)
+{
+    ap_conf_vector_t *saved = r->per_dir_config;
+    const char *h;
+    bf_req_t rq;
+
+    if (r->proxyreq || !r->uri || r->uri[0] != '/')
+        return DECLINED;
+    h = ap_location_walk(r) == OK ? location_handler(r) : NULL;
+    r->per_dir_config = saved;
+    if (!h || (strcmp(h, BF_HANDLER) != 0 && strcmp(h, "bulkfhir-status") != 0))
+        return DECLINED;
+    if (r->method_number == M_TRACE) {
+        memset(&rq, 0, sizeof rq);
+        rq.r = r;
+        rq.sc = ap_get_module_config(r->server->module_config,
+                                     &bulkfhir_module);
+        rq.dc = ap_get_module_config(r->per_dir_config, &bulkfhir_module);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "TRACE refused on %s", r->uri);
+        bf_http_not_allowed(&rq, "GET, POST, DELETE");
+        return DONE;
+    }
+    return OK;
+}
+
 static void bf_register_hooks(apr_pool_t *p)
 {
+    /* before http_module's TRACE (MIDDLE) and core's walk (REALLY_LAST) */
+    ap_hook_map_to_storage(bf_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_pre_config(bf_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(bf_config_check, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bf_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bf_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(bf_handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -42,6 +42,10 @@ void *bf_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *bf_create_dir_conf(apr_pool_t *p, char *path);
 void *bf_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int bf_config_pre(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
+/* check_config (also under configtest): BulkFhirAuth smart needs
+ * BulkFhirBaseURL in the same or an enclosing scope. */
+int bf_config_check(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s);
 int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                    server_rec *s);
 /* A conninfo safe to log: host/port/dbname/user only. */

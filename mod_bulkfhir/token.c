@@ -130,6 +130,14 @@ int bf_token_handle(bf_req_t *rq)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "no token endpoint here (%s is not smart)",
                           BF_CMD_AUTH);
+    if (!rq->dc->base_url) { /* config.c refuses this at start-up */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "BF01081: %s smart without %s here (%s): no token is "
+                      "issued, the assertion's aud has no canonical URL",
+                      BF_CMD_AUTH, BF_CMD_BASE_URL, r->uri);
+        return token_error(rq, HTTP_INTERNAL_SERVER_ERROR, "server_error",
+                           "the authorization server is not configured");
+    }
     if (r->method_number != M_POST || r->header_only) {
         apr_table_setn(r->headers_out, "Allow", "POST");
         return token_error(rq, HTTP_METHOD_NOT_ALLOWED, "invalid_request",
