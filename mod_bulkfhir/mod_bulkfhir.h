@@ -79,8 +79,13 @@ const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc,
 
 /* auth.c: false means a response was written and *rc is to be returned */
 bool bf_auth_request(bf_req_t *rq, int *rc);
-/* The request's client may see a job owned by job_client. */
-bool bf_auth_may_see(const bf_req_t *rq, const char *job_client);
+/* "none", "smart", "header" (job.auth_mode, 0071). */
+const char *bf_auth_mode_name(bf_auth_mode_e mode);
+/* The request's owner key "<auth mode>:<client id>" (bf_job_t.client_id). */
+const char *bf_auth_owner(const bf_req_t *rq);
+/* The request may see a job whose owner key is job_owner: same auth mode
+ * and client id. */
+bool bf_auth_may_see(const bf_req_t *rq, const char *job_owner);
 /* The granted scopes cover reading these types (NULL: all types). */
 bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
                           const apr_array_header_t *types,
@@ -110,8 +115,11 @@ struct bf_job_kickoff_t;
 bool bf_limits_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
                        const char **job_id, int *rc);
 /* R3: the token's scopes cover the type of export file `name` (its
- * "{Type}." prefix); false means a 403 was written. */
-bool bf_auth_file_scope(bf_req_t *rq, const char *name, int *rc);
+ * "{Type}." prefix; for organized "blocks." files every type of the job:
+ * types_json is its params._type, NULL for all); false means a 403 was
+ * written. */
+bool bf_auth_file_scope(bf_req_t *rq, const char *name,
+                        const char *types_json, int *rc);
 /* statuscache.c: job status shared by the children (BulkFhirStatusCache) */
 struct bf_job_t;
 const char *bf_statuscache_set(cmd_parms *cmd, const char *arg);
