@@ -201,8 +201,6 @@ def test_520_003_job_visible_only_to_its_auth_mode(env):
     app = smart_client(env, "app")
     status_url, manifest = export_done(app, "$export", {"_type": "Patient"})
     job = status_url.rsplit("/", 1)[1]
-    assert env.st.psql("SELECT auth_mode, client_id FROM bulkfhir.job WHERE id = :'p1'",
-                       job) == [["smart", "app"]]
     files = [o["url"] for o in manifest["output"]]
     assert files
     rel_status = "bulkstatus/" + job
@@ -217,7 +215,8 @@ def test_520_003_job_visible_only_to_its_auth_mode(env):
             oo_404(other.download(other.url(rel)))
         oo_404(other.delete(other.url(rel_status)))
     # untouched: the owner still has it
-    assert env.st.psql("SELECT state FROM bulkfhir.job WHERE id = :'p1'", job) == [["completed"]]
+    assert env.st.psql("SELECT state, auth_mode, client_id FROM bulkfhir.job"
+                       " WHERE id = :'p1'", job) == [["completed", "smart", "app"]]
     r = app.get(status_url, headers={"Accept": "application/json"})
     assert r.status_code == 200, r.text
     r = app.download(files[0])
@@ -227,12 +226,12 @@ def test_520_003_job_visible_only_to_its_auth_mode(env):
     k = hdr.kickoff("$export", params={"_type": "Patient"})
     assert k.status_code == 202, k.text
     hjob = k.headers["Content-Location"].rsplit("/", 1)[1]
-    assert env.st.psql("SELECT auth_mode, client_id FROM bulkfhir.job WHERE id = :'p1'",
-                       hjob) == [["header", "app"]]
     assert hdr.get("bulkstatus/" + hjob).status_code in (200, 202)
     oo_404(app.get("bulkstatus/" + hjob))
     oo_404(app.delete(app.url("bulkstatus/" + hjob)))
     oo_404(anon.get("bulkstatus/" + hjob))
+    assert env.st.psql("SELECT auth_mode, client_id FROM bulkfhir.job WHERE id = :'p1'",
+                       hjob) == [["header", "app"]]
     final, _ = hdr.poll(hdr.url("bulkstatus/" + hjob), timeout=120)
     assert final.status_code == 200, final.text
 
