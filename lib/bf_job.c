@@ -51,7 +51,7 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
     const char *v[9] = { k->client_id, k->level, k->group_id, k->params,
                          k->since, k->until, k->request_url,
                          k->requires_token ? "true" : "false", k->types };
-    const char *u[4];
+    const char *u[5];
     char life[32];
     PGresult *res;
     /* inside the caller's transaction (the admission of bf_limits) or in
@@ -79,11 +79,20 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
     u[3] = k->auth_mode ? k->auth_mode
            : k->requires_token ? "smart"
                                : "none";
+    /* organizeOutputBy=Patient without _type, narrowed by the scopes
+     * (bf_auth_kickoff): the blocks hold params._type (bf_task_sql), so the
+     * granted types become the job's _type -- else the blocks would hold
+     * every type and the file check (the job's types) would refuse them */
+    u[4] = k->organized ? k->types : NULL;
     if (!bf_pq_exec(conn, "kick-off",
                     "UPDATE bulkfhir.job SET separate_status = $2::boolean, "
-                    "file_lifetime = $3::integer, auth_mode = $4 "
+                    "file_lifetime = $3::integer, auth_mode = $4, "
+                    "params = CASE WHEN $5::text[] IS NOT NULL "
+                    "AND NOT params ? '_type' THEN params || "
+                    "jsonb_build_object('_type', "
+                    "array_to_string($5::text[], ',')) ELSE params END "
                     "WHERE id = $1::uuid",
-                    4, u, NULL, sqlstate))
+                    5, u, NULL, sqlstate))
         goto fail;
     /* R53: resource blocks instead of one task per type (0031) */
     if (k->organized
