@@ -44,12 +44,10 @@ static flight flights[FLIGHT_MAX];
 void bf_jwks_global_init(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (!flight_pool && apr_pool_create(&flight_pool, NULL) == APR_SUCCESS
-        && (apr_thread_mutex_create(&flight_mu, APR_THREAD_MUTEX_DEFAULT,
-                                    flight_pool)
-                != APR_SUCCESS
-            || apr_thread_cond_create(&flight_cv, flight_pool)
-                   != APR_SUCCESS)) {
+    if (!flight_pool && apr_pool_create(&flight_pool, NULL) == APR_SUCCESS &&
+        (apr_thread_mutex_create(&flight_mu, APR_THREAD_MUTEX_DEFAULT,
+                                 flight_pool) != APR_SUCCESS ||
+         apr_thread_cond_create(&flight_cv, flight_pool) != APR_SUCCESS)) {
         flight_mu = NULL; /* no single-flight: every request fetches */
         flight_cv = NULL;
     }
@@ -81,14 +79,14 @@ static bool url_parse_allowed(const char *url, bool allow_http_loopback,
         *out = NULL;
     if (!url || !(u = curl_url()))
         return false;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK
-        || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
-        || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
         goto leave;
     /* userinfo: "http://127.0.0.1:1@192.0.2.2/" is a user name */
-    if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK
-        || curl_url_get(u, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK
-        || curl_url_get(u, CURLUPART_OPTIONS, &part, 0) == CURLUE_OK)
+    if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PASSWORD, &part, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_OPTIONS, &part, 0) == CURLUE_OK)
         goto leave;
     if (strcasecmp(scheme, "https") == 0)
         ok = true;
@@ -277,9 +275,8 @@ static flight *flight_slot(const char *url, apr_time_t now)
         f = &flights[i];
         if (f->url && strcmp(f->url, url) == 0)
             return f;
-        if (!free_slot
-            && (!f->url
-                || (!f->busy && f->waiters == 0 && f->failed_until <= now)))
+        if (!free_slot && (!f->url || (!f->busy && f->waiters == 0 &&
+                                       f->failed_until <= now)))
             free_slot = f;
     }
     if (!free_slot)
@@ -347,8 +344,7 @@ static bool flight_fetch(apr_pool_t *p, const char *url, bool allow_loopback,
             *body = apr_pstrdup(p, s->body);
             *cc = s->cache_control ? apr_pstrdup(p, s->cache_control) : NULL;
             ok = true;
-        }
-        else
+        } else
             *err = apr_pstrdup(p, s->err);
         if (s->waiters == 0) {
             free(s->body);
@@ -375,10 +371,9 @@ static bool flight_fetch(apr_pool_t *p, const char *url, bool allow_loopback,
             s->body = dup_or_null(f.buf);
             s->cache_control = dup_or_null(f.cache_control);
         }
-    }
-    else {
-        s->failed_until = apr_time_now()
-                          + apr_time_from_sec(BF_JWKS_NEGATIVE_SECONDS);
+    } else {
+        s->failed_until =
+            apr_time_now() + apr_time_from_sec(BF_JWKS_NEGATIVE_SECONDS);
         apr_cpystrn(s->err, *err, sizeof s->err);
     }
     apr_thread_cond_broadcast(flight_cv);
@@ -409,24 +404,22 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
     }
     params[0] = url;
     conn = db->get(db->baton);
-    if (conn
-        && bf_pq_exec(conn, "jwks cache: read",
-                      "SELECT body::text FROM bulkfhir.jwks_cache"
-                      " WHERE url = $1 AND expires_at > now()",
-                      1, params, &res, NULL)
-        && PQntuples(res) == 1) {
+    if (conn &&
+        bf_pq_exec(conn, "jwks cache: read",
+                   "SELECT body::text FROM bulkfhir.jwks_cache"
+                   " WHERE url = $1 AND expires_at > now()",
+                   1, params, &res, NULL) &&
+        PQntuples(res) == 1) {
         *jwks = parse_jwks(p, PQgetvalue(res, 0, 0));
         PQclear(res);
         if (*jwks)
             return true;
-    }
-    else
+    } else
         PQclear(res);
 
     /* no pooled connection is held while the URL is fetched */
     db->put(db->baton);
-    if (!flight_fetch(p, url, allow_http_loopback, timeout_s, &body, &cc,
-                      err))
+    if (!flight_fetch(p, url, allow_http_loopback, timeout_s, &body, &cc, err))
         return false;
     if (!body || !(*jwks = parse_jwks(p, body))) {
         *err = "the JWKS URL did not return a JSON object with a keys array";

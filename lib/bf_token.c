@@ -100,9 +100,8 @@ static int load_client(apr_pool_t *p, PGconn *conn, const char *id,
 /* A7: the key set to search.  jku, when present, must equal the registered
  * URL; else the inline JWKS, else the registered URL. */
 static bool key_for(apr_pool_t *p, const bf_conn_lender *db,
-                    const bf_token_config *cfg,
-                    const client_row *c, const bf_jwt *jwt, json_object **key,
-                    const char **err)
+                    const bf_token_config *cfg, const client_row *c,
+                    const bf_jwt *jwt, json_object **key, const char **err)
 {
     json_object *jwks = NULL;
 
@@ -241,9 +240,9 @@ void bf_token_issue(apr_pool_t *p, const bf_conn_lender *db,
      * fetch; the key lookup may give the connection back while it fetches */
     if (!bf_jwt_check_claims(jwt, client.id, cfg->token_url,
                              (int64_t)time(NULL), JWT_CLOCK_SKEW,
-                             BF_JWT_MAX_AHEAD, &err)
-        || !key_for(p, db, cfg, &client, jwt, &key, &err)
-        || !bf_jwt_verify(p, jwt, key, &err)) {
+                             BF_JWT_MAX_AHEAD, &err) ||
+        !key_for(p, db, cfg, &client, jwt, &key, &err) ||
+        !bf_jwt_verify(p, jwt, key, &err)) {
         fail(p, res, 401, "invalid_client", err);
         return;
     }

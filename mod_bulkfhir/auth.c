@@ -136,8 +136,8 @@ const char *bf_auth_mode_name(bf_auth_mode_e mode)
 
 const char *bf_auth_owner(const bf_req_t *rq)
 {
-    return apr_pstrcat(rq->r->pool, bf_auth_mode_name(bf_dir_auth(rq->dc)),
-                       ":", rq->client_id ? rq->client_id : "", NULL);
+    return apr_pstrcat(rq->r->pool, bf_auth_mode_name(bf_dir_auth(rq->dc)), ":",
+                       rq->client_id ? rq->client_id : "", NULL);
 }
 
 /* A job is visible only to requests authenticated the way it was created
@@ -252,8 +252,8 @@ static apr_array_header_t *job_types(apr_pool_t *p, const char *types_json)
     return out;
 }
 
-bool bf_auth_file_scope(bf_req_t *rq, const char *name,
-                        const char *types_json, int *rc)
+bool bf_auth_file_scope(bf_req_t *rq, const char *name, const char *types_json,
+                        int *rc)
 {
     const char *dot = strchr(name, '.');
     const char *type, *missing;
@@ -265,8 +265,7 @@ bool bf_auth_file_scope(bf_req_t *rq, const char *name,
      * the scopes must cover those (all types when the job had no _type) */
     if (!strcmp(type, "blocks")) {
         if (bf_auth_scope_covers(rq->r->pool, rq->scope,
-                                 job_types(rq->r->pool, types_json),
-                                 &missing))
+                                 job_types(rq->r->pool, types_json), &missing))
             return true;
         *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
                          "the access token's scopes do not allow reading "

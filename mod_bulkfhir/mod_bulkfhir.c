@@ -336,11 +336,11 @@ static int bf_map_to_storage(request_rec *r)
     if (r->method_number == M_TRACE) {
         memset(&rq, 0, sizeof rq);
         rq.r = r;
-        rq.sc = ap_get_module_config(r->server->module_config,
-                                     &bulkfhir_module);
+        rq.sc =
+            ap_get_module_config(r->server->module_config, &bulkfhir_module);
         rq.dc = ap_get_module_config(r->per_dir_config, &bulkfhir_module);
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "TRACE refused on %s", r->uri);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "TRACE refused on %s",
+                      r->uri);
         bf_http_not_allowed(&rq, "GET, POST, DELETE");
         return DONE;
     }

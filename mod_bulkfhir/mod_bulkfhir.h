@@ -118,8 +118,8 @@ bool bf_limits_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
  * "{Type}." prefix; for organized "blocks." files every type of the job:
  * types_json is its params._type, NULL for all); false means a 403 was
  * written. */
-bool bf_auth_file_scope(bf_req_t *rq, const char *name,
-                        const char *types_json, int *rc);
+bool bf_auth_file_scope(bf_req_t *rq, const char *name, const char *types_json,
+                        int *rc);
 /* statuscache.c: job status shared by the children (BulkFhirStatusCache) */
 struct bf_job_t;
 const char *bf_statuscache_set(cmd_parms *cmd, const char *arg);

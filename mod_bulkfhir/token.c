@@ -121,7 +121,7 @@ int bf_token_handle(bf_req_t *rq)
     bf_token_config cfg;
     bf_token_request req;
     bf_token_response res;
-    bf_conn_lender db = { lend_get, lend_put, rq };
+    bf_conn_lender db = {lend_get, lend_put, rq};
     const char *body, *why = NULL, *cl;
     apr_size_t len;
     int rc;
