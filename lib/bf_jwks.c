@@ -299,7 +299,7 @@ static char *dup_or_null(const char *s)
  * (a JWKS document) and *cc (Cache-Control or NULL) are in pool p. */
 static bool flight_fetch(apr_pool_t *p, const char *url, bool allow_loopback,
                          int timeout_s, const char **body, const char **cc,
-                         const char **err)
+                         bool *fetched, const char **err)
 {
     flight *s;
     fetch_ctx f;
@@ -308,7 +308,9 @@ static bool flight_fetch(apr_pool_t *p, const char *url, bool allow_loopback,
     bool ok;
 
     *body = *cc = NULL;
+    *fetched = false;
     if (!flight_mu) {
+        *fetched = true;
         ok = fetch(p, url, allow_loopback, timeout_s, &f, err);
         *body = f.buf;
         *cc = f.cache_control;
@@ -319,6 +321,7 @@ static bool flight_fetch(apr_pool_t *p, const char *url, bool allow_loopback,
     s = flight_slot(url, now);
     if (!s) { /* FLIGHT_MAX URLs in use: no sharing for this one */
         apr_thread_mutex_unlock(flight_mu);
+        *fetched = true;
         ok = fetch(p, url, allow_loopback, timeout_s, &f, err);
         *body = f.buf;
         *cc = f.cache_control;
@@ -357,6 +360,7 @@ static bool flight_fetch(apr_pool_t *p, const char *url, bool allow_loopback,
     s->busy = true;
     apr_thread_mutex_unlock(flight_mu);
 
+    *fetched = true;
     ok = fetch(p, url, allow_loopback, timeout_s, &f, err);
 
     apr_thread_mutex_lock(flight_mu);
@@ -392,6 +396,7 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
     PGconn *conn;
     long ttl;
     char ttl_s[24];
+    bool fetched;
 
     *jwks = NULL;
     if (!bf_jwks_url_allowed(url, allow_http_loopback)) {
@@ -404,12 +409,21 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
     }
     params[0] = url;
     conn = db->get(db->baton);
+    /* a fresh key set, or a failure another child remembered (0071) */
     if (conn &&
         bf_pq_exec(conn, "jwks cache: read",
-                   "SELECT body::text FROM bulkfhir.jwks_cache"
-                   " WHERE url = $1 AND expires_at > now()",
+                   "SELECT body::text, failure, ceil(extract(epoch FROM "
+                   "failed_until - now()))::int FROM bulkfhir.jwks_cache"
+                   " WHERE url = $1 AND ((body IS NOT NULL AND expires_at >"
+                   " now()) OR failed_until > now())",
                    1, params, &res, NULL) &&
         PQntuples(res) == 1) {
+        if (!PQgetisnull(res, 0, 1)) {
+            *err = apr_psprintf(p, "%s (not fetched again for %s s)",
+                                PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+            PQclear(res);
+            return false;
+        }
         *jwks = parse_jwks(p, PQgetvalue(res, 0, 0));
         PQclear(res);
         if (*jwks)
@@ -419,8 +433,26 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
 
     /* no pooled connection is held while the URL is fetched */
     db->put(db->baton);
-    if (!flight_fetch(p, url, allow_http_loopback, timeout_s, &body, &cc, err))
+    if (!flight_fetch(p, url, allow_http_loopback, timeout_s, &body, &cc,
+                      &fetched, err)) {
+        /* the fetch that failed tells the other children */
+        if (fetched && (conn = db->get(db->baton))) {
+            snprintf(ttl_s, sizeof ttl_s, "%d", BF_JWKS_NEGATIVE_SECONDS);
+            params[1] = ttl_s;
+            params[2] = *err;
+            /* a failed write only costs each child its own fetch */
+            bf_pq_exec(conn, "jwks cache: failure",
+                       "INSERT INTO bulkfhir.jwks_cache (url, body, "
+                       "expires_at, failed_until, failure) VALUES ($1, NULL,"
+                       " now(), now() + make_interval(secs => $2::int),"
+                       " left($3, 200)) ON CONFLICT (url) DO UPDATE SET"
+                       " body = NULL, fetched_at = now(), expires_at = now(),"
+                       " failed_until = EXCLUDED.failed_until,"
+                       " failure = EXCLUDED.failure",
+                       3, params, NULL, NULL);
+        }
         return false;
+    }
     if (!body || !(*jwks = parse_jwks(p, body))) {
         *err = "the JWKS URL did not return a JSON object with a keys array";
         return false;
@@ -439,7 +471,8 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
                    "INSERT INTO bulkfhir.jwks_cache (url, body, expires_at)"
                    " VALUES ($1, $2::jsonb, now() + make_interval(secs => $3::int))"
                    " ON CONFLICT (url) DO UPDATE SET body = EXCLUDED.body,"
-                   " fetched_at = now(), expires_at = EXCLUDED.expires_at",
+                   " fetched_at = now(), expires_at = EXCLUDED.expires_at,"
+                   " failed_until = NULL, failure = NULL",
                    3, params, NULL, NULL);
     }
     else {

@@ -11,8 +11,9 @@
 #include <libpq-fe.h>
 
 #define BF_JWKS_MAX_BYTES (256 * 1024)
-/* a failed fetch (error, timeout, not a JWKS) is not retried for this long
- * by the same process: its token requests are refused at once meanwhile */
+/* a failed fetch (error, timeout, not a JWKS) is not retried for this long:
+ * remembered in the process and in bulkfhir.jwks_cache (every child), its
+ * token requests are refused at once meanwhile */
 #define BF_JWKS_NEGATIVE_SECONDS 30
 
 /* How lib code borrows the caller's database connection: get returns it
@@ -36,7 +37,8 @@ bool bf_jwks_url_allowed(const char *url, bool allow_http_loopback);
 /* The JWKS at url: from the cache when fresh, else fetched (and cached when
  * allowed) with db's connection given back during the fetch; one fetch per
  * URL at a time in a process (the others wait for its result), a failure
- * remembered for BF_JWKS_NEGATIVE_SECONDS.  The returned object is bound to
+ * remembered for BF_JWKS_NEGATIVE_SECONDS (in the process and, for the
+ * other children, in bulkfhir.jwks_cache).  The returned object is bound to
  * pool p.  On failure *err says why, for the log and error_description. */
 bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
                  int timeout_s, bool allow_http_loopback, json_object **jwks,

@@ -118,3 +118,12 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+
+-- The JWKS negative cache, shared by every httpd child (bf_jwks_get): a
+-- failed fetch of a client's JWKS URL (error, timeout, not a key set) is
+-- remembered until failed_until; meanwhile token requests for that URL
+-- are refused without a fetch.  Such a row has no body.
+ALTER TABLE bulkfhir.jwks_cache
+    ALTER COLUMN body DROP NOT NULL,
+    ADD COLUMN failed_until timestamptz,
+    ADD COLUMN failure      text;

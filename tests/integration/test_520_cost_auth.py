@@ -240,10 +240,11 @@ def test_520_003_job_visible_only_to_its_auth_mode(env):
 def test_520_004_hanging_jwks_costs_one_fetch(env):
     """8 concurrent token requests for a client whose JWKS URL hangs (the
     module's timeout is 2 s): at most one fetch per httpd child (ServerLimit
-    4), none again within the negative-cache period (8 more requests, each
-    refused at once); meanwhile other requests -- metadata, a good client's
+    4; one in flight per child, the failure shared through PostgreSQL), none
+    again within the negative-cache period (8 more requests, each refused
+    at once); meanwhile other requests -- metadata, a good client's
     token, a status poll, all needing a pooled connection (BulkFhirPoolMax
-    2) -- are served in well under a second."""
+    2) -- are each served within 1.5 s (the slow ones take 2 s)."""
     path = "/hang"
     bfsmart.register(env.st, "slow", "system/*.read", jwks_uri=env.srv.url(path))
     before = env.srv.hits.get(path, 0)
@@ -277,7 +278,7 @@ def test_520_004_hanging_jwks_costs_one_fetch(env):
         oauth_error(r, 401, "invalid_client")
     assert [s for s, _ in others][:2] == [200, 200], others
     assert others[2][0] in (200, 202, 429), others
-    assert all(t < 1.0 for _, t in others), "served meanwhile: %s" % others
+    assert all(t < 1.5 for _, t in others), "served meanwhile: %s" % others
     first = env.srv.hits.get(path, 0) - before
     print("test_520_004: 8 concurrent token requests: %d JWKS fetch(es), answered in"
           " %.2f-%.2f s; meanwhile metadata/token/status in %s s"
@@ -297,6 +298,11 @@ def test_520_004_hanging_jwks_costs_one_fetch(env):
     print("test_520_004: 8 more within the negative-cache period: max %.3f s, 0 fetches"
           % max(took_all))
     assert env.srv.hits.get(path, 0) - before == first
+    # the failure is shared with every child (bulkfhir.jwks_cache, 0071)
+    rows = env.st.psql("SELECT body IS NULL, failed_until > now(), failed_until <="
+                       " now() + interval '31 seconds', failure <> '' FROM"
+                       " bulkfhir.jwks_cache WHERE url = :'p1'", env.srv.url(path))
+    assert rows == [["t", "t", "t", "t"]], rows
 
 
 # ---- 4. JWKS URL host ------------------------------------------------------------------
