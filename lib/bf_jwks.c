@@ -467,13 +467,14 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
                                                    JSON_C_TO_STRING_PLAIN);
         params[2] = ttl_s;
         /* a failed cache write only costs a later re-fetch */
-        bf_pq_exec(conn, "jwks cache: write",
-                   "INSERT INTO bulkfhir.jwks_cache (url, body, expires_at)"
-                   " VALUES ($1, $2::jsonb, now() + make_interval(secs => $3::int))"
-                   " ON CONFLICT (url) DO UPDATE SET body = EXCLUDED.body,"
-                   " fetched_at = now(), expires_at = EXCLUDED.expires_at,"
-                   " failed_until = NULL, failure = NULL",
-                   3, params, NULL, NULL);
+        bf_pq_exec(
+            conn, "jwks cache: write",
+            "INSERT INTO bulkfhir.jwks_cache (url, body, expires_at)"
+            " VALUES ($1, $2::jsonb, now() + make_interval(secs => $3::int))"
+            " ON CONFLICT (url) DO UPDATE SET body = EXCLUDED.body,"
+            " fetched_at = now(), expires_at = EXCLUDED.expires_at,"
+            " failed_until = NULL, failure = NULL",
+            3, params, NULL, NULL);
     }
     else {
         bf_pq_exec(conn, "jwks cache: drop",

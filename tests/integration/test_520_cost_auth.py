@@ -242,8 +242,8 @@ def test_520_004_hanging_jwks_costs_one_fetch(env):
     module's timeout is 2 s): at most one fetch per httpd child (ServerLimit
     4; one in flight per child, the failure shared through PostgreSQL), none
     again within the negative-cache period (8 more requests, each refused
-    at once); meanwhile other requests -- metadata, a good client's
-    token, a status poll, all needing a pooled connection (BulkFhirPoolMax
+    at once); meanwhile other requests -- metadata, and a good client's
+    token and a status poll, which need a pooled connection (BulkFhirPoolMax
     2) -- are each served within 1.5 s (the slow ones take 2 s)."""
     path = "/hang"
     bfsmart.register(env.st, "slow", "system/*.read", jwks_uri=env.srv.url(path))
