@@ -51,7 +51,7 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
     const char *v[9] = { k->client_id, k->level, k->group_id, k->params,
                          k->since, k->until, k->request_url,
                          k->requires_token ? "true" : "false", k->types };
-    const char *u[3];
+    const char *u[5];
     char life[32];
     PGresult *res;
     /* inside the caller's transaction (the admission of bf_limits) or in
@@ -75,10 +75,24 @@ bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
     u[0] = *job_id;
     u[1] = k->separate_status ? "true" : "false";
     u[2] = life;
+    /* 0071: the job is visible only to requests authenticated this way */
+    u[3] = k->auth_mode ? k->auth_mode
+           : k->requires_token ? "smart"
+                               : "none";
+    /* organizeOutputBy=Patient without _type, narrowed by the scopes
+     * (bf_auth_kickoff): the blocks hold params._type (bf_task_sql), so the
+     * granted types become the job's _type -- else the blocks would hold
+     * every type and the file check (the job's types) would refuse them */
+    u[4] = k->organized ? k->types : NULL;
     if (!bf_pq_exec(conn, "kick-off",
                     "UPDATE bulkfhir.job SET separate_status = $2::boolean, "
-                    "file_lifetime = $3::integer WHERE id = $1::uuid",
-                    3, u, NULL, sqlstate))
+                    "file_lifetime = $3::integer, auth_mode = $4, "
+                    "params = CASE WHEN $5::text[] IS NOT NULL "
+                    "AND NOT params ? '_type' THEN params || "
+                    "jsonb_build_object('_type', "
+                    "array_to_string($5::text[], ',')) ELSE params END "
+                    "WHERE id = $1::uuid",
+                    5, u, NULL, sqlstate))
         goto fail;
     /* R53: resource blocks instead of one task per type (0031) */
     if (k->organized
@@ -153,8 +167,10 @@ static const struct {
               "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
               2 },
     [STMT_FILE_LOOKUP] = { "bf_job_file_lookup",
-              "SELECT j.client_id, "
-              "coalesce(j.expires_at < now(), false) "
+              "SELECT bulkfhir.job_owner(j.auth_mode, j.requires_token, "
+              "j.client_id), "
+              "coalesce(j.expires_at < now(), false), "
+              "(j.params->'_type')::text "
               "FROM bulkfhir.file f "
               "JOIN bulkfhir.job j ON j.id = f.job_id "
               "WHERE f.job_id = $1::uuid AND f.name = $2 "
@@ -411,14 +427,15 @@ bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
 
 bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
                         const char *name, bool *found, const char **client_id,
-                        bool *expired, char sqlstate[6])
+                        bool *expired, const char **types_json,
+                        char sqlstate[6])
 {
     const char *v[2] = { job_id, name };
     PGresult *res;
     char what[80];
 
     *found = *expired = false;
-    *client_id = NULL;
+    *client_id = *types_json = NULL;
     snprintf(what, sizeof what, "job %s: file lookup", job_id);
     if (!exec_prepared(conn, what, STMT_FILE_LOOKUP, v, &res, sqlstate))
         return false;
@@ -426,6 +443,7 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
         *found = true;
         *client_id = dup_or_null(p, res, 0, 0);
         *expired = PQgetvalue(res, 0, 1)[0] == 't';
+        *types_json = dup_or_null(p, res, 0, 2);
     }
     PQclear(res);
     return true;

@@ -29,6 +29,8 @@ typedef struct bf_job_kickoff_t {
     const char *until;     /* instant or NULL */
     const char *request_url;
     bool requires_token;
+    const char *auth_mode; /* none | smart | header (0071); NULL: smart when
+                              requires_token, else none */
     const char *types; /* text[] literal or NULL (every stored type) */
     bool separate_status;   /* Prefer: separate-export-status (R15) */
     long long file_lifetime; /* seconds; expires_at = finished_at + this */
@@ -48,7 +50,8 @@ bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
 typedef struct bf_job_t {
     const char *id;
     const char *state; /* queued running completed failed cancelled */
-    const char *client_id; /* NULL when none */
+    const char *client_id; /* owner key "<auth mode>:<client id>" (0071,
+                              bf_auth_may_see), e.g. "smart:app", "none:" */
     const char *request_url;
     bool requires_token;
     const char *transaction_time; /* instant, UTC, microseconds */
@@ -73,7 +76,8 @@ typedef struct bf_job_t {
 typedef struct bf_job_status_q_t {
     int min_ms;           /* R43 gate (BulkFhirMinPollInterval), 0: none */
     bool auth;            /* the gate runs only for a job the caller may */
-    const char *client_id; /* see: !auth or job client == client_id */
+    const char *client_id; /* see: !auth or job owner key == client_id (the
+                              caller's "<auth mode>:<client id>") */
     const char *base;     /* FHIR base: the stored manifest must match */
 } bf_job_status_q_t;
 
@@ -108,11 +112,14 @@ bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
                    char sqlstate[6]);
 
 /* A published file of a job that is not cancelled.  *found false if none;
- * *client_id is the job's client (NULL when none); *expired: the job's
- * expires_at has passed. */
+ * *client_id is the job's owner key ("<auth mode>:<client id>", as
+ * bf_job_t.client_id); *expired: the job's expires_at has passed;
+ * *types_json: the job's params._type (JSON: a string or an array of
+ * strings) or NULL when it has none (every type). */
 bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
                         const char *name, bool *found, const char **client_id,
-                        bool *expired, char sqlstate[6]);
+                        bool *expired, const char **types_json,
+                        char sqlstate[6]);
 
 /* Bearer token check: hash_hex is the bytea literal "\x<sha256 hex>".
  * *found false when unknown, expired or its client is disabled;

@@ -11,17 +11,36 @@
 #include <libpq-fe.h>
 
 #define BF_JWKS_MAX_BYTES (256 * 1024)
+/* a failed fetch (error, timeout, not a JWKS) is not retried for this long:
+ * remembered in the process and in bulkfhir.jwks_cache (every child), its
+ * token requests are refused at once meanwhile */
+#define BF_JWKS_NEGATIVE_SECONDS 30
 
-/* Call once per process before any thread fetches (curl_global_init). */
+/* How lib code borrows the caller's database connection: get returns it
+ * (borrowing one again after put; NULL: unavailable), put gives it back,
+ * e.g. while a slow HTTP fetch runs. */
+typedef struct bf_conn_lender {
+    PGconn *(*get)(void *baton);
+    void (*put)(void *baton);
+    void *baton;
+} bf_conn_lender;
+
+/* Call once per process before any thread fetches (curl_global_init, the
+ * per-process table of fetches in flight and failed URLs). */
 void bf_jwks_global_init(void);
 
-/* true when url is https, or http to a loopback host and allow_loopback. */
+/* true when url (parsed by libcurl's URL API) is https with a host, or
+ * http to a loopback host (127.0.0.0/8, ::1, localhost) and
+ * allow_http_loopback; never with a user name, password or options. */
 bool bf_jwks_url_allowed(const char *url, bool allow_http_loopback);
 
 /* The JWKS at url: from the cache when fresh, else fetched (and cached when
- * allowed).  The returned object is bound to pool p.  On failure *err says
- * why, for the log and error_description. */
-bool bf_jwks_get(apr_pool_t *p, PGconn *conn, const char *url,
+ * allowed) with db's connection given back during the fetch; one fetch per
+ * URL at a time in a process (the others wait for its result), a failure
+ * remembered for BF_JWKS_NEGATIVE_SECONDS (in the process and, for the
+ * other children, in bulkfhir.jwks_cache).  The returned object is bound to
+ * pool p.  On failure *err says why, for the log and error_description. */
+bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
                  int timeout_s, bool allow_http_loopback, json_object **jwks,
                  const char **err);
 

@@ -459,7 +459,12 @@ bool bf_jwt_check_claims(const bf_jwt *jwt, const char *client_id,
                          const char *token_url, int64_t now, int skew,
                          int max_ahead, const char **err)
 {
-    if (jwt->typ && strcmp(jwt->typ, "JWT") != 0) {
+    /* SMART Backend Services: typ is required, fixed value JWT */
+    if (!jwt->typ) {
+        *err = "the JWT header has no typ (it must be JWT)";
+        return false;
+    }
+    if (strcmp(jwt->typ, "JWT") != 0) {
         *err = "the JWT header typ is not JWT";
         return false;
     }

@@ -47,7 +47,7 @@ bool bf_jwk_select(json_object *jwks, const char *kid, const char *alg,
 bool bf_jwt_verify(apr_pool_t *p, const bf_jwt *jwt, json_object *key,
                    const char **err);
 
-/* A4/A6 claims: typ JWT, iss == sub == client_id, aud equals token_url (or
+/* A4/A6 claims: typ present and JWT, iss == sub == client_id, aud equals token_url (or
  * an array containing it), exp present, not expired (with `skew` seconds of
  * leeway) and at most max_ahead seconds in the future, jti present. */
 bool bf_jwt_check_claims(const bf_jwt *jwt, const char *client_id,

@@ -99,9 +99,9 @@ static int load_client(apr_pool_t *p, PGconn *conn, const char *id,
 
 /* A7: the key set to search.  jku, when present, must equal the registered
  * URL; else the inline JWKS, else the registered URL. */
-static bool key_for(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
-                    const client_row *c, const bf_jwt *jwt, json_object **key,
-                    const char **err)
+static bool key_for(apr_pool_t *p, const bf_conn_lender *db,
+                    const bf_token_config *cfg, const client_row *c,
+                    const bf_jwt *jwt, json_object **key, const char **err)
 {
     json_object *jwks = NULL;
 
@@ -110,7 +110,7 @@ static bool key_for(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
             *err = "jku is not the client's registered JWKS URL";
             return false;
         }
-        if (!bf_jwks_get(p, conn, c->jwks_uri, cfg->jwks_timeout,
+        if (!bf_jwks_get(p, db, c->jwks_uri, cfg->jwks_timeout,
                          cfg->jwks_allow_http_loopback, &jwks, err))
             return false;
         return bf_jwk_select(jwks, jwt->kid, jwt->alg, key, err);
@@ -122,7 +122,7 @@ static bool key_for(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
             *err = "the client has no usable JWKS";
         return false;
     }
-    if (!bf_jwks_get(p, conn, c->jwks_uri, cfg->jwks_timeout,
+    if (!bf_jwks_get(p, db, c->jwks_uri, cfg->jwks_timeout,
                      cfg->jwks_allow_http_loopback, &jwks, err))
         return false;
     return bf_jwk_select(jwks, jwt->kid, jwt->alg, key, err);
@@ -172,9 +172,11 @@ static bool store_token(apr_pool_t *p, PGconn *conn, const char *client,
                       4, params, NULL, NULL);
 }
 
-void bf_token_issue(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
-                    const bf_token_request *req, bf_token_response *res)
+void bf_token_issue(apr_pool_t *p, const bf_conn_lender *db,
+                    const bf_token_config *cfg, const bf_token_request *req,
+                    bf_token_response *res)
 {
+    PGconn *conn;
     bf_jwt *jwt;
     client_row client;
     json_object *key, *ok;
@@ -220,6 +222,11 @@ void bf_token_issue(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
         fail(p, res, 401, "invalid_client", "the assertion has no iss");
         return;
     }
+    conn = db->get(db->baton);
+    if (!conn) {
+        unavailable(p, res);
+        return;
+    }
     switch (load_client(p, conn, jwt->iss, &client)) {
     case -1:
         unavailable(p, res);
@@ -229,12 +236,19 @@ void bf_token_issue(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
         return;
     }
     res->client_id = client.id;
-    if (!key_for(p, conn, cfg, &client, jwt, &key, &err)
-        || !bf_jwt_verify(p, jwt, key, &err)
-        || !bf_jwt_check_claims(jwt, client.id, cfg->token_url,
-                                (int64_t)time(NULL), JWT_CLOCK_SKEW,
-                                BF_JWT_MAX_AHEAD, &err)) {
+    /* the claims first: an assertion that cannot be valid costs no JWKS
+     * fetch; the key lookup may give the connection back while it fetches */
+    if (!bf_jwt_check_claims(jwt, client.id, cfg->token_url,
+                             (int64_t)time(NULL), JWT_CLOCK_SKEW,
+                             BF_JWT_MAX_AHEAD, &err) ||
+        !key_for(p, db, cfg, &client, jwt, &key, &err) ||
+        !bf_jwt_verify(p, jwt, key, &err)) {
         fail(p, res, 401, "invalid_client", err);
+        return;
+    }
+    conn = db->get(db->baton);
+    if (!conn) {
+        unavailable(p, res);
         return;
     }
     if (!jti_fresh(p, conn, client.id, jwt, &dberr)) {

@@ -8,6 +8,8 @@
 #include <apr_pools.h>
 #include <libpq-fe.h>
 
+#include "bf_jwks.h"
+
 #define BF_ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #define BF_TOKEN_MAX_LIFETIME 300   /* A12: expires_in SHOULD NOT exceed 300 */
 #define BF_JWT_MAX_AHEAD 300        /* exp at most 5 minutes in the future */
@@ -37,9 +39,11 @@ typedef struct bf_token_response {
 } bf_token_response;
 
 /* Validate the request and, when it is good, issue a token stored only as
- * its SHA-256 hash. */
-void bf_token_issue(apr_pool_t *p, PGconn *conn, const bf_token_config *cfg,
-                    const bf_token_request *req, bf_token_response *res);
+ * its SHA-256 hash.  The database connection comes from db, which is given
+ * back while a JWKS URL is fetched (bf_jwks_get). */
+void bf_token_issue(apr_pool_t *p, const bf_conn_lender *db,
+                    const bf_token_config *cfg, const bf_token_request *req,
+                    bf_token_response *res);
 
 /* The bytea literal ("\x" + 64 hex digits) of SHA-256(token), as stored in
  * bulkfhir.token.hash. */

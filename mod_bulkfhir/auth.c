@@ -20,6 +20,7 @@
 #include "bf_token.h"
 
 #include <apr_strings.h>
+#include <json-c/json.h>
 
 static int login_required(bf_req_t *rq, const char *error, const char *text)
 {
@@ -126,11 +127,27 @@ bool bf_auth_request(bf_req_t *rq, int *rc)
     return true;
 }
 
-bool bf_auth_may_see(const bf_req_t *rq, const char *job_client)
+const char *bf_auth_mode_name(bf_auth_mode_e mode)
 {
-    if (bf_dir_auth(rq->dc) == BF_AUTH_NONE)
-        return true;
-    return job_client && rq->client_id && strcmp(job_client, rq->client_id) == 0;
+    return mode == BF_AUTH_SMART    ? "smart"
+           : mode == BF_AUTH_HEADER ? "header"
+                                    : "none";
+}
+
+const char *bf_auth_owner(const bf_req_t *rq)
+{
+    return apr_pstrcat(rq->r->pool, bf_auth_mode_name(bf_dir_auth(rq->dc)), ":",
+                       rq->client_id ? rq->client_id : "", NULL);
+}
+
+/* A job is visible only to requests authenticated the way it was created
+ * (0071): same auth mode and client id.  With none, every anonymous job is
+ * anyone's; a job created with a token is never visible from a <Location>
+ * with BulkFhirAuth none, and a header-mode user is not the SMART client
+ * of the same name. */
+bool bf_auth_may_see(const bf_req_t *rq, const char *job_owner)
+{
+    return job_owner && strcmp(job_owner, bf_auth_owner(rq)) == 0;
 }
 
 bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
@@ -203,14 +220,59 @@ bool bf_auth_kickoff(bf_req_t *rq, const char *group_id,
     return true;
 }
 
-bool bf_auth_file_scope(bf_req_t *rq, const char *name, int *rc)
+/* The job's _type (JSON: a string or an array of strings, each maybe
+ * comma-separated) as an array; NULL when absent (every type). */
+static apr_array_header_t *job_types(apr_pool_t *p, const char *types_json)
+{
+    json_object *v = types_json ? json_tokener_parse(types_json) : NULL, *e;
+    apr_array_header_t *out;
+    size_t i, n;
+    char *copy, *tok, *last;
+
+    if (!v)
+        return NULL;
+    out = apr_array_make(p, 4, sizeof(const char *));
+    n = json_object_is_type(v, json_type_array) ? json_object_array_length(v)
+                                                : 1;
+    for (i = 0; i < n; i++) {
+        e = json_object_is_type(v, json_type_array)
+                ? json_object_array_get_idx(v, i)
+                : v;
+        if (!json_object_is_type(e, json_type_string))
+            continue;
+        copy = apr_pstrdup(p, json_object_get_string(e));
+        for (tok = apr_strtok(copy, ",", &last); tok;
+             tok = apr_strtok(NULL, ",", &last)) {
+            apr_collapse_spaces(tok, tok);
+            if (*tok)
+                APR_ARRAY_PUSH(out, const char *) = tok;
+        }
+    }
+    json_object_put(v);
+    return out;
+}
+
+bool bf_auth_file_scope(bf_req_t *rq, const char *name, const char *types_json,
+                        int *rc)
 {
     const char *dot = strchr(name, '.');
-    const char *type;
+    const char *type, *missing;
 
     if (bf_dir_auth(rq->dc) == BF_AUTH_NONE || !dot)
         return true;
     type = apr_pstrndup(rq->r->pool, name, (apr_size_t)(dot - name));
+    /* organizeOutputBy=Patient: a blocks file holds the job's types, so
+     * the scopes must cover those (all types when the job had no _type) */
+    if (!strcmp(type, "blocks")) {
+        if (bf_auth_scope_covers(rq->r->pool, rq->scope,
+                                 job_types(rq->r->pool, types_json), &missing))
+            return true;
+        *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
+                         "the access token's scopes do not allow reading "
+                         "%s resources",
+                         strcmp(missing, "*") ? missing : "all");
+        return false;
+    }
     /* error and deleted-resource files go with the export itself */
     if (!strcmp(type, "OperationOutcome") || !strcmp(type, "Bundle")
         || bf_scope_can_export(rq->r->pool, rq->scope, type))

@@ -325,7 +325,8 @@ const command_rec bf_cmds[] = {
     AP_INIT_TAKE1(BF_CMD_BASE_URL, set_base_url, NULL,
                   RSRC_CONF | ACCESS_CONF,
                   "Absolute FHIR base URL used in Content-Location and "
-                  "manifests (default: built from the request)"),
+                  "manifests, and for the token URL (required with "
+                  "BulkFhirAuth smart; else built from the request)"),
     AP_INIT_TAKE1(BF_CMD_AUTH, set_auth, NULL, RSRC_CONF | ACCESS_CONF,
                   "Authorization: none, smart (SMART Backend Services "
                   "bearer tokens) or header (identity from another module: "
@@ -445,6 +446,62 @@ int bf_config_pre(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     auth_smart_seen = 0;
     return OK;
+}
+
+/* One scope (the server's defaults or a section holding BulkFhir*
+ * directives, merged onto them): BulkFhirAuth smart there needs
+ * BulkFhirBaseURL, the canonical base the assertion's aud (the token URL)
+ * is built from.  Without it the aud came from the request's Host header,
+ * so an assertion made for another authorization server with the same
+ * client id, key and path was accepted here with a forged Host. */
+static bool smart_has_base(server_rec *v, const bf_dir_conf_t *dc,
+                           const char *where)
+{
+    if (bf_dir_auth(dc) != BF_AUTH_SMART || dc->base_url)
+        return true;
+    ap_log_error(APLOG_MARK, APLOG_EMERG, 0, v,
+                 "BF01080: %s smart needs %s (the public FHIR base URL, e.g. "
+                 "https://fhir.example.org/fhir): set it next to %s %s; "
+                 "token assertions' aud is checked against it, never "
+                 "against the request's Host header",
+                 BF_CMD_AUTH, BF_CMD_BASE_URL, BF_CMD_AUTH, where);
+    return false;
+}
+
+int bf_config_check(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s)
+{
+    server_rec *v;
+    core_server_config *core;
+    ap_conf_vector_t **secs;
+    bf_dir_conf_t *dc, *sec;
+    bool ok = true;
+    int i;
+
+    for (v = s; v; v = v->next) {
+        dc = ap_get_module_config(v->lookup_defaults, &bulkfhir_module);
+        if (!smart_has_base(v, dc,
+                            apr_psprintf(ptemp, "(server %s)",
+                                         v->server_hostname
+                                             ? v->server_hostname
+                                             : "*")))
+            ok = false;
+        core = ap_get_core_module_config(v->module_config);
+        if (!core || !core->sec_url)
+            continue;
+        secs = (ap_conf_vector_t **)core->sec_url->elts;
+        for (i = 0; i < core->sec_url->nelts; i++) {
+            sec = ap_get_module_config(secs[i], &bulkfhir_module);
+            if (!sec)
+                continue;
+            if (!smart_has_base(v, bf_dir_conf_merge(ptemp, dc, sec),
+                                apr_psprintf(ptemp, "(in <Location %s>)",
+                                             sec->location ? sec->location
+                                                           : "?")))
+                ok = false;
+        }
+    }
+    return ok ? OK : HTTP_INTERNAL_SERVER_ERROR;
 }
 
 int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,

@@ -174,6 +174,17 @@ PGconn *bf_db_acquire(bf_req_t *rq)
     l->conn = res;
     apr_pool_cleanup_register(rq->r->pool, l, lease_release,
                               apr_pool_cleanup_null);
+    rq->lease = l;
     rq->conn = res;
     return rq->conn;
+}
+
+void bf_db_release(bf_req_t *rq)
+{
+    if (!rq->conn || !rq->lease)
+        return;
+    /* runs lease_release now and unregisters it */
+    apr_pool_cleanup_run(rq->r->pool, rq->lease, lease_release);
+    rq->lease = NULL;
+    rq->conn = NULL;
 }

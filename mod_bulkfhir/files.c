@@ -191,7 +191,7 @@ static void etag_gzip(request_rec *r)
 int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 {
     request_rec *r = rq->r;
-    const char *path, *client;
+    const char *path, *client, *types;
     char sqlstate[6], buf[120];
     bool found, expired, gzip, pre = false;
     apr_file_t *fd, *gz_fd = NULL;
@@ -213,11 +213,11 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "file");
     if (!bf_job_file_lookup(rq->conn, r->pool, job_id, name, &found, &client,
-                            &expired, sqlstate))
+                            &expired, &types, sqlstate))
         return bf_http_db_error(rq, sqlstate, "file");
     if (!found || !bf_auth_may_see(rq, client))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
-    if (!bf_auth_file_scope(rq, name, &st)) /* R3: scopes cover the type */
+    if (!bf_auth_file_scope(rq, name, types, &st)) /* R3: the type(s) */
         return st;
     if (expired)
         return bf_http_oo(rq, HTTP_GONE, "not-found",

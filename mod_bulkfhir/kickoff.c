@@ -204,6 +204,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     k.until = prm->until;
     k.request_url = request_url(rq);
     k.requires_token = bf_dir_auth(rq->dc) != BF_AUTH_NONE;
+    k.auth_mode = bf_auth_mode_name(bf_dir_auth(rq->dc)); /* 0071 */
     k.types = bf_params_types_literal(r->pool, prm);
     k.separate_status = pref.separate_status;
     k.organized = prm->organize_by != NULL;

@@ -14,6 +14,7 @@
 #include "bf_log.h"
 
 #include <apr_lib.h>
+#include <ap_expr.h>
 #include <apr_strings.h>
 #include <http_core.h>
 #include <http_protocol.h>
@@ -288,9 +289,84 @@ static int bf_handler(request_rec *r)
     return dispatch_traced(rq, &rt);
 }
 
+/* The handler SetHandler gives r in the <Location> sections merged into
+ * r->per_dir_config (core's fixups copy it to r->handler later). */
+static const char *location_handler(request_rec *r)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    const char *err = NULL, *h;
+
+    if (!d)
+        return NULL;
+    if (d->expr_handler) {
+        h = ap_expr_str_exec(r, d->expr_handler, &err);
+        return err ? NULL : h;
+    }
+    return d->handler;
+}
+
+/* r's URI is below a <Location> whose SetHandler names this module (the
+ * FHIR base or the status page).  In translate_name and map_to_storage
+ * r->handler is not set yet, and before map_to_storage the core resets
+ * r->per_dir_config to the server default, so the <Location> sections are
+ * walked here (the core walks them again afterwards, from its cache) and
+ * r->per_dir_config is left as it was. */
+static bool module_location(request_rec *r)
+{
+    ap_conf_vector_t *saved = r->per_dir_config;
+    const char *h;
+
+    if (r->proxyreq || !r->uri || r->uri[0] != '/')
+        return false;
+    h = ap_location_walk(r) == OK ? location_handler(r) : NULL;
+    r->per_dir_config = saved;
+    return h && (!strcmp(h, BF_HANDLER) || !strcmp(h, "bulkfhir-status"));
+}
+
+/* translate_name: this module's URLs are not files.  The core would merge
+ * the path onto DocumentRoot (AH00127 and a 403 HTML page for a path
+ * longer than PATH_MAX, e.g. a 5,000-character status id); like mod_proxy,
+ * name the request "bulkfhir:<uri>" instead, so the handler answers with
+ * its own 404 OperationOutcome. */
+static int bf_translate_name(request_rec *r)
+{
+    if (!module_location(r))
+        return DECLINED;
+    r->filename = apr_pstrcat(r->pool, "bulkfhir:", r->uri, NULL);
+    return OK;
+}
+
+/* map_to_storage: for this module's URLs
+ *  - TRACE is refused with a 405 OperationOutcome (it would echo request
+ *    headers such as Authorization), before http_module's TRACE handler;
+ *  - OK skips the core's directory and file walk (there is no file). */
+static int bf_map_to_storage(request_rec *r)
+{
+    bf_req_t rq;
+
+    if (!module_location(r))
+        return DECLINED;
+    if (r->method_number == M_TRACE) {
+        memset(&rq, 0, sizeof rq);
+        rq.r = r;
+        rq.sc =
+            ap_get_module_config(r->server->module_config, &bulkfhir_module);
+        rq.dc = ap_get_module_config(r->per_dir_config, &bulkfhir_module);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "TRACE refused on %s",
+                      r->uri);
+        bf_http_not_allowed(&rq, "GET, POST, DELETE");
+        return DONE;
+    }
+    return OK;
+}
+
 static void bf_register_hooks(apr_pool_t *p)
 {
+    /* before http_module's TRACE (MIDDLE) and core's walk (REALLY_LAST) */
+    ap_hook_translate_name(bf_translate_name, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_map_to_storage(bf_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_pre_config(bf_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(bf_config_check, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bf_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bf_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(bf_handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -30,6 +30,7 @@ typedef struct bf_req_t {
     const char *base;      /* absolute FHIR base URL, no trailing slash */
     const char *rel;       /* path below the location, no leading slash */
     PGconn *conn;          /* borrowed by bf_db_acquire, returned by cleanup */
+    void *lease;           /* dbpool.c: conn's lease (bf_db_release) */
     const char *client_id; /* authenticated client; NULL with auth none */
     const char *scope;     /* its granted scopes */
 } bf_req_t;
@@ -41,6 +42,10 @@ void *bf_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *bf_create_dir_conf(apr_pool_t *p, char *path);
 void *bf_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int bf_config_pre(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
+/* check_config (also under configtest): BulkFhirAuth smart needs
+ * BulkFhirBaseURL in the same or an enclosing scope. */
+int bf_config_check(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s);
 int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                    server_rec *s);
 /* A conninfo safe to log: host/port/dbname/user only. */
@@ -51,6 +56,9 @@ void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s);
 /* Borrow a connection for the rest of the request (cached in rq->conn).
  * NULL when the database is unreachable (logged). */
 PGconn *bf_db_acquire(bf_req_t *rq);
+/* Give the borrowed connection back before the request ends (e.g. while
+ * waiting on the network); bf_db_acquire borrows one again. */
+void bf_db_release(bf_req_t *rq);
 
 /* http.c: responses and request helpers.  The bf_http_* responders write a
  * complete response and return OK for the handler to return. */
@@ -70,8 +78,13 @@ const char *bf_http_base_url(request_rec *r, const bf_dir_conf_t *dc,
 
 /* auth.c: false means a response was written and *rc is to be returned */
 bool bf_auth_request(bf_req_t *rq, int *rc);
-/* The request's client may see a job owned by job_client. */
-bool bf_auth_may_see(const bf_req_t *rq, const char *job_client);
+/* "none", "smart", "header" (job.auth_mode, 0071). */
+const char *bf_auth_mode_name(bf_auth_mode_e mode);
+/* The request's owner key "<auth mode>:<client id>" (bf_job_t.client_id). */
+const char *bf_auth_owner(const bf_req_t *rq);
+/* The request may see a job whose owner key is job_owner: same auth mode
+ * and client id. */
+bool bf_auth_may_see(const bf_req_t *rq, const char *job_owner);
 /* The granted scopes cover reading these types (NULL: all types). */
 bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
                           const apr_array_header_t *types,
@@ -101,8 +114,11 @@ struct bf_job_kickoff_t;
 bool bf_limits_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
                        const char **job_id, int *rc);
 /* R3: the token's scopes cover the type of export file `name` (its
- * "{Type}." prefix); false means a 403 was written. */
-bool bf_auth_file_scope(bf_req_t *rq, const char *name, int *rc);
+ * "{Type}." prefix; for organized "blocks." files every type of the job:
+ * types_json is its params._type, NULL for all); false means a 403 was
+ * written. */
+bool bf_auth_file_scope(bf_req_t *rq, const char *name, const char *types_json,
+                        int *rc);
 /* statuscache.c: job status shared by the children (BulkFhirStatusCache) */
 struct bf_job_t;
 const char *bf_statuscache_set(cmd_parms *cmd, const char *arg);

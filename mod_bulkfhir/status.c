@@ -272,8 +272,8 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
     /* else one statement answers the poll (gate, progress, manifest) */
     q.min_ms = r->method_number == M_GET ? bf_dir_min_poll_interval(rq->dc)
                                           : 0;
-    q.auth = bf_dir_auth(rq->dc) != BF_AUTH_NONE; /* as bf_auth_may_see */
-    q.client_id = rq->client_id;
+    q.auth = true; /* the gate only for the owner, as bf_auth_may_see */
+    q.client_id = bf_auth_owner(rq);
     q.base = rq->base;
     if (!bf_job_status(rq->conn, r->pool, job_id, &q, &job, sqlstate))
         return bf_http_db_error(rq, sqlstate, "status");

@@ -100,6 +100,16 @@ static bool parse_form(apr_pool_t *p, const char *body, size_t len,
     return true;
 }
 
+static PGconn *lend_get(void *baton)
+{
+    return bf_db_acquire(baton);
+}
+
+static void lend_put(void *baton)
+{
+    bf_db_release(baton);
+}
+
 const char *bf_token_url(const bf_req_t *rq)
 {
     return apr_pstrcat(rq->r->pool, rq->base, "/token", NULL);
@@ -111,6 +121,7 @@ int bf_token_handle(bf_req_t *rq)
     bf_token_config cfg;
     bf_token_request req;
     bf_token_response res;
+    bf_conn_lender db = {lend_get, lend_put, rq};
     const char *body, *why = NULL, *cl;
     apr_size_t len;
     int rc;
@@ -119,6 +130,14 @@ int bf_token_handle(bf_req_t *rq)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "no token endpoint here (%s is not smart)",
                           BF_CMD_AUTH);
+    if (!rq->dc->base_url) { /* config.c refuses this at start-up */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "BF01081: %s smart without %s here (%s): no token is "
+                      "issued, the assertion's aud has no canonical URL",
+                      BF_CMD_AUTH, BF_CMD_BASE_URL, r->uri);
+        return token_error(rq, HTTP_INTERNAL_SERVER_ERROR, "server_error",
+                           "the authorization server is not configured");
+    }
     if (r->method_number != M_POST || r->header_only) {
         apr_table_setn(r->headers_out, "Allow", "POST");
         return token_error(rq, HTTP_METHOD_NOT_ALLOWED, "invalid_request",
@@ -152,7 +171,7 @@ int bf_token_handle(bf_req_t *rq)
     cfg.lifetime = bf_dir_token_lifetime(rq->dc);
     cfg.jwks_timeout = bf_dir_jwks_timeout(rq->dc);
     cfg.jwks_allow_http_loopback = bf_dir_jwks_loopback(rq->dc) != 0;
-    bf_token_issue(r->pool, rq->conn, &cfg, &req, &res);
+    bf_token_issue(r->pool, &db, &cfg, &req, &res);
     if (res.status == HTTP_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       "token: issued to client %s (scope %s, %d s)",

@@ -205,6 +205,7 @@ BulkFhirJwksTimeout 2
 # a second FHIR base with a small kick-off rate (R9)
 <Location /ratefhir>
     SetHandler bulkfhir
+    BulkFhirBaseURL http://127.0.0.1:${BF_PORT}/ratefhir
     Require all granted
     BulkFhirKickoffRate 2/min
 </Location>

@@ -129,6 +129,8 @@ ATTACKS = {
     "hs384_public_key_secret": (lambda s: forge_hs384(s.rsa, _claims(s)), 401, "invalid_client"),
     "rs256": (lambda s: sign(s.rsa, _claims(s), alg="RS256"), 401, "invalid_client"),
     "wrong_typ": (lambda s: sign(s.rsa, _claims(s), typ="at+jwt"), 401, "invalid_client"),
+    # SMART: typ is required (fixed value JWT); accepted before issue #11
+    "missing_typ": (lambda s: sign(s.rsa, _claims(s), typ=None), 401, "invalid_client"),
     "jku_not_registered": (lambda s: sign(s.rsa, _claims(s, client="url-client"),
                                           jku=s.srv.publish("evil", bfsmart.jwks(s.rsa))),
                            401, "invalid_client"),

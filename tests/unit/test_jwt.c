@@ -221,6 +221,10 @@ static void test_claims(void **state)
         sign(rsa, "{\"alg\":\"RS384\",\"kid\":\"rsa-1\",\"typ\":\"JOSE+X\"}",
              claims("app", "app", TOKEN_URL, NOW + 60, "j")),
         jwks));
+    /* typ is required (SMART Backend Services: fixed value JWT) */
+    assert_non_null(check(sign(rsa, "{\"alg\":\"RS384\",\"kid\":\"rsa-1\"}",
+                               claims("app", "app", TOKEN_URL, NOW + 60, "j")),
+                          jwks));
     json_object_put(jwks);
 }
 
