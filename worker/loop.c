@@ -5,6 +5,7 @@
 #include "config.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -175,6 +176,13 @@ const char *worker_outcome(apr_pool_t *p, const bf_task_t *task, worker_export_r
                             " costly: narrow it (_typeFilter, fewer types in"
                             " _type, or _since) and try again.", type,
                             task->attempt);
+    /* the one server condition worth naming: a full disk (errno text) */
+    if (why && (strstr(why, strerror(ENOSPC)) || strstr(why, strerror(EDQUOT))))
+        return apr_psprintf(p, "The export of %s failed after %d attempt(s): the"
+                            " server's export storage is full (%s).", type,
+                            task->attempt,
+                            strstr(why, strerror(ENOSPC)) ? strerror(ENOSPC)
+                                                          : strerror(EDQUOT));
     return apr_psprintf(p, "The export of %s failed after %d attempt(s) with an"
                         " internal error; the server's operators can find the"
                         " details in its logs.", type, task->attempt);
@@ -331,7 +339,8 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     case WORKER_EXPORT_COSTLY:
         bf_ndjson_abort(nd);
         f.detail = msg ? worker_public_message(p, msg) : "export failed";
-        f.outcome = worker_outcome(p, task, rc, w->costly_why);
+        f.outcome = worker_outcome(p, task, rc,
+                                   rc == WORKER_EXPORT_COSTLY ? w->costly_why : msg);
         f.code = rc == WORKER_EXPORT_COSTLY ? "too-costly" : "exception";
         f.final = rc == WORKER_EXPORT_COSTLY;
         if (f.final)

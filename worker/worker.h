@@ -139,7 +139,8 @@ typedef enum {
 } worker_export_rc;
 
 /* The client-facing diagnostics of a job that rc ends (why: the
- * WORKER_EXPORT_COSTLY reason; WORKER_EXPORT_LOST: its worker died). */
+ * WORKER_EXPORT_COSTLY reason, or the internal message of a failure, read
+ * only for a full disk; WORKER_EXPORT_LOST: its worker died). */
 const char *worker_outcome(apr_pool_t *p, const bf_task_t *task, worker_export_rc rc,
                            const char *why);
 
