@@ -263,6 +263,22 @@ static void backend_check(worker_t *w, const bf_task_t *task)
     worker_db_ensure(w);
 }
 
+/* msg on one line (a server message ends with a newline, a DETAIL adds
+ * more): for the task's errors[] and the log. */
+static const char *one_line(apr_pool_t *p, const char *msg)
+{
+    char *s = apr_pstrdup(p, msg), *c;
+    size_t n;
+
+    for (c = s; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+    n = strlen(s);
+    while (n > 0 && s[n - 1] == ' ')
+        s[--n] = '\0';
+    return s;
+}
+
 /* Run one claimed task to its end: published, failed, released or lost. */
 static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
 {
@@ -338,7 +354,8 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     case WORKER_EXPORT_FAILED:
     case WORKER_EXPORT_COSTLY:
         bf_ndjson_abort(nd);
-        f.detail = msg ? worker_public_message(p, msg) : "export failed";
+        msg = one_line(p, msg ? msg : "export failed");
+        f.detail = worker_public_message(p, msg);
         f.outcome = worker_outcome(p, task, rc,
                                    rc == WORKER_EXPORT_COSTLY ? w->costly_why : msg);
         f.code = rc == WORKER_EXPORT_COSTLY ? "too-costly" : "exception";

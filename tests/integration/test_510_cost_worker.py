@@ -193,10 +193,12 @@ def test_510_002_limits_in_force_in_worker_backend(cost_stack):
     _defaults(st)
     _setting(st, "task_work_mem_kb", "12345")
     pg_log = Path(st.dir) / "log" / "postgresql.log"
-    st.psql("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
-    st.psql("ALTER SYSTEM SET auto_explain.log_min_duration = 0")
-    st.psql("ALTER SYSTEM SET auto_explain.log_settings = on")
-    st.psql("SELECT pg_reload_conf()")
+    # (its parameters are known once the library is loaded)
+    st.psql("LOAD 'auto_explain';"
+            " ALTER SYSTEM SET session_preload_libraries = 'auto_explain';"
+            " ALTER SYSTEM SET auto_explain.log_min_duration = 0;"
+            " ALTER SYSTEM SET auto_explain.log_settings = on;"
+            " SELECT pg_reload_conf()")
     workers.stop_all()          # a new worker: a new connection loads auto_explain
     time.sleep(0.5)
     offset = pg_log.stat().st_size
@@ -206,10 +208,11 @@ def test_510_002_limits_in_force_in_worker_backend(cost_stack):
         _export_matches_store(c, st, "Condition")
         time.sleep(0.5)
     finally:
-        st.psql("ALTER SYSTEM RESET session_preload_libraries")
-        st.psql("ALTER SYSTEM RESET auto_explain.log_min_duration")
-        st.psql("ALTER SYSTEM RESET auto_explain.log_settings")
-        st.psql("SELECT pg_reload_conf()")
+        st.psql("LOAD 'auto_explain';"
+                " ALTER SYSTEM RESET session_preload_libraries;"
+                " ALTER SYSTEM RESET auto_explain.log_min_duration;"
+                " ALTER SYSTEM RESET auto_explain.log_settings;"
+                " SELECT pg_reload_conf()")
         _defaults(st)
         workers.stop_all()
     with open(pg_log, "rb") as f:
@@ -225,6 +228,9 @@ def test_510_002_limits_in_force_in_worker_backend(cost_stack):
             settings[0]
     publish = [b for b in blocks if "UPDATE bulkfhir.task SET state = 'done'" in b]
     assert publish, "no auto_explain entry of the task's publish"
+    print("\n510_002: %d COPY plan(s), e.g. %s; publish: %s" % (
+        len(copies), [ln.strip() for ln in copies[0].splitlines() if "Settings:" in ln],
+        [ln.strip() for ln in publish[0].splitlines() if "Settings:" in ln] or "no Settings"))
     assert not any("work_mem = '12345kB'" in b for b in publish), publish[0][:2000]
 
 
