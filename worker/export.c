@@ -400,6 +400,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     if (!bf_task_limits_set(w->conn, &w->limits, &fallback))
         return db_failure(w, p, msg, "task limits");
     w->limits_applied = true;
+    w->limits_read = true;
     if (fallback && !w->limits_warned) {
         bf_log(BF_LOG_WARN, "BF02052: worker %s: the database has no"
                " bulkfhir.task_limits_set (migration 0070): built-in task limits"

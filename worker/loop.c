@@ -229,12 +229,14 @@ int64_t worker_backend_anon_kib(PGconn *conn)
 static void backend_check(worker_t *w, const bf_task_t *task)
 {
     int64_t ctx = -1, anon = -1, mb, bound = w->limits.backend_memory_mb;
+    bool read = w->limits_read;
 
+    w->limits_read = false;
     if (!w->conn || !bf_pq_healthy(w->conn)) {
         w->reconnect_wanted = false;
         return;
     }
-    if (!w->reconnect_wanted && w->limits_applied && bound > 0) {
+    if (!w->reconnect_wanted && read && bound > 0) {
         if (!bf_task_backend_memory(w->conn, &ctx))
             return;
         anon = worker_backend_anon_kib(w->conn);

@@ -111,6 +111,7 @@ typedef struct worker {
     /* the limits of the task in progress (export.c, sql/0070) */
     bf_task_limits_t limits;
     bool limits_applied;      /* on w->conn, until reset */
+    bool limits_read;         /* w->limits are this task's */
     bool limits_warned;       /* the no-0070 fallback was logged */
     bool reconnect_wanted;    /* drop w->conn after the task */
     const char *costly_why;   /* WORKER_EXPORT_COSTLY: for the client */

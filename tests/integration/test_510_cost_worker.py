@@ -336,8 +336,8 @@ def test_510_004_memory_limit_fails_task_cleanly(cost_stack, allow_log):
 
 
 def test_510_005_worker_and_backend_memory_bounded(cost_stack):
-    """A large _typeFilter export (one filter, 2000 codes ORed, on
-    Observation): the worker's RSS stays under 64 MiB and its backends'
+    """A large _typeFilter export (POST; 16 filters of 60 codes and three
+    more clauses each, on Observation): the worker's RSS stays under 64 MiB and its backends'
     RssAnon under 512 MiB throughout (bfcost.Peak); with
     task_backend_memory_mb = 1 the worker reconnects after the task (a new
     backend) and the backend's RssAnon is back near its idle size."""
@@ -350,17 +350,25 @@ def test_510_005_worker_and_backend_memory_bounded(cost_stack):
     time.sleep(1.5)
     pids = bfcost.worker_backend_pids(st)
     idle = max(bfcost.backend_kib(p) or 0 for p in pids)
-    codes = ["http://loinc.org|%d-%d" % (10000 + i, i % 10) for i in range(2000)]
-    real = {r[0] for r in st.psql(
+    real = sorted(r[0] for r in st.psql(
         "SELECT DISTINCT (c->>'system') || '|' || (c->>'code') FROM fhir.resource_version,"
         " jsonb_array_elements(resource->'code'->'coding') c"
-        " WHERE resource_type = 'Observation' LIMIT 20")}
-    filt = "Observation?code=" + ",".join(sorted(real) + codes)
+        " WHERE resource_type = 'Observation' LIMIT 16"))
+    # as large as the kick-off takes (bf_typefilter: 4096 characters, 64
+    # values per parameter): 16 filters of 60 codes and 3 more clauses each
+    filters = []
+    for k in range(16):
+        codes = real[k:k + 1] + ["http://loinc.org|%d-%d" % (10000 + 100 * k + i, i % 10)
+                                 for i in range(59)]
+        filters.append("Observation?code=%s&status=final,amended,preliminary"
+                       "&date=ge1900-01-01&subject:missing=false" % ",".join(codes))
+    codes = [c for f in filters for c in f.split("code=")[1].split("&")[0].split(",")]
     _setting(st, "task_backend_memory_mb", "1")
     try:
         with bfcost.Peak(st, workers=[w.pid]) as pk:
-            (exp, secs) = bfcost.timed(bfclient.run_export, c, post=None, params={
-                "_type": "Observation", "_typeFilter": filt}, timeout=300)
+            (exp, secs) = bfcost.timed(bfclient.run_export, c, post=[
+                ("_type", "valueString", "Observation")]
+                + [("_typeFilter", "valueString", f) for f in filters], timeout=300)
         check_files(exp)
         time.sleep(1.5)
         after_pids = bfcost.worker_backend_pids(st)
@@ -368,10 +376,11 @@ def test_510_005_worker_and_backend_memory_bounded(cost_stack):
     finally:
         _defaults(st)
     n = sum(len(v) for v in exp.resources("output").values())
-    print("\n510_005: _typeFilter of %d codes (%d bytes), %d resources in %.2f s:"
+    print("\n510_005: %d _typeFilter of %d codes (%d bytes), %d resources in %.2f s:"
           " worker peak RSS %d KiB, backend peak RssAnon %d KiB; backend idle %d KiB,"
           " after the task %d KiB (%d samples)"
-          % (len(codes) + len(real), len(filt), n, secs, pk.worker_kib, pk.backend_kib,
+          % (len(filters), len(codes), sum(map(len, filters)), n, secs, pk.worker_kib,
+             pk.backend_kib,
              idle, after, pk.samples))
     assert n > 0, "the filter matched nothing: %s" % sorted(real)[:3]
     assert pk.samples > 0 and pk.alive == [w.pid]
