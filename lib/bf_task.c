@@ -737,18 +737,20 @@ bool bf_task_limits_set(PGconn *conn, bf_task_limits_t *out, bool *fallback)
     out->statement_timeout_ms = 900000;
     out->work_mem_kb = 16384;
     out->backend_memory_mb = 256;
-    if (!bf_pq_exec_quiet(conn, "task limits",
+    if (!bf_pq_exec_quiet(
+            conn, "task limits",
             "SELECT statement_timeout_ms, work_mem_kb, backend_memory_mb"
-            " FROM bulkfhir.task_limits_set()", 0, NULL, &res, state)) {
+            " FROM bulkfhir.task_limits_set()",
+            0, NULL, &res, state)) {
         if (strcmp(state, "42883") != 0) /* other than: no such function */
             return false;
         /* a database not migrated to 0070 yet: the same defaults */
         *fallback = true;
         return bf_pq_exec(conn, "task limits",
-            "SELECT set_config('jit', 'off', false),"
-            "   set_config('work_mem', '16384kB', false),"
-            "   set_config('statement_timeout', '900000', false)",
-            0, NULL, NULL, NULL);
+                          "SELECT set_config('jit', 'off', false),"
+                          "   set_config('work_mem', '16384kB', false),"
+                          "   set_config('statement_timeout', '900000', false)",
+                          0, NULL, NULL, NULL);
     }
     if (PQntuples(res) == 1) {
         out->statement_timeout_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -761,7 +763,8 @@ bool bf_task_limits_set(PGconn *conn, bf_task_limits_t *out, bool *fallback)
 
 bool bf_task_limits_reset(PGconn *conn)
 {
-    return bf_pq_exec(conn, "task limits",
+    return bf_pq_exec(
+        conn, "task limits",
         "SELECT set_config(name, reset_val, false)"
         " FROM pg_settings WHERE name IN ('statement_timeout', 'work_mem')"
         " ORDER BY name",
@@ -775,7 +778,8 @@ bool bf_task_backend_memory(PGconn *conn, int64_t *bytes)
 
     *bytes = -1;
     if (!bf_pq_exec_quiet(conn, "backend memory",
-            "SELECT bulkfhir.backend_memory_bytes()", 0, NULL, &res, state))
+                          "SELECT bulkfhir.backend_memory_bytes()", 0, NULL,
+                          &res, state))
         return strcmp(state, "42883") == 0; /* before 0070: unknown */
     if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         *bytes = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

@@ -235,9 +235,11 @@ static const char *requested(const xq_t *x, const char *a)
 }
 
 /* ARRAY['T1','T2',...] of the valid requested types, joined once. */
-static const char *requested_array(apr_pool_t *p, const apr_array_header_t *types)
+static const char *requested_array(apr_pool_t *p,
+                                   const apr_array_header_t *types)
 {
-    apr_array_header_t *q = apr_array_make(p, types->nelts, sizeof(const char *));
+    apr_array_header_t *q =
+        apr_array_make(p, types->nelts, sizeof(const char *));
     int i;
 
     for (i = 0; i < types->nelts; i++) {

@@ -72,10 +72,13 @@ bool worker_memory_over(const worker_t *w, int64_t *rss_mb)
 static worker_export_rc over_memory(worker_t *w, apr_pool_t *p, int64_t rss,
                                     const char **msg)
 {
-    *msg = apr_psprintf(p, "worker memory %" PRId64 " MiB is past memory_limit %"
-                        PRId64 " MiB", rss, w->cfg.memory_limit);
-    w->costly_why = apr_psprintf(p, "it needs more memory than a worker may use"
-                                 " (%" PRId64 " MiB)", w->cfg.memory_limit);
+    *msg = apr_psprintf(
+        p, "worker memory %" PRId64 " MiB is past memory_limit %" PRId64 " MiB",
+        rss, w->cfg.memory_limit);
+    w->costly_why = apr_psprintf(p,
+                                 "it needs more memory than a worker may use"
+                                 " (%" PRId64 " MiB)",
+                                 w->cfg.memory_limit);
     /* libpq keeps the input buffer a large row needed: start afresh */
     w->reconnect_wanted = true;
     return WORKER_EXPORT_COSTLY;
@@ -92,14 +95,19 @@ static bool over_limit(worker_t *w, apr_pool_t *p, const char *sqlstate,
 
     if (!sqlstate || !*sqlstate)
         return false;
-    if (strcmp(sqlstate, "57014") == 0 && ms > 0
-        && ((errmsg && strstr(errmsg, "statement timeout"))
-            || secs * 1000 >= 0.9 * (double)ms)) {
-        w->costly_why = ms >= 10000
-            ? apr_psprintf(p, "its query ran past the time limit of %" PRId64
-                           " s per statement", ms / 1000)
-            : apr_psprintf(p, "its query ran past the time limit of %" PRId64
-                           " ms per statement", ms);
+    if (strcmp(sqlstate, "57014") == 0 && ms > 0 &&
+        ((errmsg && strstr(errmsg, "statement timeout")) ||
+         secs * 1000 >= 0.9 * (double)ms)) {
+        w->costly_why =
+            ms >= 10000
+                ? apr_psprintf(p,
+                               "its query ran past the time limit of %" PRId64
+                               " s per statement",
+                               ms / 1000)
+                : apr_psprintf(p,
+                               "its query ran past the time limit of %" PRId64
+                               " ms per statement",
+                               ms);
         return true;
     }
     if (strcmp(sqlstate, "53200") == 0) /* out_of_memory */
@@ -345,17 +353,18 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
 }
 
 /* Building the statement failed (a statement it ran, or a value). */
-static worker_export_rc build_failure(worker_t *w, apr_pool_t *p, const char **msg,
-                                      const char *err, const char *sqlstate,
-                                      double t0)
+static worker_export_rc build_failure(worker_t *w, apr_pool_t *p,
+                                      const char **msg, const char *err,
+                                      const char *sqlstate, double t0)
 {
     *msg = apr_psprintf(p, "cannot build the export query: %s%s%s", err,
                         *sqlstate ? ": SQLSTATE " : "", sqlstate);
     if (PQstatus(w->conn) != CONNECTION_OK)
         return WORKER_EXPORT_DBERROR;
     /* the failing statement's message is in the BF00001 lines before */
-    return over_limit(w, p, sqlstate, NULL, now_s() - t0) ? WORKER_EXPORT_COSTLY
-                                                           : WORKER_EXPORT_FAILED;
+    return over_limit(w, p, sqlstate, NULL, now_s() - t0)
+               ? WORKER_EXPORT_COSTLY
+               : WORKER_EXPORT_FAILED;
 }
 
 static worker_export_rc open_writer(worker_t *w, apr_pool_t *p, const bf_task_t *task,

@@ -159,33 +159,42 @@ const char *worker_public_message(apr_pool_t *p, const char *msg)
 /* What a client reads when a failure ends its job: the type, what went
  * wrong and what to do; never SQL, SQLSTATE, task ids, worker ids or
  * paths (the task's errors[] and the worker log keep the detail). */
-const char *worker_outcome(apr_pool_t *p, const bf_task_t *task, worker_export_rc rc,
-                           const char *why)
+const char *worker_outcome(apr_pool_t *p, const bf_task_t *task,
+                           worker_export_rc rc, const char *why)
 {
-    const char *type = bf_task_valid_type(task->resource_type) ? task->resource_type
-                                                               : "a resource type";
+    const char *type = bf_task_valid_type(task->resource_type)
+                           ? task->resource_type
+                           : "a resource type";
 
     if (rc == WORKER_EXPORT_COSTLY)
-        return apr_psprintf(p, "The export of %s is too costly: %s. Narrow it"
-                            " (_typeFilter, fewer types in _type, or _since) and"
-                            " try again.", type, why ? why : "it is over a limit");
+        return apr_psprintf(
+            p,
+            "The export of %s is too costly: %s. Narrow it"
+            " (_typeFilter, fewer types in _type, or _since) and"
+            " try again.",
+            type, why ? why : "it is over a limit");
     if (rc == WORKER_EXPORT_LOST) /* lease expired: the worker died */
-        return apr_psprintf(p, "The export of %s was given up after %d attempts:"
-                            " each time, the worker running it stopped (crashed,"
-                            " ran out of memory or was killed). It may be too"
-                            " costly: narrow it (_typeFilter, fewer types in"
-                            " _type, or _since) and try again.", type,
-                            task->attempt);
+        return apr_psprintf(
+            p,
+            "The export of %s was given up after %d attempts:"
+            " each time, the worker running it stopped (crashed,"
+            " ran out of memory or was killed). It may be too"
+            " costly: narrow it (_typeFilter, fewer types in"
+            " _type, or _since) and try again.",
+            type, task->attempt);
     /* the one server condition worth naming: a full disk (errno text) */
     if (why && (strstr(why, strerror(ENOSPC)) || strstr(why, strerror(EDQUOT))))
-        return apr_psprintf(p, "The export of %s failed after %d attempt(s): the"
-                            " server's export storage is full (%s).", type,
-                            task->attempt,
+        return apr_psprintf(p,
+                            "The export of %s failed after %d attempt(s): the"
+                            " server's export storage is full (%s).",
+                            type, task->attempt,
                             strstr(why, strerror(ENOSPC)) ? strerror(ENOSPC)
                                                           : strerror(EDQUOT));
-    return apr_psprintf(p, "The export of %s failed after %d attempt(s) with an"
+    return apr_psprintf(p,
+                        "The export of %s failed after %d attempt(s) with an"
                         " internal error; the server's operators can find the"
-                        " details in its logs.", type, task->attempt);
+                        " details in its logs.",
+                        type, task->attempt);
 }
 
 int64_t worker_backend_anon_kib(PGconn *conn)
@@ -197,9 +206,9 @@ int64_t worker_backend_anon_kib(PGconn *conn)
     FILE *f;
 
     /* only a server on this host: a unix socket or loopback */
-    if (pid <= 0 || !host
-        || !(host[0] == '/' || !strcmp(host, "localhost")
-             || !strcmp(host, "127.0.0.1") || !strcmp(host, "::1")))
+    if (pid <= 0 || !host ||
+        !(host[0] == '/' || !strcmp(host, "localhost") ||
+          !strcmp(host, "127.0.0.1") || !strcmp(host, "::1")))
         return -1;
     snprintf(path, sizeof path, "/proc/%d/comm", pid);
     if (!(f = fopen(path, "r")))
@@ -245,16 +254,20 @@ static void backend_check(worker_t *w, const bf_task_t *task)
             mb = anon / 1024;
         if (mb <= bound)
             return;
-        bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): database backend"
-               " %d holds %" PRId64 " MiB (contexts %" PRId64 " MiB, RssAnon %"
-               PRId64 " MiB), over task_backend_memory_mb %" PRId64 ";"
-               " reconnecting", task->job_id, task->id, task->resource_type,
+        bf_log(BF_LOG_NOTICE,
+               "job %s: task %" PRId64 " (%s): database backend"
+               " %d holds %" PRId64 " MiB (contexts %" PRId64
+               " MiB, RssAnon %" PRId64
+               " MiB), over task_backend_memory_mb %" PRId64 ";"
+               " reconnecting",
+               task->job_id, task->id, task->resource_type,
                PQbackendPID(w->conn), mb, ctx < 0 ? -1 : ctx / (1024 * 1024),
                anon < 0 ? -1 : anon / 1024, bound);
     } else if (w->reconnect_wanted) {
-        bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): reconnecting to"
-               " release the memory the task held", task->job_id, task->id,
-               task->resource_type);
+        bf_log(BF_LOG_NOTICE,
+               "job %s: task %" PRId64 " (%s): reconnecting to"
+               " release the memory the task held",
+               task->job_id, task->id, task->resource_type);
     } else {
         return;
     }
