@@ -282,13 +282,41 @@ static bool filter_for(const xq_t *x, const char *type, const char **sql,
     return mine->nelts == 0 || bf_typefilter_sql(x->p, mine, sql, err);
 }
 
-/* The exported column for rows of one type (_elements subsetting). */
+/* Elements per bf_elements_keep_sql call: it appends one at a time, so
+ * its cost grows with the square of the list; chunks keep it linear. */
+#define ELEMENTS_CHUNK 64
+
+/* The exported column for rows of one type (_elements subsetting): the
+ * keep list as `(chunk || chunk || ...)` arrays (fhir_subset tests
+ * membership, so the mandatory elements repeated in each chunk are
+ * harmless), built in a subpool of which only the result is kept. */
 static const char *column_for(const xq_t *x, const char *type)
 {
+    apr_pool_t *sp;
+    apr_array_header_t *chunk, *keeps;
+    const char *col;
+    int i, j, n;
+
     if (!x->elements)
         return "resource";
-    return apr_pstrcat(x->p, "bulkfhir.fhir_subset(resource, ",
-                       bf_elements_keep_sql(x->p, x->elements, type), ")", NULL);
+    apr_pool_create(&sp, x->p);
+    n = x->elements->nelts;
+    keeps = apr_array_make(sp, 2 * (n / ELEMENTS_CHUNK + 1), sizeof(const char *));
+    for (i = 0; i == 0 || i < n; i += ELEMENTS_CHUNK) {
+        int m = n - i < ELEMENTS_CHUNK ? n - i : ELEMENTS_CHUNK;
+
+        chunk = apr_array_make(sp, m > 0 ? m : 1, x->elements->elt_size);
+        for (j = 0; j < m; j++)
+            *(bf_element *)apr_array_push(chunk) =
+                APR_ARRAY_IDX(x->elements, i + j, bf_element);
+        if (i > 0)
+            APR_ARRAY_PUSH(keeps, const char *) = " || ";
+        APR_ARRAY_PUSH(keeps, const char *) = bf_elements_keep_sql(sp, chunk, type);
+    }
+    col = apr_pstrcat(x->p, "bulkfhir.fhir_subset(resource, (",
+                      apr_array_pstrcat(sp, keeps, 0), "))", NULL);
+    apr_pool_destroy(sp);
+    return col;
 }
 
 /* Evaluate the member list once and embed it as a literal array: as a
