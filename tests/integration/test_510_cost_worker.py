@@ -252,6 +252,7 @@ def test_510_003_poison_task_given_up(cost_stack, allow_log):
     c = bfclient.Client(st.base_url)
     kills = []
     with HeldTransaction(st):   # the poison job's task waits (running) until killed
+        t_kick = time.monotonic()
         kick = c.kickoff("$export", params={"_type": "Patient"})
         assert kick.status_code == 202, kick.text[:500]
         jid = job_id_of(kick)
@@ -271,6 +272,8 @@ def test_510_003_poison_task_given_up(cost_stack, allow_log):
                 workers.start()
             time.sleep(0.1)
     final, oo = _failed_outcome(c, kick, timeout=60)
+    print("\n510_003: poison task: %d SIGKILLs, job failed %.1f s after the kick-off"
+          " (lease 3 s)" % (len(kills), time.monotonic() - t_kick))
     assert kills == [1, 2, 3], kills
     state, attempt, nerr = st.psql(
         "SELECT state, attempt, jsonb_array_length(errors) FROM bulkfhir.task"
