@@ -180,8 +180,9 @@ def test_510_002_limits_in_force_in_worker_backend(cost_stack):
     """The limits are in force for the worker's export statements and only
     for them: auto_explain (loaded by session_preload_libraries for new
     connections, log_settings on) prints the changed planner settings of
-    every statement into the PostgreSQL log.  The COPY of a task shows
-    jit = 'off' and work_mem = task_work_mem_kb; the publish statements of
+    every statement into the PostgreSQL log.  The COPY of a task, and the
+    compartment query a Patient-level task runs before it, show jit = 'off'
+    and work_mem = task_work_mem_kb; the publish statements of
     the same task (after the reset) do not show that work_mem.
     statement_timeout is not a planner setting (auto_explain does not show
     it); test_510_001 shows it is in force.  Can fail (skip) where
@@ -206,6 +207,9 @@ def test_510_002_limits_in_force_in_worker_backend(cost_stack):
         workers.start()
         c = bfclient.Client(st.base_url)
         _export_matches_store(c, st, "Condition")
+        # a Patient-level export also runs the compartment queries first
+        exp = bfclient.run_export(c, "Patient/$export", params={"_type": "Practitioner"})
+        assert {k[1] for k in exp.resources("output")} <= _store_ids(st, "Practitioner")
         time.sleep(0.5)
     finally:
         st.psql("LOAD 'auto_explain';"
@@ -226,6 +230,10 @@ def test_510_002_limits_in_force_in_worker_backend(cost_stack):
         assert settings, b[:2000]
         assert "jit = 'off'" in settings[0] and "work_mem = '12345kB'" in settings[0], \
             settings[0]
+    outside = [b for b in blocks if "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r" in b]
+    assert outside, "no auto_explain entry of the compartment query"
+    for b in outside:
+        assert "jit = 'off'" in b and "work_mem = '12345kB'" in b, b[:2000]
     publish = [b for b in blocks if "UPDATE bulkfhir.task SET state = 'done'" in b]
     assert publish, "no auto_explain entry of the task's publish"
     print("\n510_002: %d COPY plan(s), e.g. %s; publish: %s" % (
