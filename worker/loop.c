@@ -375,12 +375,12 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
                                    rc == WORKER_EXPORT_COSTLY ? w->costly_why : msg);
         f.code = rc == WORKER_EXPORT_COSTLY ? "too-costly" : "exception";
         f.final = rc == WORKER_EXPORT_COSTLY;
-        if (f.final)
+        if (!bf_task_fail(w->conn, task, w->id, &f, false, &applied, &failed))
+            applied = true; /* not recorded: still worth a warning */
+        if (applied && f.final)
             bf_log(BF_LOG_WARN, "BF02050: job %s: task %" PRId64 " (%s): too costly"
                    " on attempt %d, not retried: %s (%s)", task->job_id, task->id,
                    task->resource_type, task->attempt, w->costly_why, msg);
-        if (!bf_task_fail(w->conn, task, w->id, &f, false, &applied, &failed))
-            applied = true; /* not recorded: still worth a warning */
         if (!applied) /* cancelled (or taken over) under us: not a fault */
             bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): attempt %d"
                    " failed after the task stopped being ours (%s); not counted",
