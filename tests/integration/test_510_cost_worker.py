@@ -431,3 +431,39 @@ def test_510_006_many_elements_linear(cost_stack):
     assert pk.alive == [w.pid]
     assert pk.worker_kib < 64 * 1024, pk.worker_kib
     workers.stop_all()
+
+
+def test_510_007_timeout_in_compartment_query(cost_stack, allow_log):
+    """The same at Patient level, where the first statement to hit the limit
+    is one the worker runs to build the export (the rows-outside-compartments
+    query of Practitioner), not the COPY: the job fails at once as too
+    costly, the outcome shows no internals, the detail (SQLSTATE 57014) is
+    only in the worker log."""
+    st, resources, links, workers = cost_stack
+    allow_log(r"^BF00001: export: rows outside compartments: SQLSTATE 57014")
+    allow_log(r"^BF020(46|50): ")
+    _defaults(st)
+    w = _one_worker(workers)
+    c = bfclient.Client(st.base_url)
+    _setting(st, "task_statement_timeout_ms", "300")
+    lock = None
+    try:
+        with HeldTransaction(st):
+            kick = c.kickoff("Patient/$export", params={"_type": "Practitioner"})
+            assert kick.status_code == 202, kick.text[:500]
+            jid = job_id_of(kick)
+            lock = LockedStore(st)
+        final, oo = _failed_outcome(c, kick, timeout=60)
+    finally:
+        if lock:
+            lock.end()
+        _defaults(st)
+    assert final.status_code == 400, final.text[:500]
+    assert oo["issue"][0]["code"] == "too-costly", oo
+    assert "Practitioner" in oo["issue"][0]["diagnostics"], oo
+    assert st.psql("SELECT state, attempt FROM bulkfhir.task WHERE job_id = :'p1'",
+                   jid)[0] == ["failed", "1"]
+    log = Path(w.log_path).read_text()
+    assert re.search(r"BF02050: job %s: task \d+ \(Practitioner\): too costly.*57014" % jid,
+                     log), log[-2000:]
+    assert w.poll() is None
