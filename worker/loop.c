@@ -55,6 +55,7 @@ bool worker_db_ensure(worker_t *w)
             w->conn = NULL;
         }
         w->conn = bf_pq_connect(w->cfg.database, WORKER_APPNAME, 5);
+        w->limits_applied = false; /* a new session has none */
         if (w->conn && session_setup(w)) {
             if (w->backoff_ms)
                 bf_log(BF_LOG_NOTICE, "worker %s: database connection restored",
