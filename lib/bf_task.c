@@ -503,7 +503,7 @@ bool bf_task_published_so_far(PGconn *conn, const bf_task_t *task,
 }
 
 bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
-                  const char *message, bool expired_only, bool *applied,
+                  const bf_task_failure_t *f, bool expired_only, bool *applied,
                   bool *job_failed)
 {
     char b_id[24];
@@ -523,38 +523,44 @@ bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
         return true;
     }
     {
-        const char *v[] = { I64(b_id, task->id), message, locked_by };
+        const char *v[] = { I64(b_id, task->id),
+                            f->detail ? f->detail : "failed", locked_by,
+                            f->final ? "t" : "f" };
+        /* a final failure (too costly) is not retried: it would fail again */
         if (!bf_pq_exec(conn, "fail task",
             "UPDATE bulkfhir.task SET"
             "   errors = errors || jsonb_build_array(jsonb_build_object("
             "     'attempt', attempt, 'at', now(), 'message', $2::text,"
-            "     'worker', $3::text)),"
-            "   state = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END,"
-            "   run_after = CASE WHEN attempt < max_attempts"
+            "     'worker', $3::text, 'final', $4::boolean)),"
+            "   state = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
+            "     THEN 'queued' ELSE 'failed' END,"
+            "   run_after = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
             "     THEN now() + make_interval(secs => power(2, least(attempt, 16)))"
             "     ELSE run_after END,"
-            "   finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE now() END,"
+            "   finished_at = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
+            "     THEN NULL ELSE now() END,"
             "   locked_by = NULL, lease_until = NULL"
             " WHERE id = $1::bigint RETURNING state, attempt",
-            3, v, &res, NULL))
+            4, v, &res, NULL))
             goto fail;
         *job_failed = PQntuples(res) == 1
                       && strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
         PQclear(res);
     }
     if (*job_failed) {
-        char diag[1024];
-        const char *v[] = { task->job_id, diag };
+        /* what the client reads: the caller's outcome, never the detail
+         * (SQL, SQLSTATE, task ids and paths stay in errors[] and the log) */
+        const char *v[] = { task->job_id,
+                            f->outcome ? f->outcome : "the export failed",
+                            f->code ? f->code : "exception" };
 
-        snprintf(diag, sizeof diag, "task %" PRId64 " (%s) failed after %d attempts: %s",
-                 task->id, task->resource_type, task->attempt, message);
         if (!bf_pq_exec(conn, "fail job",
             "UPDATE bulkfhir.job SET state = 'failed', finished_at = now(),"
             "   error = jsonb_build_object('resourceType', 'OperationOutcome',"
             "     'issue', jsonb_build_array(jsonb_build_object('severity', 'error',"
-            "       'code', 'exception', 'diagnostics', $2::text)))"
+            "       'code', $3::text, 'diagnostics', $2::text)))"
             " WHERE id = $1 AND state IN ('queued', 'running')",
-            2, v, NULL, NULL)
+            3, v, NULL, NULL)
             || !bf_pq_exec(conn, "fail job",
             "UPDATE bulkfhir.task SET state = 'cancelled', finished_at = now(),"
             "   lease_until = NULL"
@@ -718,4 +724,65 @@ bool bf_task_prune_workers(PGconn *conn, int lease_seconds, long *deleted)
         "DELETE FROM bulkfhir.worker"
         " WHERE heartbeat_at < now() - 3 * make_interval(secs => $1::int)",
         1, v, deleted, NULL);
+}
+
+/* ---- limits (sql/0070_task_limits.sql) ------------------------------------------ */
+
+bool bf_task_limits_set(PGconn *conn, bf_task_limits_t *out, bool *fallback)
+{
+    PGresult *res;
+    char state[6];
+
+    *fallback = false;
+    out->statement_timeout_ms = 900000;
+    out->work_mem_kb = 16384;
+    out->backend_memory_mb = 256;
+    if (!bf_pq_exec_quiet(
+            conn, "task limits",
+            "SELECT statement_timeout_ms, work_mem_kb, backend_memory_mb"
+            " FROM bulkfhir.task_limits_set()",
+            0, NULL, &res, state)) {
+        if (strcmp(state, "42883") != 0) /* other than: no such function */
+            return false;
+        /* a database not migrated to 0070 yet: the same defaults */
+        *fallback = true;
+        return bf_pq_exec(conn, "task limits",
+                          "SELECT set_config('jit', 'off', false),"
+                          "   set_config('work_mem', '16384kB', false),"
+                          "   set_config('statement_timeout', '900000', false)",
+                          0, NULL, NULL, NULL);
+    }
+    if (PQntuples(res) == 1) {
+        out->statement_timeout_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        out->work_mem_kb = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        out->backend_memory_mb = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    }
+    PQclear(res);
+    return true;
+}
+
+bool bf_task_limits_reset(PGconn *conn)
+{
+    return bf_pq_exec(
+        conn, "task limits",
+        "SELECT set_config(name, reset_val, false)"
+        " FROM pg_settings WHERE name IN ('statement_timeout', 'work_mem')"
+        " ORDER BY name",
+        0, NULL, NULL, NULL);
+}
+
+bool bf_task_backend_memory(PGconn *conn, int64_t *bytes)
+{
+    PGresult *res;
+    char state[6];
+
+    *bytes = -1;
+    if (!bf_pq_exec_quiet(conn, "backend memory",
+                          "SELECT bulkfhir.backend_memory_bytes()", 0, NULL,
+                          &res, state))
+        return strcmp(state, "42883") == 0; /* before 0070: unknown */
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        *bytes = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return true;
 }

@@ -85,25 +85,28 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        bool *job_ended);
 
 /* The COPY statements of a task (lib/bf_task_sql.c); false (message in
- * *err) when the task or job holds a value that cannot be quoted safely.
+ * *err) when the task or job holds a value that cannot be quoted safely,
+ * or a statement run to build it failed: then sqlstate (when not NULL)
+ * gets its SQLSTATE ("" when none, e.g. 57014 for statement_timeout).
  *
  * Output of a 'type' task: one binary jsonb column.  skip >= 0 orders the
  * rows by id and skips that many (resuming after parts an earlier attempt
  * published); -1: no order. */
 bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                         const bf_task_job_t *job, int64_t skip,
-                        const char **sql, const char **err);
+                        const char **sql, const char **err,
+                        char sqlstate[6]);
 /* The deleted versions of a 'type' task (R54, R55): one transaction Bundle
  * per line; *sql NULL when the job has no _since. */
 bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                          const bf_task_job_t *job, const char **sql,
-                         const char **err);
+                         const char **err, char sqlstate[6]);
 /* The resource blocks of an 'organized' task (R53): three binary columns
  * (int8 block lines, int8 block bytes, jsonb); the first two are set on a
  * block's header line only. */
 bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                            const bf_task_job_t *job, const char **sql,
-                           const char **err);
+                           const char **err, char sqlstate[6]);
 
 /* Publish the parts of every writer in the chain w (bf_ndjson_chain; one
  * bulkfhir.file row each, parts already published skipped), mark the task
@@ -131,15 +134,41 @@ bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
 bool bf_task_published_so_far(PGconn *conn, const bf_task_t *task,
                               int64_t *rows, int *parts);
 
+/* Why an attempt failed.  detail goes to the task's errors[] (operators:
+ * the status page, SQL), outcome to the job's OperationOutcome when this
+ * failure ends the job (clients: never SQL, SQLSTATE, task ids or paths). */
+typedef struct bf_task_failure {
+    const char *detail;  /* full message, paths already cut */
+    const char *outcome; /* client-facing diagnostics */
+    const char *code;    /* its issue code: "exception", "too-costly" */
+    bool final;          /* deterministic (e.g. too costly): no retry */
+} bf_task_failure_t;
+
 /* Record a failed attempt (errors[] gets {attempt, at, message, worker}):
  * back to queued with run_after = now() + 2^attempt s, or, with no attempts
- * left, the task failed, the job failed with an OperationOutcome and its
- * other unfinished tasks cancelled.  expired_only: only when the lease has
- * expired (the sweeper).  *applied false when the task was not ours (as
- * given by locked_by/fencing); *job_failed when the job failed. */
+ * left or a final failure, the task failed, the job failed with an
+ * OperationOutcome (f->outcome, f->code) and its other unfinished tasks
+ * cancelled.  expired_only: only when the lease has expired (the sweeper).
+ * *applied false when the task was not ours (as given by locked_by/fencing);
+ * *job_failed when the job failed. */
 bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
-                  const char *message, bool expired_only, bool *applied,
+                  const bf_task_failure_t *f, bool expired_only, bool *applied,
                   bool *job_failed);
+
+/* The limits of a task's statements (sql/0070_task_limits.sql), applied on
+ * conn for the statements that follow: jit off, statement_timeout,
+ * work_mem.  *fallback true when the database has no 0070 yet (built-in
+ * defaults applied).  bf_task_limits_reset: back to the session defaults. */
+typedef struct bf_task_limits {
+    int64_t statement_timeout_ms; /* 0: none */
+    int64_t work_mem_kb;
+    int64_t backend_memory_mb;    /* reconnect bound, 0: never */
+} bf_task_limits_t;
+bool bf_task_limits_set(PGconn *conn, bf_task_limits_t *out, bool *fallback);
+bool bf_task_limits_reset(PGconn *conn);
+/* The memory of conn's backend's memory contexts, bytes; -1 when the
+ * server cannot say (before PostgreSQL 14, no privilege). */
+bool bf_task_backend_memory(PGconn *conn, int64_t *bytes);
 
 /* Give the task back (shutdown): queued again at once, the attempt not
  * counted, a NOTIFY so another worker takes it. */

@@ -6,10 +6,15 @@
  * Every statement selects the versions valid at the job's transactionTime T
  * (last_updated <= T and not superseded at T), DESIGN invariant 1.  Alias r
  * is always the row being exported, c a compartment row, so the _typeFilter
- * SQL (over an unqualified `resource`) binds to r. */
+ * SQL (over an unqualified `resource`) binds to r.
+ *
+ * Statements are built linearly: the pieces go into an array (sb_t) that
+ * is joined once; lists over types, members and CASE branches never
+ * re-copy what was built so far. */
 #include "bf_task.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +45,44 @@ typedef struct xq {
     apr_array_header_t *elements; /* bf_element, NULL: no _elements */
     int assoc;                    /* includeAssociatedData without Provenance
                                    * in _type: ASSOC_LATEST | ASSOC_RELEVANT */
+    const char *req_array;        /* ARRAY[...] of the valid _type, cached */
+    char *sqlstate;               /* of the last failed statement, or NULL */
 } xq_t;
+
+/* A statement under construction: pieces appended, joined once. */
+typedef struct sb {
+    apr_pool_t *p;
+    apr_array_header_t *parts; /* const char * */
+} sb_t;
+
+static void sb_init(sb_t *b, apr_pool_t *p, int n)
+{
+    b->p = p;
+    b->parts = apr_array_make(p, n, sizeof(const char *));
+}
+
+/* Append the strings up to a NULL. */
+static void sb_add(sb_t *b, ...)
+{
+    va_list ap;
+    const char *s;
+
+    va_start(ap, b);
+    while ((s = va_arg(ap, const char *)) != NULL)
+        if (*s)
+            APR_ARRAY_PUSH(b->parts, const char *) = s;
+    va_end(ap);
+}
+
+static bool sb_empty(const sb_t *b)
+{
+    return b->parts->nelts == 0;
+}
+
+static const char *sb_join(const sb_t *b)
+{
+    return apr_array_pstrcat(b->p, b->parts, 0);
+}
 
 #define ASSOC_LATEST 1
 #define ASSOC_RELEVANT 2
@@ -186,19 +228,29 @@ static const char *in_compartment(const xq_t *x, const char *a)
 /* Row a is of a requested type. */
 static const char *requested(const xq_t *x, const char *a)
 {
-    const char *arr = "";
-    int i;
-
     if (!x->types)
         return "true";
-    for (i = 0; i < x->types->nelts; i++) {
-        const char *t = APR_ARRAY_IDX(x->types, i, const char *);
-        if (!bf_task_valid_type(t))
-            continue;
-        arr = apr_pstrcat(x->p, arr, *arr ? "," : "", "'", t, "'", NULL);
+    return apr_psprintf(x->p, "%s.resource_type = ANY(%s::text[])", a,
+                        x->req_array);
+}
+
+/* ARRAY['T1','T2',...] of the valid requested types, joined once. */
+static const char *requested_array(apr_pool_t *p,
+                                   const apr_array_header_t *types)
+{
+    apr_array_header_t *q =
+        apr_array_make(p, types->nelts, sizeof(const char *));
+    int i;
+
+    for (i = 0; i < types->nelts; i++) {
+        const char *t = APR_ARRAY_IDX(types, i, const char *);
+
+        if (bf_task_valid_type(t)) /* [A-Z][A-Za-z]*: no quoting needed */
+            APR_ARRAY_PUSH(q, const char *) = apr_pstrcat(p, "'", t, "'", NULL);
     }
-    return apr_psprintf(x->p, "%s.resource_type = ANY(ARRAY[%s]::text[])", a,
-                        *arr ? arr : "NULL");
+    if (q->nelts == 0)
+        return "ARRAY[NULL]";
+    return apr_pstrcat(p, "ARRAY[", apr_array_pstrcat(p, q, ','), "]", NULL);
 }
 
 static bool is_requested(const xq_t *x, const char *type)
@@ -230,13 +282,41 @@ static bool filter_for(const xq_t *x, const char *type, const char **sql,
     return mine->nelts == 0 || bf_typefilter_sql(x->p, mine, sql, err);
 }
 
-/* The exported column for rows of one type (_elements subsetting). */
+/* Elements per bf_elements_keep_sql call: it appends one at a time, so
+ * its cost grows with the square of the list; chunks keep it linear. */
+#define ELEMENTS_CHUNK 64
+
+/* The exported column for rows of one type (_elements subsetting): the
+ * keep list as `(chunk || chunk || ...)` arrays (fhir_subset tests
+ * membership, so the mandatory elements repeated in each chunk are
+ * harmless), built in a subpool of which only the result is kept. */
 static const char *column_for(const xq_t *x, const char *type)
 {
+    apr_pool_t *sp;
+    apr_array_header_t *chunk, *keeps;
+    const char *col;
+    int i, j, n;
+
     if (!x->elements)
         return "resource";
-    return apr_pstrcat(x->p, "bulkfhir.fhir_subset(resource, ",
-                       bf_elements_keep_sql(x->p, x->elements, type), ")", NULL);
+    apr_pool_create(&sp, x->p);
+    n = x->elements->nelts;
+    keeps = apr_array_make(sp, 2 * (n / ELEMENTS_CHUNK + 1), sizeof(const char *));
+    for (i = 0; i == 0 || i < n; i += ELEMENTS_CHUNK) {
+        int m = n - i < ELEMENTS_CHUNK ? n - i : ELEMENTS_CHUNK;
+
+        chunk = apr_array_make(sp, m > 0 ? m : 1, x->elements->elt_size);
+        for (j = 0; j < m; j++)
+            *(bf_element *)apr_array_push(chunk) =
+                APR_ARRAY_IDX(x->elements, i + j, bf_element);
+        if (i > 0)
+            APR_ARRAY_PUSH(keeps, const char *) = " || ";
+        APR_ARRAY_PUSH(keeps, const char *) = bf_elements_keep_sql(sp, chunk, type);
+    }
+    col = apr_pstrcat(x->p, "bulkfhir.fhir_subset(resource, (",
+                      apr_array_pstrcat(sp, keeps, 0), "))", NULL);
+    apr_pool_destroy(sp);
+    return col;
 }
 
 /* Evaluate the member list once and embed it as a literal array: as a
@@ -250,7 +330,7 @@ static bool materialize_members(xq_t *x, const char **err)
     sql = apr_pstrcat(x->p, "SELECT m::text, coalesce(cardinality(m), 0) FROM (SELECT (",
                       x->members, ") AS m) s", NULL);
     if (!bf_pq_exec(x->conn, "export: compartment members", sql, 0, NULL, &res,
-                    NULL)
+                    x->sqlstate)
         || PQntuples(res) != 1) {
         PQclear(res);
         *err = "cannot read the compartment members";
@@ -269,7 +349,7 @@ static bool materialize_members(xq_t *x, const char **err)
 }
 
 static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
-                    const bf_task_job_t *job, const char **err)
+                    const bf_task_job_t *job, const char **err, char sqlstate[6])
 {
     json_object *params = NULL;
     apr_array_header_t *vals, *plist_vals;
@@ -277,6 +357,9 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     int i;
 
     memset(x, 0, sizeof *x);
+    if (sqlstate)
+        sqlstate[0] = '\0';
+    x->sqlstate = sqlstate;
     x->members_n = -1;
     x->conn = conn;
     x->p = p;
@@ -298,6 +381,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     }
     params = job->params ? json_tokener_parse(job->params) : NULL;
     x->types = param_strings(p, params, "_type");
+    if (x->types)
+        x->req_array = requested_array(p, x->types);
     if ((vals = param_strings(p, params, "_typeFilter")) != NULL) {
         x->filters = apr_array_make(p, vals->nelts, sizeof(bf_typefilter *));
         for (i = 0; i < vals->nelts; i++) {
@@ -416,7 +501,7 @@ static bool has_outside_rows(const xq_t *x, const char *type, bool *has,
                       " AND r.patient_ids = '{}' AND NOT r.deleted AND ",
                       valid_at(x, "r", true), ")", NULL);
     if (!bf_pq_exec(x->conn, "export: rows outside compartments", sql, 0,
-                    NULL, &res, NULL)
+                    NULL, &res, x->sqlstate)
         || PQntuples(res) != 1) {
         PQclear(res);
         *err = "cannot look for resources outside compartments";
@@ -474,7 +559,7 @@ static bool refs_fill(const xq_t *x, const char **err)
         goto leave;
     if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
             "INSERT INTO bulkfhir.job_refset (job_id) VALUES ($1::uuid)"
-            " ON CONFLICT DO NOTHING", 1, v, &rows, NULL))
+            " ON CONFLICT DO NOTHING", 1, v, &rows, x->sqlstate))
         goto leave;
     if (rows == 0) { /* filled by another task */
         ok = bf_pq_commit(x->conn, "export: referenced ids");
@@ -483,7 +568,7 @@ static bool refs_fill(const xq_t *x, const char **err)
     /* the cost estimates of jsonb_path_query make JIT compile this
      * statement for longer than it runs */
     if (!bf_pq_exec(x->conn, "export: referenced ids", "SET LOCAL jit = off",
-                    0, NULL, NULL, NULL))
+                    0, NULL, NULL, x->sqlstate))
         goto leave;
     /* the requested types with rows outside every compartment (the
      * has_outside_rows() test of each of them, in one scan) */
@@ -492,7 +577,7 @@ static bool refs_fill(const xq_t *x, const char **err)
                       " AND r.resource_type <> 'Patient' AND NOT r.deleted AND ",
                       valid_at(x, "r", true), " AND ", requested(x, "r"), NULL);
     if (!bf_pq_exec(x->conn, "export: types outside compartments", sql, 0, NULL,
-                    &res, NULL) || PQntuples(res) != 1)
+                    &res, x->sqlstate) || PQntuples(res) != 1)
         goto leave;
     types = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -500,20 +585,20 @@ static bool refs_fill(const xq_t *x, const char **err)
     if (!types)
         goto leave;
     if (!bf_pq_exec(x->conn, "export: referenced ids", referenced_sql(x, types),
-                    0, NULL, &res, NULL) || PQntuples(res) != 1)
+                    0, NULL, &res, x->sqlstate) || PQntuples(res) != 1)
         goto leave;
     v[1] = PQgetvalue(res, 0, 0);
     v[2] = PQgetvalue(res, 0, 1);
     if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
             "INSERT INTO bulkfhir.job_ref (job_id, resource_type, id)"
             " SELECT $1::uuid, u.t, u.i FROM unnest($2::text[], $3::text[]) u(t, i)",
-            3, v, &rows, NULL))
+            3, v, &rows, x->sqlstate))
         goto leave;
     snprintf(n, sizeof n, "%ld", rows);
     v[1] = n;
     if (!bf_pq_exec(x->conn, "export: referenced ids",
             "UPDATE bulkfhir.job_refset SET refs = $2::bigint, filled_at = now()"
-            " WHERE job_id = $1::uuid", 2, v, NULL, NULL))
+            " WHERE job_id = $1::uuid", 2, v, NULL, x->sqlstate))
         goto leave;
     ok = bf_pq_commit(x->conn, "export: referenced ids");
 leave:
@@ -553,9 +638,11 @@ static const char *provenance_of_compartment(const xq_t *x)
  * `recorded` (ties keep all); Relevant: all.  A predicate on r. */
 static bool associated_provenance(const xq_t *x, const char **pred, const char **err)
 {
-    const char *fcase = "", *filter;
+    const char *filter;
+    sb_t fcase;
     int i;
 
+    sb_init(&fcase, x->p, 4 * x->types->nelts + 1);
     for (i = 0; i < x->types->nelts; i++) {
         const char *t = APR_ARRAY_IDX(x->types, i, const char *);
 
@@ -564,7 +651,7 @@ static bool associated_provenance(const xq_t *x, const char **pred, const char *
         if (!filter_for(x, t, &filter, err))
             return false;
         if (filter)
-            fcase = apr_pstrcat(x->p, fcase, " WHEN '", t, "' THEN (", filter, ")", NULL);
+            sb_add(&fcase, " WHEN '", t, "' THEN (", filter, ")", NULL);
     }
     /* the exported target rows: c is the only relation with `resource` in
      * that scope, so the _typeFilter SQL binds to it */
@@ -583,8 +670,9 @@ static bool associated_provenance(const xq_t *x, const char **pred, const char *
         "      WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted AND ",
         valid_at(x, "c", true), " AND ", requested(x, "c"),
         x->compartment ? apr_pstrcat(x->p, " AND ", in_compartment(x, "c"), NULL) : "",
-        *fcase ? apr_pstrcat(x->p, " AND coalesce(CASE c.resource_type", fcase,
-                             " ELSE true END, false)", NULL) : "",
+        !sb_empty(&fcase) ? apr_pstrcat(x->p, " AND coalesce(CASE c.resource_type",
+                                        sb_join(&fcase), " ELSE true END, false)",
+                                        NULL) : "",
         ")) a",
         x->assoc == ASSOC_LATEST ? " WHERE a.rec IS NOT DISTINCT FROM a.mx" : "",
         ")", NULL);
@@ -593,71 +681,76 @@ static bool associated_provenance(const xq_t *x, const char **pred, const char *
 
 bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                         const bf_task_job_t *job, int64_t skip,
-                        const char **sql, const char **err)
+                        const char **sql, const char **err, char sqlstate[6])
 {
     xq_t x;
-    const char *type, *q, *filter;
+    const char *type, *filter;
+    sb_t q;
     bool is_patient;
 
     *sql = NULL;
-    if (!xq_init(&x, conn, p, task, job, err))
+    if (!xq_init(&x, conn, p, task, job, err, sqlstate))
         return false;
     if (!filter_for(&x, task->resource_type, &filter, err))
         return false;
     type = lit(conn, p, task->resource_type);
     is_patient = strcmp(task->resource_type, "Patient") == 0;
-    q = apr_pstrcat(p,
-        "COPY (SELECT ", column_for(&x, task->resource_type),
-        " FROM fhir.resource_version r WHERE r.resource_type = ", type,
-        " AND NOT r.deleted AND ", valid_at(&x, "r", true), NULL);
+    sb_init(&q, p, 24);
+    sb_add(&q, "COPY (SELECT ", column_for(&x, task->resource_type),
+           " FROM fhir.resource_version r WHERE r.resource_type = ", type,
+           " AND NOT r.deleted AND ", valid_at(&x, "r", true), NULL);
     if (filter)
-        q = apr_pstrcat(p, q, " AND (", filter, ")", NULL);
-    q = apr_pstrcat(p, q, shard_of(&x, "r"), NULL);
+        sb_add(&q, " AND (", filter, ")", NULL);
+    sb_add(&q, shard_of(&x, "r"), NULL);
     if (x.assoc && strcmp(task->resource_type, "Provenance") == 0) {
         const char *pred;
 
         if (!associated_provenance(&x, &pred, err))
             return false;
-        q = apr_pstrcat(p, q, " AND ", pred, NULL);
+        sb_add(&q, " AND ", pred, NULL);
     }
     else if (x.compartment) {
         if (is_patient) {
-            q = apr_pstrcat(p, q, " AND ", member_of(&x, "r", true), NULL);
+            sb_add(&q, " AND ", member_of(&x, "r", true), NULL);
         } else {
             bool outside;
 
             if (!has_outside_rows(&x, task->resource_type, &outside, err)
                 || (outside && !refs_fill(&x, err)))
                 return false;
-            q = apr_pstrcat(p, q, " AND (", member_of(&x, "r", false), NULL);
+            sb_add(&q, " AND (", member_of(&x, "r", false), NULL);
             if (outside)
-                q = apr_pstrcat(p, q, " OR (r.patient_ids = '{}' AND ",
-                                referenced(&x, type), ")", NULL);
+                sb_add(&q, " OR (r.patient_ids = '{}' AND ", referenced(&x, type), ")",
+                       NULL);
             if (strcmp(task->resource_type, "Provenance") == 0)
-                q = apr_pstrcat(p, q, " OR ", provenance_of_compartment(&x), NULL);
-            q = apr_pstrcat(p, q, ")", NULL);
+                sb_add(&q, " OR ", provenance_of_compartment(&x), NULL);
+            sb_add(&q, ")", NULL);
         }
     }
     if (skip >= 0)
         /* per-part publication: a deterministic order to resume after the
          * rows already published by an earlier attempt */
-        q = apr_psprintf(p, "%s ORDER BY r.id OFFSET %" APR_INT64_T_FMT, q,
-                         (apr_int64_t)skip);
-    *sql = apr_pstrcat(p, q, ") TO STDOUT (FORMAT binary)", NULL);
+        sb_add(&q, apr_psprintf(p, " ORDER BY r.id OFFSET %" APR_INT64_T_FMT,
+                                (apr_int64_t)skip), NULL);
+    sb_add(&q, ") TO STDOUT (FORMAT binary)", NULL);
+    *sql = sb_join(&q);
     return true;
 }
 
 bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                          const bf_task_job_t *job, const char **sql,
-                         const char **err)
+                         const char **err, char sqlstate[6])
 {
     xq_t x;
     const char *type, *filter, *q;
+    sb_t b;
 
     *sql = NULL;
+    if (sqlstate)
+        sqlstate[0] = '\0';
     if (!job->since)
         return true; /* deleted files only answer _since (R54) */
-    if (!xq_init(&x, conn, p, task, job, err))
+    if (!xq_init(&x, conn, p, task, job, err, sqlstate))
         return false;
     if (x.assoc && strcmp(task->resource_type, "Provenance") == 0)
         return true; /* Provenance was not requested: no deletions of it */
@@ -674,35 +767,37 @@ bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         "  ORDER BY pv.version_id DESC LIMIT 1) lv ON true"
         " WHERE d.resource_type = %s AND d.deleted AND %s%s",
         type, valid_at(&x, "d", true), shard_of(&x, "d"));
-    q = apr_pstrcat(p, "SELECT r.id, (row_number() OVER (ORDER BY r.id) - 1) / ",
-                    apr_itoa(p, DELETED_PER_BUNDLE), " AS b FROM (", q, ") r WHERE true",
-                    NULL);
-    if (filter)
-        q = apr_pstrcat(p, q, " AND coalesce((", filter, "), false)", NULL);
-    if (x.compartment)
-        q = apr_pstrcat(p, q, " AND ",
-                        member_of(&x, "r", strcmp(task->resource_type, "Patient") == 0),
-                        NULL);
-    *sql = apr_pstrcat(p,
+    sb_init(&b, p, 16);
+    sb_add(&b,
         "COPY (SELECT jsonb_build_object('resourceType', 'Bundle', 'type', 'transaction',"
         "   'entry', jsonb_agg(jsonb_build_object('request', jsonb_build_object("
         "     'method', 'DELETE', 'url', ", type, " || '/' || s.id)) ORDER BY s.id))"
-        " FROM (", q, ") s GROUP BY s.b ORDER BY s.b) TO STDOUT (FORMAT binary)",
-        NULL);
+        " FROM (SELECT r.id, (row_number() OVER (ORDER BY r.id) - 1) / ",
+        apr_itoa(p, DELETED_PER_BUNDLE), " AS b FROM (", q, ") r WHERE true", NULL);
+    if (filter)
+        sb_add(&b, " AND coalesce((", filter, "), false)", NULL);
+    if (x.compartment)
+        sb_add(&b, " AND ",
+               member_of(&x, "r", strcmp(task->resource_type, "Patient") == 0), NULL);
+    sb_add(&b, ") s GROUP BY s.b ORDER BY s.b) TO STDOUT (FORMAT binary)", NULL);
+    *sql = sb_join(&b);
     return true;
 }
 
 bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                            const bf_task_job_t *job, const char **sql,
-                           const char **err)
+                           const char **err, char sqlstate[6])
 {
     xq_t x;
-    const char *filter, *pfilter, *fcase = "", *ecase = "", *rows;
+    const char *filter, *pfilter, *rows;
+    sb_t fcase, ecase;
     size_t i;
 
     *sql = NULL;
-    if (!xq_init(&x, conn, p, task, job, err))
+    if (!xq_init(&x, conn, p, task, job, err, sqlstate))
         return false;
+    sb_init(&fcase, p, 64);
+    sb_init(&ecase, p, 64);
     /* per-type _typeFilter and _elements over every R4 type */
     for (i = 0; i < bf_r4_type_count(); i++) {
         const char *t = bf_r4_type_at(i);
@@ -712,10 +807,9 @@ bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         if (!filter_for(&x, t, &filter, err))
             return false;
         if (filter)
-            fcase = apr_pstrcat(p, fcase, " WHEN '", t, "' THEN (", filter, ")", NULL);
+            sb_add(&fcase, " WHEN '", t, "' THEN (", filter, ")", NULL);
         if (x.elements)
-            ecase = apr_pstrcat(p, ecase, " WHEN '", t, "' THEN ",
-                                column_for(&x, t), NULL);
+            sb_add(&ecase, " WHEN '", t, "' THEN ", column_for(&x, t), NULL);
     }
     if (!filter_for(&x, "Patient", &pfilter, err))
         return false;
@@ -737,15 +831,16 @@ bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                 " UNION ALL ", NULL)
             : "",
         "SELECT u.pid, 1, r.resource_type, r.id, ",
-        x.elements ? apr_pstrcat(p, "CASE r.resource_type", ecase,
+        x.elements ? apr_pstrcat(p, "CASE r.resource_type", sb_join(&ecase),
                                  " ELSE resource END", NULL)
                    : "resource",
         " FROM fhir.resource_version r CROSS JOIN LATERAL unnest(r.patient_ids) u(pid)"
         " JOIN pts ON pts.id = u.pid"
         " WHERE r.resource_type <> 'Patient' AND NOT r.deleted AND ",
         valid_at(&x, "r", true), " AND ", requested(&x, "r"),
-        *fcase ? apr_pstrcat(p, " AND coalesce(CASE r.resource_type", fcase,
-                             " ELSE true END, false)", NULL) : "",
+        !sb_empty(&fcase) ? apr_pstrcat(p, " AND coalesce(CASE r.resource_type",
+                                        sb_join(&fcase), " ELSE true END, false)",
+                                        NULL) : "",
         ")", NULL);
     /* one header per block (R53) carrying the block's lines and bytes */
     *sql = apr_pstrcat(p,

@@ -14,7 +14,7 @@
 
 #include <apr_strings.h>
 
-typedef enum { CF_STR, CF_SECONDS, CF_COUNT, CF_BYTES, CF_LEVEL } cf_type;
+typedef enum { CF_STR, CF_SECONDS, CF_COUNT, CF_BYTES, CF_LEVEL, CF_MIB } cf_type;
 
 typedef struct cf_key {
     const char *name;
@@ -36,6 +36,8 @@ static const cf_key keys[] = {
     CF(poll_seconds, CF_SECONDS, "5", "queue poll interval without NOTIFY"),
     CF(max_part_resources, CF_COUNT, "100000", "resources per NDJSON part"),
     CF(max_part_bytes, CF_BYTES, "256MiB", "bytes per NDJSON part"),
+    CF(memory_limit, CF_MIB, "512",
+       "MiB of resident memory a task may grow the worker to (0: no cap)"),
     CF(log_level, CF_LEVEL, "info", "error | warn | notice | info | debug"),
 };
 
@@ -117,6 +119,14 @@ bool worker_config_set(apr_pool_t *p, worker_config_t *c, const char *key,
                 *err = apr_psprintf(p, "%s: expected a positive %s, got '%s'", key,
                                     k->type == CF_BYTES ? "size (e.g. 256MiB)"
                                                         : "number", value);
+                return false;
+            }
+            *(int64_t *)field = n;
+            return true;
+        case CF_MIB:
+            if (!parse_int64(value, &n, false) || n > 1048576) {
+                *err = apr_psprintf(p, "%s: expected MiB (0..1048576), got '%s'",
+                                    key, value);
                 return false;
             }
             *(int64_t *)field = n;
@@ -267,9 +277,9 @@ void worker_config_log(apr_pool_t *p, const worker_config_t *c,
            "worker %s: config %s: database '%s', export_root %s,"
            " lease_seconds %d, heartbeat_seconds %d, poll_seconds %d,"
            " max_part_resources %" PRId64 ", max_part_bytes %" PRId64
-           ", log_level %s",
+           ", memory_limit %" PRId64 " MiB, log_level %s",
            worker_id, path ? path : "(none)", safe_conninfo(p, c->database),
            c->export_root, c->lease_seconds, c->heartbeat_seconds,
            c->poll_seconds, c->max_part_resources, c->max_part_bytes,
-           bf_log_level_name(c->log_level));
+           c->memory_limit, bf_log_level_name(c->log_level));
 }

@@ -9,14 +9,24 @@
  * file of transaction Bundles (R54); an 'organized' task writes resource
  * blocks (R53).  With allowPartialManifests every closed output part is
  * published at once on a second connection (R46), and a retried attempt
- * resumes after the rows an earlier one published. */
+ * resumes after the rows an earlier one published.
+ *
+ * Bounded cost (DESIGN invariant 7): every statement that reads the store
+ * for the task runs under the task limits (jit off, statement_timeout,
+ * work_mem; sql/0070_task_limits.sql), and the worker's own RSS is checked
+ * against memory_limit every 1024 rows and after every large row.  A
+ * statement over a limit, or a task that would grow the worker past its
+ * cap, ends as WORKER_EXPORT_COSTLY: the task fails at once (a retry would
+ * cost the same), its job with a too-costly OperationOutcome. */
 #include "config.h"
 #include "worker.h"
 
 #include <inttypes.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <apr_strings.h>
 #include <json-c/json.h>
@@ -29,6 +39,87 @@ static double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A row this large is followed by a memory check at once. */
+#define LARGE_ROW_BYTES (1024 * 1024)
+
+int64_t worker_rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long size, resident;
+    long page = sysconf(_SC_PAGESIZE);
+    int n;
+
+    if (!f)
+        return -1;
+    n = fscanf(f, "%lld %lld", &size, &resident);
+    fclose(f);
+    if (n != 2 || page <= 0)
+        return -1;
+    return (int64_t)(resident * page / (1024 * 1024));
+}
+
+bool worker_memory_over(const worker_t *w, int64_t *rss_mb)
+{
+    *rss_mb = -1;
+    if (w->cfg.memory_limit <= 0)
+        return false;
+    *rss_mb = worker_rss_mb();
+    return *rss_mb > w->cfg.memory_limit;
+}
+
+static worker_export_rc over_memory(worker_t *w, apr_pool_t *p, int64_t rss,
+                                    const char **msg)
+{
+    *msg = apr_psprintf(
+        p, "worker memory %" PRId64 " MiB is past memory_limit %" PRId64 " MiB",
+        rss, w->cfg.memory_limit);
+    w->costly_why = apr_psprintf(p,
+                                 "it needs more memory than a worker may use"
+                                 " (%" PRId64 " MiB)",
+                                 w->cfg.memory_limit);
+    /* libpq keeps the input buffer a large row needed: start afresh */
+    w->reconnect_wanted = true;
+    return WORKER_EXPORT_COSTLY;
+}
+
+/* A failed statement that a retry would not cure (over a limit): sets
+ * w->costly_why and returns true.  57014 is also a cancel (ours, an
+ * operator's): only a statement that ran for the timeout counts, or one
+ * whose message says so. */
+static bool over_limit(worker_t *w, apr_pool_t *p, const char *sqlstate,
+                       const char *errmsg, double secs)
+{
+    int64_t ms = w->limits.statement_timeout_ms;
+
+    if (!sqlstate || !*sqlstate)
+        return false;
+    if (strcmp(sqlstate, "57014") == 0 && ms > 0 &&
+        ((errmsg && strstr(errmsg, "statement timeout")) ||
+         secs * 1000 >= 0.9 * (double)ms)) {
+        w->costly_why =
+            ms >= 10000
+                ? apr_psprintf(p,
+                               "its query ran past the time limit of %" PRId64
+                               " s per statement",
+                               ms / 1000)
+                : apr_psprintf(p,
+                               "its query ran past the time limit of %" PRId64
+                               " ms per statement",
+                               ms);
+        return true;
+    }
+    if (strcmp(sqlstate, "53200") == 0) /* out_of_memory */
+        w->costly_why = "its query needs more memory than the database allows";
+    else if (strcmp(sqlstate, "53400") == 0) /* temp_file_limit */
+        w->costly_why = "its query needs more temporary space than the"
+                        " database allows";
+    else if (strcmp(sqlstate, "54001") == 0) /* statement_too_complex */
+        w->costly_why = "its query is too complex";
+    else
+        return false;
+    return true;
 }
 
 static worker_export_rc interrupted(worker_t *w)
@@ -162,6 +253,10 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
     unsigned long chunks = 0;
     int n;
 
+    double t0 = now_s();
+    int64_t rss;
+    bool costly;
+
     bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): %s", job->id, task->id,
            task->resource_type, sql);
     if (!PQsendQuery(w->conn, sql))
@@ -171,11 +266,14 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
         *msg = apr_psprintf(p, "COPY: %s %s",
                             res ? PQresStatus(PQresultStatus(res)) : "",
                             res ? PQresultErrorMessage(res) : PQerrorMessage(w->conn));
+        costly = res && over_limit(w, p, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                                   PQresultErrorMessage(res), now_s() - t0);
         PQclear(res);
         while ((res = PQgetResult(w->conn)) != NULL)
             PQclear(res);
-        return PQstatus(w->conn) == CONNECTION_OK ? WORKER_EXPORT_FAILED
-                                                   : WORKER_EXPORT_DBERROR;
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            return WORKER_EXPORT_DBERROR;
+        return costly ? WORKER_EXPORT_COSTLY : WORKER_EXPORT_FAILED;
     }
     PQclear(res);
 
@@ -186,8 +284,17 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
 
         n = PQgetCopyData(w->conn, &buf, 1);
         if (n > 0) {
-            bool ok = bf_copybin_feed(&st, buf, (size_t)n, nd);
+            bool ok;
 
+            /* memory_limit: after a large row (while its buffers are
+             * held), else every 1024 rows with the interruption check */
+            if ((n >= LARGE_ROW_BYTES || ((chunks + 1) & 1023) == 0)
+                && worker_memory_over(w, &rss)) {
+                PQfreemem(buf);
+                cancel_copy(w);
+                return over_memory(w, p, rss, msg);
+            }
+            ok = bf_copybin_feed(&st, buf, (size_t)n, nd);
             PQfreemem(buf);
             if (!ok) {
                 *msg = st.err[0] ? apr_pstrdup(p, st.err) : bf_ndjson_error(nd);
@@ -220,8 +327,11 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
     if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
         *msg = apr_psprintf(p, "COPY: %s", res ? PQresultErrorMessage(res)
                                                : PQerrorMessage(w->conn));
-        rc = PQstatus(w->conn) == CONNECTION_OK ? WORKER_EXPORT_FAILED
-                                                 : WORKER_EXPORT_DBERROR;
+        costly = res && over_limit(w, p, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                                   PQresultErrorMessage(res), now_s() - t0);
+        rc = PQstatus(w->conn) != CONNECTION_OK ? WORKER_EXPORT_DBERROR
+             : costly                           ? WORKER_EXPORT_COSTLY
+                                                : WORKER_EXPORT_FAILED;
     } else if (!st.trailer_seen) {
         *msg = "binary COPY: stream ended without trailer";
         rc = WORKER_EXPORT_FAILED;
@@ -240,6 +350,21 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
         return WORKER_EXPORT_FAILED;
     }
     return WORKER_EXPORT_OK;
+}
+
+/* Building the statement failed (a statement it ran, or a value). */
+static worker_export_rc build_failure(worker_t *w, apr_pool_t *p,
+                                      const char **msg, const char *err,
+                                      const char *sqlstate, double t0)
+{
+    *msg = apr_psprintf(p, "cannot build the export query: %s%s%s", err,
+                        *sqlstate ? ": SQLSTATE " : "", sqlstate);
+    if (PQstatus(w->conn) != CONNECTION_OK)
+        return WORKER_EXPORT_DBERROR;
+    /* the failing statement's message is in the BF00001 lines before */
+    return over_limit(w, p, sqlstate, NULL, now_s() - t0)
+               ? WORKER_EXPORT_COSTLY
+               : WORKER_EXPORT_FAILED;
 }
 
 static worker_export_rc open_writer(worker_t *w, apr_pool_t *p, const bf_task_t *task,
@@ -266,26 +391,45 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     bf_ndjson_t *nd = NULL, *del = NULL;
     part_pub_t pp = { w, task, NULL, false };
     bool organized = task->kind && strcmp(task->kind, "organized") == 0;
-    int64_t skip = -1;
+    bool fallback;
+    int64_t skip = -1, rss;
+    char state[6] = "";
     double t0;
 
     *out = NULL;
     *msg = NULL;
+    w->costly_why = NULL;
     if ((rc = wait_snapshot(w, p, task, job, msg)) != WORKER_EXPORT_OK)
         return rc;
     if (!bf_task_valid_uuid(job->id)) {
         *msg = "invalid job id";
         return WORKER_EXPORT_FAILED;
     }
+    /* every statement from here on reads the store: under the limits */
+    if (!bf_task_limits_set(w->conn, &w->limits, &fallback))
+        return db_failure(w, p, msg, "task limits");
+    w->limits_applied = true;
+    w->limits_read = true;
+    if (fallback && !w->limits_warned) {
+        bf_log(BF_LOG_WARN, "BF02052: worker %s: the database has no"
+               " bulkfhir.task_limits_set (migration 0070): built-in task limits"
+               " (jit off, statement_timeout 900 s, work_mem 16 MiB); run"
+               " bulkfhirctl migrate", w->id);
+        w->limits_warned = true;
+    }
+    bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): limits: jit off,"
+           " statement_timeout %" PRId64 " ms, work_mem %" PRId64 " kB",
+           job->id, task->id, task->resource_type, w->limits.statement_timeout_ms,
+           w->limits.work_mem_kb);
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
     t0 = now_s();
 
     if (organized) {
         /* "blocks.": never the name of a resource type's output */
-        if (!bf_task_organized_sql(w->conn, p, task, job, &sql, &err)) {
-            *msg = apr_psprintf(p, "cannot build the export query: %s", err);
-            return WORKER_EXPORT_FAILED;
-        }
+        if (!bf_task_organized_sql(w->conn, p, task, job, &sql, &err, state))
+            return build_failure(w, p, msg, err, state, t0);
+        if (worker_memory_over(w, &rss))
+            return over_memory(w, p, rss, msg);
         if ((rc = open_writer(w, p, task, dir, "blocks", &nd, msg)) != WORKER_EXPORT_OK)
             return rc;
         bf_ndjson_set_publish(nd, "output", NULL);
@@ -298,10 +442,10 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
             if (!bf_task_published_so_far(w->conn, task, &skip, &first_part))
                 return db_failure(w, p, msg, "published parts");
         }
-        if (!bf_task_export_sql(w->conn, p, task, job, skip, &sql, &err)) {
-            *msg = apr_psprintf(p, "cannot build the export query: %s", err);
-            return WORKER_EXPORT_FAILED;
-        }
+        if (!bf_task_export_sql(w->conn, p, task, job, skip, &sql, &err, state))
+            return build_failure(w, p, msg, err, state, t0);
+        if (worker_memory_over(w, &rss))
+            return over_memory(w, p, rss, msg);
         if ((rc = open_writer(w, p, task, dir, task->resource_type, &nd, msg))
             != WORKER_EXPORT_OK)
             return rc;
@@ -312,9 +456,10 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
         }
         rc = run_copy(w, p, task, job, sql, 1, nd, msg);
         if (rc == WORKER_EXPORT_OK) {
-            if (!bf_task_deleted_sql(w->conn, p, task, job, &sql, &err)) {
-                *msg = apr_psprintf(p, "cannot build the deleted query: %s", err);
-                rc = WORKER_EXPORT_FAILED;
+            double td = now_s();
+
+            if (!bf_task_deleted_sql(w->conn, p, task, job, &sql, &err, state)) {
+                rc = build_failure(w, p, msg, err, state, td);
             } else if (sql) {
                 /* "deleted.": never the name of a resource type's output */
                 rc = open_writer(w, p, task, dir, "deleted", &del, msg);

@@ -5,8 +5,10 @@
 #include "config.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -53,6 +55,7 @@ bool worker_db_ensure(worker_t *w)
             w->conn = NULL;
         }
         w->conn = bf_pq_connect(w->cfg.database, WORKER_APPNAME, 5);
+        w->limits_applied = false; /* a new session has none */
         if (w->conn && session_setup(w)) {
             if (w->backoff_ms)
                 bf_log(BF_LOG_NOTICE, "worker %s: database connection restored",
@@ -154,6 +157,144 @@ const char *worker_public_message(apr_pool_t *p, const char *msg)
     return out;
 }
 
+/* What a client reads when a failure ends its job: the type, what went
+ * wrong and what to do; never SQL, SQLSTATE, task ids, worker ids or
+ * paths (the task's errors[] and the worker log keep the detail). */
+const char *worker_outcome(apr_pool_t *p, const bf_task_t *task,
+                           worker_export_rc rc, const char *why)
+{
+    const char *type = bf_task_valid_type(task->resource_type)
+                           ? task->resource_type
+                           : "a resource type";
+
+    if (rc == WORKER_EXPORT_COSTLY)
+        return apr_psprintf(
+            p,
+            "The export of %s is too costly: %s. Narrow it"
+            " (_typeFilter, fewer types in _type, or _since) and"
+            " try again.",
+            type, why ? why : "it is over a limit");
+    if (rc == WORKER_EXPORT_LOST) /* lease expired: the worker died */
+        return apr_psprintf(
+            p,
+            "The export of %s was given up after %d attempts:"
+            " each time, the worker running it stopped (crashed,"
+            " ran out of memory or was killed). It may be too"
+            " costly: narrow it (_typeFilter, fewer types in"
+            " _type, or _since) and try again.",
+            type, task->attempt);
+    /* the one server condition worth naming: a full disk (errno text) */
+    if (why && (strstr(why, strerror(ENOSPC)) || strstr(why, strerror(EDQUOT))))
+        return apr_psprintf(p,
+                            "The export of %s failed after %d attempt(s): the"
+                            " server's export storage is full (%s).",
+                            type, task->attempt,
+                            strstr(why, strerror(ENOSPC)) ? strerror(ENOSPC)
+                                                          : strerror(EDQUOT));
+    return apr_psprintf(p,
+                        "The export of %s failed after %d attempt(s) with an"
+                        " internal error; the server's operators can find the"
+                        " details in its logs.",
+                        type, task->attempt);
+}
+
+int64_t worker_backend_anon_kib(PGconn *conn)
+{
+    const char *host = PQhost(conn);
+    char path[64], comm[32] = "", line[256];
+    int pid = PQbackendPID(conn);
+    int64_t kib = -1;
+    FILE *f;
+
+    /* only a server on this host: a unix socket or loopback */
+    if (pid <= 0 || !host ||
+        !(host[0] == '/' || !strcmp(host, "localhost") ||
+          !strcmp(host, "127.0.0.1") || !strcmp(host, "::1")))
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/comm", pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    if (!fgets(comm, sizeof comm, f))
+        comm[0] = '\0';
+    fclose(f);
+    if (strncmp(comm, "postgres", 8) != 0) /* another pid namespace */
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "RssAnon:", 8)) {
+            kib = strtoll(line + 8, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kib;
+}
+
+/* After a task: drop the connection when its backend kept much memory (a
+ * big task's caches and allocator arenas stay with a long-lived backend)
+ * or the task asked for it.  The backend's memory is what its memory
+ * contexts hold (PostgreSQL 14+), and, when the server runs on this host,
+ * its private resident memory (RssAnon), whichever is larger. */
+static void backend_check(worker_t *w, const bf_task_t *task)
+{
+    int64_t ctx = -1, anon = -1, mb, bound = w->limits.backend_memory_mb;
+    bool read = w->limits_read;
+
+    w->limits_read = false;
+    if (!w->conn || !bf_pq_healthy(w->conn)) {
+        w->reconnect_wanted = false;
+        return;
+    }
+    if (!w->reconnect_wanted && read && bound > 0) {
+        if (!bf_task_backend_memory(w->conn, &ctx))
+            return;
+        anon = worker_backend_anon_kib(w->conn);
+        mb = ctx / (1024 * 1024);
+        if (anon / 1024 > mb)
+            mb = anon / 1024;
+        if (mb <= bound)
+            return;
+        bf_log(BF_LOG_NOTICE,
+               "job %s: task %" PRId64 " (%s): database backend"
+               " %d holds %" PRId64 " MiB (contexts %" PRId64
+               " MiB, RssAnon %" PRId64
+               " MiB), over task_backend_memory_mb %" PRId64 ";"
+               " reconnecting",
+               task->job_id, task->id, task->resource_type,
+               PQbackendPID(w->conn), mb, ctx < 0 ? -1 : ctx / (1024 * 1024),
+               anon < 0 ? -1 : anon / 1024, bound);
+    } else if (w->reconnect_wanted) {
+        bf_log(BF_LOG_NOTICE,
+               "job %s: task %" PRId64 " (%s): reconnecting to"
+               " release the memory the task held",
+               task->job_id, task->id, task->resource_type);
+    } else {
+        return;
+    }
+    w->reconnect_wanted = false;
+    w->limits_applied = false;
+    PQfinish(w->conn);
+    w->conn = NULL;
+    worker_db_ensure(w);
+}
+
+/* msg on one line (a server message ends with a newline, a DETAIL adds
+ * more): for the task's errors[] and the log. */
+static const char *one_line(apr_pool_t *p, const char *msg)
+{
+    char *s = apr_pstrdup(p, msg), *c;
+    size_t n;
+
+    for (c = s; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+    n = strlen(s);
+    while (n > 0 && s[n - 1] == ' ')
+        s[--n] = '\0';
+    return s;
+}
+
 /* Run one claimed task to its end: published, failed, released or lost. */
 static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
 {
@@ -162,6 +303,7 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     const char *msg = NULL;
     worker_export_rc rc;
     bool published, ended, completed, applied, failed = false, released;
+    bf_task_failure_t f = { NULL, NULL, NULL, false };
 
     worker_hb_set_task(&w->hb, task);
     bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): claimed, attempt %d of %d,"
@@ -175,6 +317,13 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         msg = "job gone";
     } else {
         rc = worker_export(w, p, task, job, &nd, &msg);
+    }
+    /* publish and fail run without the task's limits */
+    if (w->limits_applied && bf_pq_healthy(w->conn)) {
+        if (bf_task_limits_reset(w->conn))
+            w->limits_applied = false;
+        else
+            w->reconnect_wanted = true;
     }
 
     switch (rc) {
@@ -219,23 +368,33 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         /* record the failed attempt on the new connection */
         __attribute__((fallthrough));
     case WORKER_EXPORT_FAILED:
+    case WORKER_EXPORT_COSTLY:
         bf_ndjson_abort(nd);
-        if (!bf_task_fail(w->conn, task, w->id,
-                          msg ? worker_public_message(p, msg) : "export failed",
-                          false, &applied, &failed))
+        msg = one_line(p, msg ? msg : "export failed");
+        f.detail = worker_public_message(p, msg);
+        f.outcome = worker_outcome(p, task, rc,
+                                   rc == WORKER_EXPORT_COSTLY ? w->costly_why : msg);
+        f.code = rc == WORKER_EXPORT_COSTLY ? "too-costly" : "exception";
+        f.final = rc == WORKER_EXPORT_COSTLY;
+        if (!bf_task_fail(w->conn, task, w->id, &f, false, &applied, &failed))
             applied = true; /* not recorded: still worth a warning */
+        if (applied && f.final)
+            bf_log(BF_LOG_WARN, "BF02050: job %s: task %" PRId64 " (%s): too costly"
+                   " on attempt %d, not retried: %s (%s)", task->job_id, task->id,
+                   task->resource_type, task->attempt, w->costly_why, msg);
         if (!applied) /* cancelled (or taken over) under us: not a fault */
             bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): attempt %d"
                    " failed after the task stopped being ours (%s); not counted",
                    task->job_id, task->id, task->resource_type, task->attempt, msg);
-        else
+        else if (!f.final)
             bf_log(BF_LOG_WARN, "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
                    " of %d failed: %s", task->job_id, task->id, task->resource_type,
                    task->attempt, task->max_attempts, msg);
         if (applied && failed)
             bf_log(BF_LOG_WARN, "BF02046: job %s: failed: task %" PRId64 " (%s)"
-                   " used all %d attempts", task->job_id, task->id,
-                   task->resource_type, task->max_attempts);
+                   " %s", task->job_id, task->id, task->resource_type,
+                   f.final ? "was too costly"
+                           : apr_psprintf(p, "used all %d attempts", task->max_attempts));
         break;
     case WORKER_EXPORT_LOST:
         bf_ndjson_abort(nd);
@@ -251,6 +410,7 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         break;
     }
     worker_hb_set_task(&w->hb, NULL);
+    backend_check(w, task);
 }
 
 int worker_run(worker_t *w)

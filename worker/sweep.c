@@ -204,12 +204,16 @@ void worker_sweep(worker_t *w)
     if (bf_task_expired(w->conn, p, 50, &arr)) {
         for (i = 0; i < arr->nelts; i++) {
             bf_task_swept_t *s = &APR_ARRAY_IDX(arr, i, bf_task_swept_t);
-            /* clients may read this (job OperationOutcome): no worker id,
-             * the task's errors[] records it */
-            const char *msg = "its worker stopped responding (lease expired)";
+            /* a worker that died running it (crash, OOM kill, SIGKILL): the
+             * attempt counts, so a task that kills every worker that takes
+             * it is given up after max_attempts in total (poison task) */
+            bf_task_failure_t f = {
+                "its worker stopped responding (lease expired)",
+                worker_outcome(p, &s->task, WORKER_EXPORT_LOST, NULL), "exception",
+                false };
             bool applied, job_failed;
 
-            if (!bf_task_fail(w->conn, &s->task, s->locked_by, msg, true,
+            if (!bf_task_fail(w->conn, &s->task, s->locked_by, &f, true,
                               &applied, &job_failed) || !applied)
                 continue;
             if (job_failed)

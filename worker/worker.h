@@ -36,6 +36,7 @@ typedef struct worker_config {
     int poll_seconds;
     int64_t max_part_resources;
     int64_t max_part_bytes;
+    int64_t memory_limit;      /* MiB of RSS, checked per chunk; 0: off */
     bf_log_level_e log_level;
 } worker_config_t;
 
@@ -107,9 +108,19 @@ typedef struct worker {
     worker_hb_t hb;
     unsigned backoff_ms;
     unsigned sweeps;
+    /* the limits of the task in progress (export.c, sql/0070) */
+    bf_task_limits_t limits;
+    bool limits_applied;      /* on w->conn, until reset */
+    bool limits_read;         /* w->limits are this task's */
+    bool limits_warned;       /* the no-0070 fallback was logged */
+    bool reconnect_wanted;    /* drop w->conn after the task */
+    const char *costly_why;   /* WORKER_EXPORT_COSTLY: for the client */
 } worker_t;
 
 int worker_run(worker_t *w);
+/* RssAnon (KiB) of conn's backend when it runs on this host and /proc
+ * shows it, else -1. */
+int64_t worker_backend_anon_kib(PGconn *conn);
 /* msg with every absolute path cut to its last component (for clients). */
 const char *worker_public_message(apr_pool_t *p, const char *msg);
 /* (Re)connect with jittered exponential backoff until connected or a stop
@@ -122,8 +133,22 @@ typedef enum {
     WORKER_EXPORT_FAILED,   /* *msg says why; counts as a failed attempt */
     WORKER_EXPORT_LOST,     /* lease lost: drop the attempt silently */
     WORKER_EXPORT_STOPPED,  /* shutdown requested: release the task */
-    WORKER_EXPORT_DBERROR   /* the connection broke */
+    WORKER_EXPORT_DBERROR,  /* the connection broke */
+    WORKER_EXPORT_COSTLY    /* over a limit (statement_timeout, memory):
+                             * *msg the detail, w->costly_why what the
+                             * client reads; the job fails at once */
 } worker_export_rc;
+
+/* The client-facing diagnostics of a job that rc ends (why: the
+ * WORKER_EXPORT_COSTLY reason, or the internal message of a failure, read
+ * only for a full disk; WORKER_EXPORT_LOST: its worker died). */
+const char *worker_outcome(apr_pool_t *p, const bf_task_t *task, worker_export_rc rc,
+                           const char *why);
+
+/* The worker's resident memory in MiB (/proc/self/statm), -1 unknown. */
+int64_t worker_rss_mb(void);
+/* True (with *rss_mb) when memory_limit is set and the RSS is past it. */
+bool worker_memory_over(const worker_t *w, int64_t *rss_mb);
 
 worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
                                const bf_task_t *task,
