@@ -27,10 +27,17 @@ from bfstack import HeldTransaction
 from bfworkers import Workers, job_id_of, wait_for
 from conftest import generate_and_load
 
+# The worker's own bounds are tested with jobs past the kick-off's default
+# cost limits (test_500): an admin may raise those, and the worker must stay
+# bounded all the same.
 EXTRA_CONF = """
 <Location /fhir>
     BulkFhirMaxActiveJobs 200
     BulkFhirKickoffRate 1000/min
+    BulkFhirMaxTypeFilters 32
+    BulkFhirMaxFilterTerms 100000
+    BulkFhirMaxTypeFilterBytes 262144
+    BulkFhirMaxElements 30000
 </Location>
 """
 
