@@ -18,7 +18,8 @@ SCANNED = ("lib", "mod_bulkfhir", "worker", "ctl", "sql", "tests", "scripts", "c
 
 # Scanned places whose matches are not citations, each with what the pattern
 # caught there.  The pattern is case-sensitive and word-bounded, so hex such
-# as 0xA1, \xC3 or 3C1F never matches and needs no rule; binary files are
+# as 0xA1, \xC3 or 3C1F never matches and needs no rule, and a percent-escape
+# (%A0 in a URL-encoded test value) is not a citation either; binary files are
 # skipped as a whole (docs/status-page.png and the test_400 screenshot:
 # their compressed bytes happen to spell letter-digit words that are no ids).
 EXCLUDED_FILES = {
@@ -37,7 +38,7 @@ SKIPPED_DIR_NAMES = {"__pycache__", ".deps", ".libs", ".git"}
 # counts only when it could be one (a little above the first): elsewhere a
 # bare number after a dash or slash is not an id.
 CITE_RE = re.compile(
-    r"\b([RAC])([0-9]{1,3})\b(?:\s*([-\u2013/])\s*([RAC]?)([0-9]{1,3})\b)?")
+    r"(?<!%)\b([RAC])([0-9]{1,3})\b(?:\s*([-\u2013/])\s*([RAC]?)([0-9]{1,3})\b)?")
 NEAR = 30
 DEFINED_RE = re.compile(r"^### ([RAC][0-9]+) \(([^)]+)\) \S", re.M)
 TEST_REF_RE = re.compile(r"`(tests/[\w./-]+\.(?:py|c))::(\w+)`")
