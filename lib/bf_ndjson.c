@@ -14,6 +14,13 @@
 
 #include <apr_strings.h>
 #include <apr_tables.h>
+#include <zlib.h>
+
+/* compressed output is written ZOUT_SIZE at a time */
+#define ZOUT_SIZE (256 * 1024)
+
+/* the process's compression level for new writers (-1: none) */
+static int default_level = -1;
 
 struct bf_ndjson {
     apr_pool_t *pool;
@@ -42,7 +49,43 @@ struct bf_ndjson {
     char *header;               /* current block's header line */
     size_t header_len, header_cap;
     bool in_block;
+    int level;                  /* gzip level, -1: none */
+    z_stream zs;                /* the current part's gzip member */
+    bool z_active;              /* zs initialised (deflateEnd owed) */
+    unsigned char *zout;        /* ZOUT_SIZE, when level >= 0 */
+    int64_t total_stored;
 };
+
+void bf_ndjson_set_default_compression(int level)
+{
+    default_level = level < 0 ? -1 : level > 9 ? 9 : level;
+}
+
+int bf_ndjson_default_compression(void)
+{
+    return default_level;
+}
+
+const char *bf_ndjson_file_name(apr_pool_t *p, const char *name, int level)
+{
+    return level >= 0 ? apr_pstrcat(p, name, ".gz", NULL) : name;
+}
+
+static void z_end(bf_ndjson_t *w)
+{
+    if (w->z_active) {
+        (void)deflateEnd(&w->zs);
+        w->z_active = false;
+    }
+}
+
+/* zlib's state is malloc'ed: released with the writer's pool at the latest */
+static apr_status_t z_cleanup(void *data)
+{
+    z_end(data);
+    return APR_SUCCESS;
+}
+
 
 static bool fail(bf_ndjson_t *w, int err, const char *op, const char *path)
 {
@@ -104,8 +147,19 @@ bool bf_ndjson_open(bf_ndjson_t **pw, apr_pool_t *p, const char *dir,
     w->parts = apr_array_make(p, 4, sizeof(bf_ndjson_part_t));
     w->kind = "output";
     w->rtype = w->type;
+    bf_ndjson_set_compression(w, default_level);
+    apr_pool_cleanup_register(p, w, z_cleanup, apr_pool_cleanup_null);
     *pw = w;
     return true;
+}
+
+void bf_ndjson_set_compression(bf_ndjson_t *w, int level)
+{
+    if (w->parts->nelts > 0)
+        return; /* parts already named */
+    w->level = level < 0 ? -1 : level > 9 ? 9 : level;
+    if (w->level >= 0 && !w->zout)
+        w->zout = apr_palloc(w->pool, ZOUT_SIZE);
 }
 
 void bf_ndjson_set_publish(bf_ndjson_t *w, const char *kind,
@@ -150,7 +204,7 @@ bf_ndjson_t *bf_ndjson_next(const bf_ndjson_t *w)
 
 static const char *part_path(bf_ndjson_t *w, const bf_ndjson_part_t *part)
 {
-    return apr_pstrcat(w->pool, w->dir, "/", part->name, NULL);
+    return apr_pstrcat(w->pool, w->dir, "/", part->file, NULL);
 }
 
 static bf_ndjson_part_t *current(bf_ndjson_t *w)
@@ -160,17 +214,51 @@ static bf_ndjson_part_t *current(bf_ndjson_t *w)
     return &APR_ARRAY_IDX(w->parts, w->parts->nelts - 1, bf_ndjson_part_t);
 }
 
-static bool flush(bf_ndjson_t *w)
+/* Write len bytes of NDJSON to the current part: as they are, or through
+ * its gzip member (zflush Z_FINISH ends the member). */
+static bool emit(bf_ndjson_t *w, const char *data, size_t len, int zflush)
 {
     bf_ndjson_part_t *cur = current(w);
-    int rc;
+    int rc, zrc;
 
-    if (w->buflen == 0)
+    if (w->level < 0) {
+        if ((rc = bf_ndjson_write_all(w->fd, data, len)) != 0)
+            return fail(w, rc, "write", part_path(w, cur));
+        cur->stored += (int64_t)len;
+        w->total_stored += (int64_t)len;
         return true;
-    rc = bf_ndjson_write_all(w->fd, w->buf, w->buflen);
+    }
+    w->zs.next_in = (Bytef *)data;
+    w->zs.avail_in = (uInt)len;
+    do {
+        size_t n;
+
+        w->zs.next_out = w->zout;
+        w->zs.avail_out = ZOUT_SIZE;
+        zrc = deflate(&w->zs, zflush);
+        if (zrc == Z_STREAM_ERROR)
+            return fail(w, EIO, "compress", part_path(w, cur));
+        n = ZOUT_SIZE - w->zs.avail_out;
+        if (n > 0) {
+            if ((rc = bf_ndjson_write_all(w->fd, (const char *)w->zout, n)) != 0)
+                return fail(w, rc, "write", part_path(w, cur));
+            cur->stored += (int64_t)n;
+            w->total_stored += (int64_t)n;
+        }
+    } while (w->zs.avail_out == 0
+             || (zflush == Z_FINISH && zrc != Z_STREAM_END));
+    return true;
+}
+
+static bool flush(bf_ndjson_t *w)
+{
+    size_t n = w->buflen;
+
+    if (n == 0)
+        return true;
     w->buflen = 0;
-    if (rc != 0)
-        return fail(w, rc, "write", part_path(w, cur));
+    if (!emit(w, w->buf, n, Z_NO_FLUSH))
+        return false;
 #ifdef HAVE_SYNC_FILE_RANGE
     /* Start writeback of what is written so far without waiting for it, so
      * the fsync before publication finds little left to write (1 MB
@@ -214,6 +302,11 @@ static bool finish_part(bf_ndjson_t *w)
     path = part_path(w, cur);
     if (!flush(w))
         return false;
+    if (w->z_active) {
+        if (!emit(w, NULL, 0, Z_FINISH))
+            return false;
+        z_end(w);
+    }
     fd = w->fd;
     w->fd = -1;
     if (fsync(fd) != 0) {
@@ -252,8 +345,7 @@ static bool open_part(bf_ndjson_t *w)
     part->part = w->first_part + w->parts->nelts - 1;
     part->name = apr_psprintf(w->pool, "%s.%" PRId64 ".%" PRId64 ".%d.ndjson",
                               w->type, w->task_id, w->fencing, part->part);
-    part->count = 0;
-    part->bytes = 0;
+    part->file = bf_ndjson_file_name(w->pool, part->name, w->level);
     path = part_path(w, part);
     /* O_EXCL: the fencing token makes the name unique to this attempt */
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -267,6 +359,16 @@ static bool open_part(bf_ndjson_t *w)
         int e = errno;
         close(fd);
         return fail(w, e, "chmod", path);
+    }
+    if (w->level >= 0) {
+        /* windowBits 15 + 16: one gzip member per part */
+        memset(&w->zs, 0, sizeof w->zs);
+        if (deflateInit2(&w->zs, w->level, Z_DEFLATED, 15 + 16, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK) {
+            close(fd);
+            return fail(w, ENOMEM, "compress", path);
+        }
+        w->z_active = true;
     }
     w->fd = fd;
     return true;
@@ -283,12 +385,8 @@ static bool append(bf_ndjson_t *w, const char *line, size_t len)
     }
     if (need > w->bufsize) {
         /* a line larger than the buffer goes straight to the file */
-        int rc = bf_ndjson_write_all(w->fd, line, len);
-
-        if (rc == 0)
-            rc = bf_ndjson_write_all(w->fd, "\n", 1);
-        if (rc != 0)
-            return fail(w, rc, "write", part_path(w, cur));
+        if (!emit(w, line, len, Z_NO_FLUSH) || !emit(w, "\n", 1, Z_NO_FLUSH))
+            return false;
     } else {
         memcpy(w->buf + w->buflen, line, len);
         w->buf[w->buflen + len] = '\n';
@@ -380,6 +478,7 @@ void bf_ndjson_abort(bf_ndjson_t *w)
         return;
     if (w->next)
         bf_ndjson_abort(w->next);
+    z_end(w);
     if (w->fd >= 0) {
         close(w->fd);
         w->fd = -1;
@@ -419,6 +518,11 @@ int64_t bf_ndjson_total_count(const bf_ndjson_t *w)
 int64_t bf_ndjson_total_bytes(const bf_ndjson_t *w)
 {
     return w->total_bytes;
+}
+
+int64_t bf_ndjson_total_stored(const bf_ndjson_t *w)
+{
+    return w->total_stored;
 }
 
 const char *bf_ndjson_dir(const bf_ndjson_t *w)
