@@ -206,3 +206,34 @@ def test_530_006_corrupt_stored_file(stack, client, dataset, allow_log):
         completed = None   # the connection was cut: what the client must see
     assert completed is None, "identity download of a truncated .gz completed: %r" % (completed,)
     assert len(zlib.decompress(stored, 31)) > 0
+
+
+def test_530_007_sweeper_knows_gz_parts(new_stack):
+    """The sweeper's part names include the .gz form: when a job completes,
+    a stale part of an attempt that is not running and has no file row
+    ({name}.gz or plain) is removed; the published .gz parts and files that
+    are not part names stay."""
+    import datetime as dt
+    from test_101_worker_rules import worker_once
+    from conftest import generate_and_load
+
+    st = new_stack(workers=0)
+    generate_and_load(st, patients=3, seed=5)
+    c = bfclient.Client(st.base_url)
+    t0 = dt.datetime.now(dt.timezone.utc)
+    k = c.kickoff("$export", params={"_type": "Patient"})
+    assert k.status_code == 202, k.text
+    exp = bfclient.Export(c, k, t0, dt.datetime.now(dt.timezone.utc))
+    job = bfclient.job_of(exp.status_url)
+    d = st.export_root / job
+    d.mkdir(mode=0o755, exist_ok=True)
+    stale = ["Patient.99999.1.0.ndjson.gz", "Patient.99999.1.1.ndjson"]
+    keep = ["notes.txt", "Patient.99999.1.0.ndjson.gzip"]
+    for n in stale + keep:
+        (d / n).write_bytes(gzip.compress(b"{}\n"))
+    worker_once(st)
+    exp.wait(60).fetch_all()
+    published = [o["url"].rsplit("/", 1)[1] + ".gz" for o in exp.manifest["output"]]
+    assert published
+    left = set(os.listdir(d))
+    assert left == set(published) | set(keep), left
