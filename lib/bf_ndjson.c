@@ -49,10 +49,10 @@ struct bf_ndjson {
     char *header;               /* current block's header line */
     size_t header_len, header_cap;
     bool in_block;
-    int level;                  /* gzip level, -1: none */
-    z_stream zs;                /* the current part's gzip member */
-    bool z_active;              /* zs initialised (deflateEnd owed) */
-    unsigned char *zout;        /* ZOUT_SIZE, when level >= 0 */
+    int level;           /* gzip level, -1: none */
+    z_stream zs;         /* the current part's gzip member */
+    bool z_active;       /* zs initialised (deflateEnd owed) */
+    unsigned char *zout; /* ZOUT_SIZE, when level >= 0 */
     int64_t total_stored;
 };
 
@@ -85,7 +85,6 @@ static apr_status_t z_cleanup(void *data)
     z_end(data);
     return APR_SUCCESS;
 }
-
 
 static bool fail(bf_ndjson_t *w, int err, const char *op, const char *path)
 {
@@ -240,13 +239,14 @@ static bool emit(bf_ndjson_t *w, const char *data, size_t len, int zflush)
             return fail(w, EIO, "compress", part_path(w, cur));
         n = ZOUT_SIZE - w->zs.avail_out;
         if (n > 0) {
-            if ((rc = bf_ndjson_write_all(w->fd, (const char *)w->zout, n)) != 0)
+            if ((rc = bf_ndjson_write_all(w->fd, (const char *)w->zout, n)) !=
+                0)
                 return fail(w, rc, "write", part_path(w, cur));
             cur->stored += (int64_t)n;
             w->total_stored += (int64_t)n;
         }
-    } while (w->zs.avail_out == 0
-             || (zflush == Z_FINISH && zrc != Z_STREAM_END));
+    } while (w->zs.avail_out == 0 ||
+             (zflush == Z_FINISH && zrc != Z_STREAM_END));
     return true;
 }
 

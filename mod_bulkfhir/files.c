@@ -191,10 +191,10 @@ leave:
 static apr_status_t send_inflated(request_rec *r, apr_file_t *fd,
                                   const char *job_id, const char *name)
 {
-    apr_bucket_brigade *bb = apr_brigade_create(r->pool,
-                                                r->connection->bucket_alloc);
-    char *in = apr_palloc(r->pool, GZ_CHUNK), *out = apr_palloc(r->pool,
-                                                                 GZ_CHUNK);
+    apr_bucket_brigade *bb =
+        apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    char *in = apr_palloc(r->pool, GZ_CHUNK),
+         *out = apr_palloc(r->pool, GZ_CHUNK);
     z_stream zs;
     apr_size_t n;
     apr_status_t rv = APR_SUCCESS, rd = APR_SUCCESS;
@@ -323,8 +323,7 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     gzip = accepts_gzip(r);
     if (stored_gz) {
         as_stored = gzip;
-    }
-    else {
+    } else {
         /* compressing on the fly cannot answer a Range */
         gzip = gzip && !apr_table_get(r->headers_in, "Range");
         as_stored = !gzip;
@@ -332,9 +331,8 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 
     /* validators: r->finfo feeds ap_set_etag and ap_meets_conditions */
     r->finfo = fi;
-    r->filename = apr_pstrdup(r->pool, stored_gz ? apr_pstrcat(r->pool, path,
-                                                               ".gz", NULL)
-                                                 : path);
+    r->filename = apr_pstrdup(
+        r->pool, stored_gz ? apr_pstrcat(r->pool, path, ".gz", NULL) : path);
     ap_update_mtime(r, fi.mtime);
     ap_set_last_modified(r);
     ap_set_etag(r);
@@ -345,8 +343,7 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     }
     if (as_stored) {
         ap_set_accept_ranges(r);
-    }
-    else {
+    } else {
         /* a representation made while it is sent has no byte ranges */
         apr_table_setn(r->headers_out, "Accept-Ranges", "none");
         apr_table_unset(r->headers_in, "Range");
@@ -361,11 +358,9 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 
     if (!as_stored && stored_gz) {
         rv = send_inflated(r, fd, job_id, name);
-    }
-    else if (!as_stored) {
+    } else if (!as_stored) {
         rv = send_gzip(r, fd);
-    }
-    else {
+    } else {
         core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
         apr_bucket *e;
 

@@ -154,7 +154,8 @@ static worker_export_rc read_compression(worker_t *w, apr_pool_t *p,
                     "SELECT bulkfhir.compression_level()", 0, NULL, &res, NULL))
         return db_failure(w, p, msg, "compression setting");
     level = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
-                ? atoi(PQgetvalue(res, 0, 0)) : -1;
+                ? atoi(PQgetvalue(res, 0, 0))
+                : -1;
     PQclear(res);
     bf_ndjson_set_default_compression(level);
     return WORKER_EXPORT_OK;
@@ -360,15 +361,16 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     {
         double dt = now_s() - t0;
 
-        bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s%s): %" PRId64
+        bf_log(BF_LOG_INFO,
+               "job %s: task %" PRId64 " (%s%s): %" PRId64
                " resources, %zu part(s), %" PRId64 " bytes (%" PRId64
-               " on disk), %" PRId64 " deleted Bundle line(s) in %.2f s (%.0f/s)",
+               " on disk), %" PRId64
+               " deleted Bundle line(s) in %.2f s (%.0f/s)",
                job->id, task->id, organized ? "organized by " : "",
                task->resource_type, bf_ndjson_total_count(nd),
                bf_ndjson_part_count(nd), bf_ndjson_total_bytes(nd),
-               bf_ndjson_total_stored(nd),
-               del ? bf_ndjson_total_count(del) : 0, dt,
-               dt > 0 ? (double)bf_ndjson_total_count(nd) / dt : 0.0);
+               bf_ndjson_total_stored(nd), del ? bf_ndjson_total_count(del) : 0,
+               dt, dt > 0 ? (double)bf_ndjson_total_count(nd) / dt : 0.0);
     }
     return WORKER_EXPORT_OK;
 }

@@ -119,9 +119,10 @@ static const char *attempt_of(apr_pool_t *p, const char *name)
     long long task, fencing;
     int part, end = 0;
 
-    if (!dot || sscanf(dot + 1, "%lld.%lld.%d.ndjson%n", &task, &fencing, &part,
-                       &end) != 3 || end == 0
-        || (dot[1 + end] != '\0' && strcmp(dot + 1 + end, ".gz") != 0))
+    if (!dot ||
+        sscanf(dot + 1, "%lld.%lld.%d.ndjson%n", &task, &fencing, &part,
+               &end) != 3 ||
+        end == 0 || (dot[1 + end] != '\0' && strcmp(dot + 1 + end, ".gz") != 0))
         return NULL;
     /* (apr_psprintf knows no %lld) */
     return apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT,
@@ -159,10 +160,11 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
         size_t n = strlen(name);
         /* a file row names the part as published (.ndjson) */
         const char *row = n > 3 && !strcmp(name + n - 3, ".gz")
-                              ? apr_pstrndup(p, name, n - 3) : name;
+                              ? apr_pstrndup(p, name, n - 3)
+                              : name;
 
-        if (apr_hash_get(running, attempt_of(p, name), APR_HASH_KEY_STRING)
-            || apr_hash_get(published, row, APR_HASH_KEY_STRING))
+        if (apr_hash_get(running, attempt_of(p, name), APR_HASH_KEY_STRING) ||
+            apr_hash_get(published, row, APR_HASH_KEY_STRING))
             continue;
         if (unlink(apr_pstrcat(p, dir, "/", name, NULL)) == 0)
             bf_log(BF_LOG_INFO, "job %s: removed stale part %s", job_id, name);

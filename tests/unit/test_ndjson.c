@@ -410,10 +410,13 @@ static void test_ndjson_011_gzip_parts(void **state)
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     for (i = 0; i < 7; i++)
-        lines[i] = i == 4 ? big : apr_psprintf(fx->p, "{\"id\": \"%d\"}", (int)i);
+        lines[i] =
+            i == 4 ? big : apr_psprintf(fx->p, "{\"id\": \"%d\"}", (int)i);
     bf_ndjson_set_default_compression(1);
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Condition", 4, 2, 3, 0, 64, &err));
-    assert_true(bf_ndjson_open(&w2, fx->p, fx->dir, "deleted", 4, 2, 0, 0, 0, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Condition", 4, 2, 3, 0, 64, &err));
+    assert_true(
+        bf_ndjson_open(&w2, fx->p, fx->dir, "deleted", 4, 2, 0, 0, 0, &err));
     bf_ndjson_set_default_compression(-1);
     for (i = 0; i < 7; i++)
         assert_true(bf_ndjson_write(w, lines[i], strlen(lines[i])));
@@ -425,8 +428,10 @@ static void test_ndjson_011_gzip_parts(void **state)
         char *got;
         size_t j;
 
-        assert_string_equal(pt->name, apr_psprintf(fx->p, "Condition.4.2.%d.ndjson", (int)i));
-        assert_string_equal(pt->file, apr_pstrcat(fx->p, pt->name, ".gz", NULL));
+        assert_string_equal(
+            pt->name, apr_psprintf(fx->p, "Condition.4.2.%d.ndjson", (int)i));
+        assert_string_equal(pt->file,
+                            apr_pstrcat(fx->p, pt->name, ".gz", NULL));
         assert_int_not_equal(stat(path_of(fx, pt->name), &sb), 0);
         assert_int_equal(stat(path_of(fx, pt->file), &sb), 0);
         assert_int_equal(sb.st_mode & 0777, 0644);
@@ -442,7 +447,8 @@ static void test_ndjson_011_gzip_parts(void **state)
     assert_int_equal(bf_ndjson_total_bytes(w), total);
     /* the second writer was opened with gzip too: its part is a .gz */
     assert_true(bf_ndjson_write(w2, "{}", 2));
-    assert_string_equal(bf_ndjson_part_at(w2, 0)->file, "deleted.4.2.0.ndjson.gz");
+    assert_string_equal(bf_ndjson_part_at(w2, 0)->file,
+                        "deleted.4.2.0.ndjson.gz");
     assert_int_equal(stat(path_of(fx, "deleted.4.2.0.ndjson.gz"), &sb), 0);
     bf_ndjson_abort(w2);
     assert_int_not_equal(stat(path_of(fx, "deleted.4.2.0.ndjson.gz"), &sb), 0);
@@ -453,17 +459,27 @@ static void test_ndjson_011_gzip_parts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ndjson_001_exact_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_002_empty_task_no_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_003_roll_by_count, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_004_roll_by_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_005_abort_unlinks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_001_exact_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_002_empty_task_no_file,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_003_roll_by_count, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_004_roll_by_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_005_abort_unlinks, setup,
+                                        teardown),
         cmocka_unit_test(test_ndjson_006_write_all_enospc),
-        cmocka_unit_test_setup_teardown(test_ndjson_007_writer_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_007_writer_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup,
+                                        teardown),
     };
     int rc;
 
