@@ -237,3 +237,26 @@ def test_530_007_sweeper_knows_gz_parts(new_stack):
     assert published
     left = set(os.listdir(d))
     assert left == set(published) | set(keep), left
+
+
+def test_530_008_error_file_stored_gzip(stack, client, dataset):
+    """The job's error file (lenient warnings, OperationOutcome NDJSON) goes
+    through the same writer: stored .gz only, served as stored to gzip
+    clients and inflated for the others (deleted Bundles, organized blocks
+    and partial-manifest parts: test_101 reads them through bfworkers.read_part
+    and downloads)."""
+    exp = bfclient.run_export(client, params={"_type": "Encounter",
+                                              "includeAssociatedData": "_custom"},
+                              headers={"Prefer": "respond-async, handling=lenient"})
+    errs = exp.manifest.get("error", [])
+    assert len(errs) == 1
+    job, name = job_and_name(errs[0]["url"])
+    assert not (stack.export_root / job / name).exists()
+    stored = (stack.export_root / job / (name + ".gz")).read_bytes()
+    r, wire = raw_get(client, errs[0]["url"], {"Accept-Encoding": "gzip"})
+    assert r.headers["Content-Encoding"] == "gzip" and wire == stored
+    r, ident = raw_get(client, errs[0]["url"], {"Accept-Encoding": "identity"})
+    assert ident == gzip.decompress(stored)
+    oos = [json.loads(ln) for ln in ident.decode().splitlines()]
+    assert oos and all(o["resourceType"] == "OperationOutcome" for o in oos)
+    assert any("_custom" in o["issue"][0]["diagnostics"] for o in oos)
