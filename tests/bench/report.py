@@ -267,7 +267,7 @@ def markdown(res):
         if cz:
             L += ["", "Compression (bulkfhir.setting compression, gzip level %s), the system "
                   "export with 1 worker, %d runs each, alternating:" % (cz["level"], cz["reps"]),
-                  "", "| compression | median s | worker CPU s | bytes on the share | "
+                  "", "| compression | median s | worker CPU s | bytes on the share (= gzip on the wire) | "
                   "NDJSON bytes (identity on the wire) |", "|---|---|---|---|---|"]
             for mode in ("none", "gzip"):
                 m = cz[mode]
