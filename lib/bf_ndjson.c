@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -54,6 +56,23 @@ struct bf_ndjson {
     bool z_active;       /* zs initialised (deflateEnd owed) */
     unsigned char *zout; /* ZOUT_SIZE, when level >= 0 */
     int64_t total_stored;
+    /* A gzip writer compresses in a helper thread: flush hands the full
+     * buffer over (swapped with spare) and the main thread goes on filling
+     * the other one, so that PostgreSQL keeps sending while a buffer is
+     * deflated and written.  zs, zout and fd belong to the helper while a
+     * job is pending; everything else to the main thread.  The helper
+     * never touches the pool: its failure is an errno and a static verb. */
+    pthread_t zthread;
+    bool zthread_on;
+    pthread_mutex_t zmu;
+    pthread_cond_t zcv;
+    char *spare;       /* bufsize, the buffer handed to the helper */
+    size_t zjob_len;   /* bytes of spare to compress */
+    bool zjob;         /* a job pending or running */
+    bool zquit;
+    int zerr;          /* the helper's failure (errno), 0 while none */
+    const char *zop;   /* "compress" or "write" */
+    int64_t zstored;   /* bytes the helper wrote, not yet counted */
 };
 
 void bf_ndjson_set_default_compression(int level)
@@ -79,9 +98,25 @@ static void z_end(bf_ndjson_t *w)
     }
 }
 
-/* zlib's state is malloc'ed: released with the writer's pool at the latest */
+static void z_stop_thread(bf_ndjson_t *w)
+{
+    if (!w->zthread_on)
+        return;
+    pthread_mutex_lock(&w->zmu);
+    w->zquit = true;
+    pthread_cond_broadcast(&w->zcv);
+    pthread_mutex_unlock(&w->zmu);
+    pthread_join(w->zthread, NULL);
+    pthread_cond_destroy(&w->zcv);
+    pthread_mutex_destroy(&w->zmu);
+    w->zthread_on = false;
+}
+
+/* zlib's state is malloc'ed and the helper thread runs until stopped:
+ * both end with the writer's pool at the latest */
 static apr_status_t z_cleanup(void *data)
 {
+    z_stop_thread(data);
     z_end(data);
     return APR_SUCCESS;
 }
@@ -157,8 +192,10 @@ void bf_ndjson_set_compression(bf_ndjson_t *w, int level)
     if (w->parts->nelts > 0)
         return; /* parts already named */
     w->level = level < 0 ? -1 : level > 9 ? 9 : level;
-    if (w->level >= 0 && !w->zout)
+    if (w->level >= 0 && !w->zout) {
         w->zout = apr_palloc(w->pool, ZOUT_SIZE);
+        w->spare = apr_palloc(w->pool, w->bufsize);
+    }
 }
 
 void bf_ndjson_set_publish(bf_ndjson_t *w, const char *kind,
@@ -213,20 +250,15 @@ static bf_ndjson_part_t *current(bf_ndjson_t *w)
     return &APR_ARRAY_IDX(w->parts, w->parts->nelts - 1, bf_ndjson_part_t);
 }
 
-/* Write len bytes of NDJSON to the current part: as they are, or through
- * its gzip member (zflush Z_FINISH ends the member). */
-static bool emit(bf_ndjson_t *w, const char *data, size_t len, int zflush)
+/* Deflate len bytes into the current part's gzip member and write the
+ * output (zflush Z_FINISH ends the member).  Runs in the helper thread or,
+ * when it is idle, in the main thread; touches no pool.  Returns 0 or an
+ * errno with *op naming the step; *stored grows by the bytes written. */
+static int z_deflate_write(bf_ndjson_t *w, const char *data, size_t len,
+                           int zflush, const char **op, int64_t *stored)
 {
-    bf_ndjson_part_t *cur = current(w);
     int rc, zrc;
 
-    if (w->level < 0) {
-        if ((rc = bf_ndjson_write_all(w->fd, data, len)) != 0)
-            return fail(w, rc, "write", part_path(w, cur));
-        cur->stored += (int64_t)len;
-        w->total_stored += (int64_t)len;
-        return true;
-    }
     w->zs.next_in = (Bytef *)data;
     w->zs.avail_in = (uInt)len;
     do {
@@ -235,18 +267,163 @@ static bool emit(bf_ndjson_t *w, const char *data, size_t len, int zflush)
         w->zs.next_out = w->zout;
         w->zs.avail_out = ZOUT_SIZE;
         zrc = deflate(&w->zs, zflush);
-        if (zrc == Z_STREAM_ERROR)
-            return fail(w, EIO, "compress", part_path(w, cur));
+        if (zrc == Z_STREAM_ERROR) {
+            *op = "compress";
+            return EIO;
+        }
         n = ZOUT_SIZE - w->zs.avail_out;
         if (n > 0) {
-            if ((rc = bf_ndjson_write_all(w->fd, (const char *)w->zout, n)) !=
-                0)
-                return fail(w, rc, "write", part_path(w, cur));
-            cur->stored += (int64_t)n;
-            w->total_stored += (int64_t)n;
+            rc = bf_ndjson_write_all(w->fd, (const char *)w->zout, n);
+            if (rc != 0) {
+                *op = "write";
+                return rc;
+            }
+            *stored += (int64_t)n;
         }
     } while (w->zs.avail_out == 0 ||
              (zflush == Z_FINISH && zrc != Z_STREAM_END));
+    return 0;
+}
+
+static void start_writeback(int fd)
+{
+#ifdef HAVE_SYNC_FILE_RANGE
+    /* Start writeback of what is written so far without waiting for it, so
+     * the fsync before publication finds little left to write (1 MB
+     * buffers: 1M export 9.8 -> 8.8 s, synthea 0.58 -> 0.54 s, medians of
+     * interleaved runs, tests/bench/PROFILE.md).  Only a hint: an I/O error
+     * still surfaces at that fsync. */
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd;
+#endif
+}
+
+static void *z_helper(void *arg)
+{
+    bf_ndjson_t *w = arg;
+
+    pthread_mutex_lock(&w->zmu);
+    for (;;) {
+        const char *op = NULL;
+        int64_t stored = 0;
+        int err;
+
+        while (!w->zjob && !w->zquit)
+            pthread_cond_wait(&w->zcv, &w->zmu);
+        if (!w->zjob)
+            break; /* quit, nothing pending */
+        pthread_mutex_unlock(&w->zmu);
+        err = z_deflate_write(w, w->spare, w->zjob_len, Z_NO_FLUSH, &op,
+                              &stored);
+        if (err == 0)
+            start_writeback(w->fd);
+        pthread_mutex_lock(&w->zmu);
+        w->zstored += stored;
+        if (err != 0 && w->zerr == 0) {
+            w->zerr = err;
+            w->zop = op;
+        }
+        w->zjob = false;
+        pthread_cond_broadcast(&w->zcv);
+    }
+    pthread_mutex_unlock(&w->zmu);
+    return NULL;
+}
+
+/* Wait until the helper has no job; count what it wrote into the current
+ * part and report its failure as the writer's. */
+static bool z_wait(bf_ndjson_t *w)
+{
+    bf_ndjson_part_t *cur = current(w);
+    int err;
+    const char *op;
+
+    if (!w->zthread_on)
+        return true;
+    pthread_mutex_lock(&w->zmu);
+    while (w->zjob)
+        pthread_cond_wait(&w->zcv, &w->zmu);
+    if (cur)
+        cur->stored += w->zstored;
+    w->total_stored += w->zstored;
+    w->zstored = 0;
+    err = w->zerr;
+    op = w->zop;
+    pthread_mutex_unlock(&w->zmu);
+    if (err != 0)
+        return fail(w, err, op, cur ? part_path(w, cur) : w->dir);
+    return true;
+}
+
+/* Write len bytes of NDJSON to the current part: as they are, or through
+ * its gzip member (zflush Z_FINISH ends the member), in this thread once
+ * the helper is idle. */
+static bool emit(bf_ndjson_t *w, const char *data, size_t len, int zflush)
+{
+    bf_ndjson_part_t *cur = current(w);
+    const char *op = NULL;
+    int64_t stored = 0;
+    int rc;
+
+    if (w->level < 0) {
+        if ((rc = bf_ndjson_write_all(w->fd, data, len)) != 0)
+            return fail(w, rc, "write", part_path(w, cur));
+        cur->stored += (int64_t)len;
+        w->total_stored += (int64_t)len;
+        return true;
+    }
+    if (!z_wait(w))
+        return false;
+    rc = z_deflate_write(w, data, len, zflush, &op, &stored);
+    cur->stored += stored;
+    w->total_stored += stored;
+    if (rc != 0)
+        return fail(w, rc, op, part_path(w, cur));
+    return true;
+}
+
+/* Hand the full buffer to the helper (started on first use; without it,
+ * compress here). */
+static bool z_hand_over(bf_ndjson_t *w, size_t n)
+{
+    char *full = w->buf;
+
+    if (!w->zthread_on && w->spare) {
+        if (pthread_mutex_init(&w->zmu, NULL) == 0) {
+            if (pthread_cond_init(&w->zcv, NULL) == 0) {
+                sigset_t all, old;
+
+                /* signals are the main thread's (its flags, its waits) */
+                sigfillset(&all);
+                pthread_sigmask(SIG_SETMASK, &all, &old);
+                if (pthread_create(&w->zthread, NULL, z_helper, w) == 0)
+                    w->zthread_on = true;
+                else
+                    pthread_cond_destroy(&w->zcv);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+            }
+            if (!w->zthread_on)
+                pthread_mutex_destroy(&w->zmu);
+        }
+        if (!w->zthread_on)
+            w->spare = NULL; /* no thread: synchronous from now on */
+    }
+    if (!w->zthread_on) {
+        if (!emit(w, full, n, Z_NO_FLUSH))
+            return false;
+        start_writeback(w->fd);
+        return true;
+    }
+    if (!z_wait(w))
+        return false;
+    pthread_mutex_lock(&w->zmu);
+    w->buf = w->spare;
+    w->spare = full;
+    w->zjob_len = n;
+    w->zjob = true;
+    pthread_cond_broadcast(&w->zcv);
+    pthread_mutex_unlock(&w->zmu);
     return true;
 }
 
@@ -257,16 +434,11 @@ static bool flush(bf_ndjson_t *w)
     if (n == 0)
         return true;
     w->buflen = 0;
+    if (w->level >= 0)
+        return z_hand_over(w, n);
     if (!emit(w, w->buf, n, Z_NO_FLUSH))
         return false;
-#ifdef HAVE_SYNC_FILE_RANGE
-    /* Start writeback of what is written so far without waiting for it, so
-     * the fsync before publication finds little left to write (1 MB
-     * buffers: 1M export 9.8 -> 8.8 s, synthea 0.58 -> 0.54 s, medians of
-     * interleaved runs, tests/bench/PROFILE.md).  Only a hint: an I/O error
-     * still surfaces at that fsync. */
-    (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-#endif
+    start_writeback(w->fd);
     return true;
 }
 
@@ -478,6 +650,7 @@ void bf_ndjson_abort(bf_ndjson_t *w)
         return;
     if (w->next)
         bf_ndjson_abort(w->next);
+    (void)z_wait(w); /* the helper may be writing to fd */
     z_end(w);
     if (w->fd >= 0) {
         close(w->fd);

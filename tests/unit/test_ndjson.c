@@ -456,30 +456,64 @@ static void test_ndjson_011_gzip_parts(void **state)
     assert_int_equal(bf_ndjson_default_compression(), -1);
 }
 
+/* gzip: a write error in the helper thread (file size limit -> EFBIG)
+ * fails a later write or the close with a message naming the .gz file;
+ * the writer stays failed and abort removes the part. */
+static void test_ndjson_012_gzip_writer_error(void **state)
+{
+    fx_t *fx = *state;
+    bf_ndjson_t *w;
+    const char *err = NULL;
+    struct rlimit old, lim;
+    char line[64];
+    bool ok = true;
+    struct stat sb;
+    unsigned seed = 7;
+    int i, j;
+
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 100;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 1, 1, 0, 0, 64, &err));
+    bf_ndjson_set_compression(w, 1);
+    /* incompressible lines: the gzip output outgrows the limit */
+    for (i = 0; i < 200 && ok; i++) {
+        for (j = 0; j < (int)sizeof line - 1; j++)
+            line[j] = (char)('!' + rand_r(&seed) % 90);
+        line[sizeof line - 1] = '\0';
+        ok = bf_ndjson_write(w, line, strlen(line));
+    }
+    if (ok)
+        ok = bf_ndjson_close(w);
+    setrlimit(RLIMIT_FSIZE, &old);
+    assert_false(ok);
+    assert_non_null(bf_ndjson_error(w));
+    assert_non_null(strstr(bf_ndjson_error(w), "Patient.1.1.0.ndjson.gz"));
+    assert_int_equal(bf_ndjson_errno(w), EFBIG);
+    assert_false(bf_ndjson_write(w, "x", 1));
+    assert_false(bf_ndjson_close(w));
+    bf_ndjson_abort(w);
+    assert_int_not_equal(stat(path_of(fx, "Patient.1.1.0.ndjson.gz"), &sb), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ndjson_001_exact_bytes, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_002_empty_task_no_file,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_003_roll_by_count, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_004_roll_by_bytes, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_005_abort_unlinks, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_001_exact_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_002_empty_task_no_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_003_roll_by_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_004_roll_by_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_005_abort_unlinks, setup, teardown),
         cmocka_unit_test(test_ndjson_006_write_all_enospc),
-        cmocka_unit_test_setup_teardown(test_ndjson_007_writer_error, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_007_writer_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_012_gzip_writer_error, setup, teardown),
     };
     int rc;
 
