@@ -10,7 +10,14 @@
  * its first line is written (a task with no rows leaves no file).  Every
  * write, fsync and close error is reported (bf_ndjson_error) and the writer
  * is then unusable: the caller aborts it, which unlinks every part.  Nothing
- * here grows with the export size except the list of parts. */
+ * here grows with the export size except the list of parts.
+ *
+ * A gzip writer deflates (zlib, one gzip member per part: every HTTP client
+ * inflates it; curl --compressed stops after a first member, which rules
+ * out libdeflate's one-member-per-buffer output) in a helper thread of its
+ * own, started on its first full buffer and stopped with its pool: the
+ * caller's thread fills one buffer while the helper compresses and writes
+ * the other.  Memory: two buffers, zlib's state and 256 KiB of output. */
 #ifndef BF_NDJSON_H
 #define BF_NDJSON_H
 
