@@ -260,3 +260,28 @@ def test_530_008_error_file_stored_gzip(stack, client, dataset):
     oos = [json.loads(ln) for ln in ident.decode().splitlines()]
     assert oos and all(o["resourceType"] == "OperationOutcome" for o in oos)
     assert any("_custom" in o["issue"][0]["diagnostics"] for o in oos)
+
+
+def test_530_009_worker_memory_and_threads(stack, client, dataset):
+    """Compressing keeps the worker's memory bounded (two buffers, zlib's
+    state, per writer) and its helper threads end with their task: after
+    three gzip exports the workers run as many threads as before, and their
+    peak RSS stayed under 64 MiB."""
+    import time
+    import bfcost
+
+    pids = bfcost.worker_pids(stack)
+    assert pids
+    before = {p: bfcost.proc_kib(p, "Threads") for p in pids}
+    with bfcost.Peak(stack, workers=pids) as pk:
+        for _ in range(3):
+            exp = bfclient.run_export(client, params={"_type": TYPES})
+            assert exp.manifest["output"]
+    assert 0 < pk.worker_kib < 64 * 1024, pk.worker_kib
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        after = {p: bfcost.proc_kib(p, "Threads") for p in pids}
+        if after == before:
+            break
+        time.sleep(0.2)
+    assert after == before, (before, after)
