@@ -2,13 +2,22 @@
  * parser for PostgreSQL's binary COPY stream that feeds it.
  *
  * A writer produces the part files of one task attempt:
- *   {dir}/{Type}.{task}.{fencing}.{part}.ndjson
+ *   {dir}/{Type}.{task}.{fencing}.{part}.ndjson      (compression none)
+ *   {dir}/{Type}.{task}.{fencing}.{part}.ndjson.gz   (gzip, the default of
+ *                                                     the worker, issue #15)
  * through one large buffer, rolling to the next part at max_resources lines
  * or before max_bytes would be exceeded.  A part file is created only when
  * its first line is written (a task with no rows leaves no file).  Every
  * write, fsync and close error is reported (bf_ndjson_error) and the writer
  * is then unusable: the caller aborts it, which unlinks every part.  Nothing
- * here grows with the export size except the list of parts. */
+ * here grows with the export size except the list of parts.
+ *
+ * A gzip writer deflates (zlib, one gzip member per part: every HTTP client
+ * inflates it; curl --compressed stops after a first member, which rules
+ * out libdeflate's one-member-per-buffer output) in a helper thread of its
+ * own, started on its first full buffer and stopped with its pool: the
+ * caller's thread fills one buffer while the helper compresses and writes
+ * the other.  Memory: two buffers, zlib's state and 256 KiB of output. */
 #ifndef BF_NDJSON_H
 #define BF_NDJSON_H
 
@@ -22,9 +31,13 @@ typedef struct bf_ndjson bf_ndjson_t;
 
 typedef struct bf_ndjson_part {
     int part;          /* 0, 1, ... */
-    const char *name;  /* file name inside the directory */
+    const char *name;  /* published name (URL, file row): always .ndjson */
+    const char *file;  /* name on disk: name, or name + ".gz" when gzip */
     int64_t count;     /* lines */
-    int64_t bytes;     /* bytes, newlines included */
+    int64_t bytes;     /* NDJSON bytes, newlines included (the identity
+                          representation; what max_bytes and the file row's
+                          bytes count) */
+    int64_t stored;    /* bytes on disk (== bytes when not compressed) */
     const char *continues_in; /* next part's name when a resource block
                                  continues there (organizeOutputBy), else NULL */
     bool closed;       /* flushed, fsynced and closed */
@@ -41,6 +54,17 @@ bool bf_ndjson_open(bf_ndjson_t **pw, apr_pool_t *p, const char *dir,
                     const char *type, int64_t task_id, int64_t fencing,
                     int64_t max_resources, int64_t max_bytes, size_t bufsize,
                     const char **err);
+
+/* Compression of the parts of writers opened from now on in this process
+ * (the worker sets it from bulkfhir.setting before each task): level < 0
+ * none, 1..9 a gzip member written as the part streams (zlib).  Default:
+ * none. */
+void bf_ndjson_set_default_compression(int level);
+int bf_ndjson_default_compression(void);
+/* Override it for one writer, before its first line. */
+void bf_ndjson_set_compression(bf_ndjson_t *w, int level);
+/* The on-disk name of a published part name under a compression level. */
+const char *bf_ndjson_file_name(apr_pool_t *p, const char *name, int level);
 
 /* What the parts are published as (bulkfhir.file kind and resource_type;
  * resource_type NULL for organized output).  Default: "output" and the
@@ -84,7 +108,8 @@ void bf_ndjson_abort(bf_ndjson_t *w);
 size_t bf_ndjson_part_count(const bf_ndjson_t *w);
 const bf_ndjson_part_t *bf_ndjson_part_at(const bf_ndjson_t *w, size_t i);
 int64_t bf_ndjson_total_count(const bf_ndjson_t *w);
-int64_t bf_ndjson_total_bytes(const bf_ndjson_t *w);
+int64_t bf_ndjson_total_bytes(const bf_ndjson_t *w);  /* NDJSON */
+int64_t bf_ndjson_total_stored(const bf_ndjson_t *w); /* on disk */
 const char *bf_ndjson_dir(const bf_ndjson_t *w);
 
 /* The first error, e.g. "write /x/Patient.1.1.0.ndjson: No space left on

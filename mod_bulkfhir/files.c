@@ -1,13 +1,23 @@
 /* mod_bulkfhir files: GET/HEAD bulkfiles/{job}/{name}, served from
- * {BulkFhirExportRoot}/{job}/{name}.
+ * {BulkFhirExportRoot}/{job}/{name}.gz, the part as the worker stored it
+ * (compression = gzip, the default; issue #15), else {job}/{name}
+ * (compression = none).
  *
- *   identity  a file bucket, sent as httpd's core sends static files
- *             (EnableSendfile, EnableMMAP of the location apply); httpd's
- *             byterange filter answers Range (honoured on identity only)
- *   gzip      (R51) when Accept-Encoding allows it and no Range was sent:
- *             the worker's precompressed {name}.gz sibling when there is
- *             one, else the file compressed here while it is sent (zlib,
- *             bounded buffers).  Content-Encoding: gzip; Vary always.
+ * Stored gzip:
+ *   gzip      (R51) when Accept-Encoding allows it: the stored bytes as they
+ *             are, a file bucket sent as httpd's core sends static files
+ *             (EnableSendfile, EnableMMAP apply), Content-Encoding: gzip,
+ *             Content-Length, a strong ETag of that representation ("-gzip"
+ *             appended); httpd's byterange filter answers Range over these
+ *             bytes (a resumed download asks with the same Accept-Encoding).
+ *   identity  inflated while it is sent (zlib, GZ_CHUNK buffers: memory
+ *             does not grow with the file), chunked: no Content-Length, and
+ *             Range is ignored (200, the whole NDJSON; Accept-Ranges: none).
+ * Stored plain (compression = none):
+ *   identity  a file bucket as above; Range answered by the byterange filter
+ *   gzip      when Accept-Encoding allows it and no Range was sent: the file
+ *             compressed here while it is sent (zlib, bounded buffers).
+ * Vary: Accept-Encoding always.
  *   R8        the open file is held with flock(LOCK_SH) until the response
  *             is done (the descriptor closes with r->pool); the sweeper takes
  *             LOCK_EX|LOCK_NB before it unlinks, so it skips files being
@@ -176,6 +186,74 @@ leave:
     return rv;
 }
 
+/* Send a stored gzip file inflated, GZ_CHUNK at a time (a file of several
+ * gzip members is inflated member after member). */
+static apr_status_t send_inflated(request_rec *r, apr_file_t *fd,
+                                  const char *job_id, const char *name)
+{
+    apr_bucket_brigade *bb =
+        apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    char *in = apr_palloc(r->pool, GZ_CHUNK),
+         *out = apr_palloc(r->pool, GZ_CHUNK);
+    z_stream zs;
+    apr_size_t n;
+    apr_status_t rv = APR_SUCCESS, rd = APR_SUCCESS;
+    int zrc = Z_OK;
+
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, 15 + 16) != Z_OK)
+        return APR_ENOMEM;
+    while (rd != APR_EOF) {
+        n = GZ_CHUNK;
+        rd = apr_file_read(fd, in, &n);
+        if (rd != APR_SUCCESS && rd != APR_EOF) {
+            rv = rd;
+            goto leave;
+        }
+        zs.next_in = (Bytef *)in;
+        zs.avail_in = (uInt)n;
+        while (zs.avail_in > 0) {
+            if (zrc == Z_STREAM_END) {
+                /* another member follows */
+                if (inflateReset(&zs) != Z_OK) {
+                    rv = APR_EGENERAL;
+                    goto leave;
+                }
+            }
+            zs.next_out = (Bytef *)out;
+            zs.avail_out = GZ_CHUNK;
+            zrc = inflate(&zs, Z_NO_FLUSH);
+            if (zrc != Z_OK && zrc != Z_STREAM_END) {
+                ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                              "BF01100: job %s: stored file %s.gz cannot be "
+                              "inflated (zlib %d, after %lu bytes)",
+                              job_id, name, zrc, (unsigned long)zs.total_out);
+                rv = APR_EGENERAL;
+                goto leave;
+            }
+            if (GZ_CHUNK - zs.avail_out > 0) {
+                rv = pass_bytes(r, bb, out, GZ_CHUNK - zs.avail_out);
+                if (rv != APR_SUCCESS)
+                    goto leave;
+            }
+        }
+    }
+    if (zrc != Z_STREAM_END) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "BF01101: job %s: stored file %s.gz is truncated "
+                      "(%lu bytes inflated)",
+                      job_id, name, (unsigned long)zs.total_out);
+        rv = APR_EGENERAL;
+        goto leave;
+    }
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_eos_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+leave:
+    inflateEnd(&zs);
+    return rv;
+}
+
 /* A strong ETag of the gzip representation must differ from identity's. */
 static void etag_gzip(request_rec *r)
 {
@@ -193,9 +271,9 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     request_rec *r = rq->r;
     const char *path, *client, *types;
     char sqlstate[6], buf[120];
-    bool found, expired, gzip, pre = false;
-    apr_file_t *fd, *gz_fd = NULL;
-    apr_finfo_t fi, gz_fi;
+    bool found, expired, gzip, stored_gz, as_stored;
+    apr_file_t *fd;
+    apr_finfo_t fi;
     apr_status_t rv;
     apr_bucket_brigade *bb;
     int st;
@@ -225,7 +303,11 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 
     path = apr_pstrcat(r->pool, rq->sc->export_root, "/", job_id, "/", name,
                        NULL);
-    rv = open_locked(r, path, &fd, &fi);
+    /* the worker's stored gzip part, else a plain one (compression = none) */
+    rv = open_locked(r, apr_pstrcat(r->pool, path, ".gz", NULL), &fd, &fi);
+    stored_gz = rv == APR_SUCCESS;
+    if (APR_STATUS_IS_ENOENT(rv))
+        rv = open_locked(r, path, &fd, &fi);
     if (rv != APR_SUCCESS || fi.filetype != APR_REG) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BF01031: job %s: published file %s missing on disk "
@@ -238,17 +320,19 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     }
 
     apr_table_mergen(r->headers_out, "Vary", "Accept-Encoding");
-    gzip = accepts_gzip(r) && !apr_table_get(r->headers_in, "Range");
-    if (gzip
-        && open_locked(r, apr_pstrcat(r->pool, path, ".gz", NULL), &gz_fd,
-                       &gz_fi)
-               == APR_SUCCESS
-        && gz_fi.filetype == APR_REG && gz_fi.mtime >= fi.mtime)
-        pre = true;
+    gzip = accepts_gzip(r);
+    if (stored_gz) {
+        as_stored = gzip;
+    } else {
+        /* compressing on the fly cannot answer a Range */
+        gzip = gzip && !apr_table_get(r->headers_in, "Range");
+        as_stored = !gzip;
+    }
 
     /* validators: r->finfo feeds ap_set_etag and ap_meets_conditions */
     r->finfo = fi;
-    r->filename = apr_pstrdup(r->pool, path);
+    r->filename = apr_pstrdup(
+        r->pool, stored_gz ? apr_pstrcat(r->pool, path, ".gz", NULL) : path);
     ap_update_mtime(r, fi.mtime);
     ap_set_last_modified(r);
     ap_set_etag(r);
@@ -257,27 +341,31 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         etag_gzip(r);
         apr_table_setn(r->headers_out, "Content-Encoding", "gzip");
     }
-    else {
+    if (as_stored) {
         ap_set_accept_ranges(r);
+    } else {
+        /* a representation made while it is sent has no byte ranges */
+        apr_table_setn(r->headers_out, "Accept-Ranges", "none");
+        apr_table_unset(r->headers_in, "Range");
     }
     st = ap_meets_conditions(r);
     if (st != OK)
         return st;
-    if (!gzip || pre)
-        ap_set_content_length(r, pre ? gz_fi.size : fi.size);
+    if (as_stored)
+        ap_set_content_length(r, fi.size);
     if (r->header_only)
         return OK;
 
-    if (gzip && !pre) {
+    if (!as_stored && stored_gz) {
+        rv = send_inflated(r, fd, job_id, name);
+    } else if (!as_stored) {
         rv = send_gzip(r, fd);
-    }
-    else {
+    } else {
         core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
         apr_bucket *e;
 
         bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-        e = apr_brigade_insert_file(bb, pre ? gz_fd : fd, 0,
-                                    pre ? gz_fi.size : fi.size, r->pool);
+        e = apr_brigade_insert_file(bb, fd, 0, fi.size, r->pool);
 #if APR_HAS_MMAP
         if (cd->enable_mmap == ENABLE_MMAP_OFF)
             (void)apr_bucket_file_enable_mmap(e, 0);

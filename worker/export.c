@@ -17,13 +17,18 @@
  * against memory_limit every 1024 rows and after every large row.  A
  * statement over a limit, or a task that would grow the worker past its
  * cap, ends as WORKER_EXPORT_COSTLY: the task fails at once (a retry would
- * cost the same), its job with a too-costly OperationOutcome. */
+ * cost the same), its job with a too-costly OperationOutcome.
+ *
+ * Parts are gzip-compressed as they stream (bulkfhir.setting compression,
+ * compression_level; issue #15), read before each task so that every
+ * writer of the attempt (and the job's error file) uses the same level. */
 #include "config.h"
 #include "worker.h"
 
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -228,6 +233,25 @@ static bool publish_closed_part(void *ctx, bf_ndjson_t *nd,
     return true;
 }
 
+/* The gzip level of this task's parts (bulkfhir.compression_level(), sql/0072),
+ * made the default of every writer opened in this process from now on. */
+static worker_export_rc read_compression(worker_t *w, apr_pool_t *p,
+                                         const char **msg)
+{
+    PGresult *res;
+    int level;
+
+    if (!bf_pq_exec(w->conn, "compression setting",
+                    "SELECT bulkfhir.compression_level()", 0, NULL, &res, NULL))
+        return db_failure(w, p, msg, "compression setting");
+    level = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+                ? atoi(PQgetvalue(res, 0, 0))
+                : -1;
+    PQclear(res);
+    bf_ndjson_set_default_compression(level);
+    return WORKER_EXPORT_OK;
+}
+
 static bool param_true(const bf_task_job_t *job, const char *key)
 {
     json_object *params = job->params ? json_tokener_parse(job->params) : NULL, *v;
@@ -422,6 +446,8 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
            job->id, task->id, task->resource_type, w->limits.statement_timeout_ms,
            w->limits.work_mem_kb);
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
+    if ((rc = read_compression(w, p, msg)) != WORKER_EXPORT_OK)
+        return rc;
     t0 = now_s();
 
     if (organized) {
@@ -480,14 +506,16 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     {
         double dt = now_s() - t0;
 
-        bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s%s): %" PRId64
-               " resources, %zu part(s), %" PRId64 " bytes, %" PRId64
+        bf_log(BF_LOG_INFO,
+               "job %s: task %" PRId64 " (%s%s): %" PRId64
+               " resources, %zu part(s), %" PRId64 " bytes (%" PRId64
+               " on disk), %" PRId64
                " deleted Bundle line(s) in %.2f s (%.0f/s)",
                job->id, task->id, organized ? "organized by " : "",
                task->resource_type, bf_ndjson_total_count(nd),
                bf_ndjson_part_count(nd), bf_ndjson_total_bytes(nd),
-               del ? bf_ndjson_total_count(del) : 0, dt,
-               dt > 0 ? (double)bf_ndjson_total_count(nd) / dt : 0.0);
+               bf_ndjson_total_stored(nd), del ? bf_ndjson_total_count(del) : 0,
+               dt, dt > 0 ? (double)bf_ndjson_total_count(nd) / dt : 0.0);
     }
     return WORKER_EXPORT_OK;
 }

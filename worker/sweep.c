@@ -111,15 +111,18 @@ bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
     return true;
 }
 
-/* "Type.task.fencing.part.ndjson" -> "task.fencing" */
+/* "Type.task.fencing.part.ndjson" or its gzip form "….ndjson.gz" (the
+ * writer's names, lib/bf_ndjson.h) -> "task.fencing" */
 static const char *attempt_of(apr_pool_t *p, const char *name)
 {
     const char *dot = strchr(name, '.');
     long long task, fencing;
     int part, end = 0;
 
-    if (!dot || sscanf(dot + 1, "%lld.%lld.%d.ndjson%n", &task, &fencing, &part,
-                       &end) != 3 || end == 0 || dot[1 + end] != '\0')
+    if (!dot ||
+        sscanf(dot + 1, "%lld.%lld.%d.ndjson%n", &task, &fencing, &part,
+               &end) != 3 ||
+        end == 0 || (dot[1 + end] != '\0' && strcmp(dot + 1 + end, ".gz") != 0))
         return NULL;
     /* (apr_psprintf knows no %lld) */
     return apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT,
@@ -154,9 +157,14 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
         return;
     for (i = 0; i < names->nelts; i++) {
         const char *name = APR_ARRAY_IDX(names, i, const char *);
+        size_t n = strlen(name);
+        /* a file row names the part as published (.ndjson) */
+        const char *row = n > 3 && !strcmp(name + n - 3, ".gz")
+                              ? apr_pstrndup(p, name, n - 3)
+                              : name;
 
-        if (apr_hash_get(running, attempt_of(p, name), APR_HASH_KEY_STRING)
-            || apr_hash_get(published, name, APR_HASH_KEY_STRING))
+        if (apr_hash_get(running, attempt_of(p, name), APR_HASH_KEY_STRING) ||
+            apr_hash_get(published, row, APR_HASH_KEY_STRING))
             continue;
         if (unlink(apr_pstrcat(p, dir, "/", name, NULL)) == 0)
             bf_log(BF_LOG_INFO, "job %s: removed stale part %s", job_id, name);

@@ -106,10 +106,29 @@ def targets(res):
             h is not None and h <= RSS_LIMIT_KB)
         d = g(s, "download", "ratio")
         if d is not None:
-            add("%s: download via module / static" % size, d, ">= 0.9", d >= 0.9,
+            add("%s: download via module / static (%s representation)"
+                % (size, g(s, "download", "representation") or "identity"), d, ">= 0.9",
+                d >= 0.9,
                 "%.0f vs %.0f MB/s, %s" % (g(s, "download", "module_median_MBps"),
                                           g(s, "download", "static_median_MBps"),
                                           g(s, "download", "file")))
+        di = g(s, "download", "identity", "ratio")
+        if di is not None and g(s, "download", "gzip"):
+            add("%s: download identity (inflated while sent) / static NDJSON" % size, di,
+                "—", None, "%.0f vs %.0f MB/s of NDJSON" % (
+                    g(s, "download", "identity", "module_median_MBps"),
+                    g(s, "download", "identity", "static_median_MBps")))
+        cz = s.get("compression")
+        if cz and cz.get("share_ratio"):
+            add("%s: bytes on the share, compression none / gzip" % size, cz["share_ratio"],
+                ">= 8" if size == "synthea" else "—",
+                cz["share_ratio"] >= 8 if size == "synthea" else None,
+                "%.1f vs %.1f MB (level %s)" % (cz["none"]["share_bytes"] / 1e6,
+                                               cz["gzip"]["share_bytes"] / 1e6, cz["level"]))
+            add("%s: system export time, gzip / none (1 worker)" % size, cz["time_ratio"],
+                "—", None, "medians %.3f vs %.3f s; worker CPU %.2f vs %.2f s" % (
+                    cz["gzip"]["median_s"], cz["none"]["median_s"],
+                    cz["gzip"]["worker_cpu_median_s"], cz["none"]["worker_cpu_median_s"]))
         rates = s.get("rates")
         if rates:
             a, b = g(rates, "poll_202", "rps"), g(rates, "static_small", "rps")
@@ -244,6 +263,27 @@ def markdown(res):
                                             f(d["ratio"], "%.2f"),
                                             rss_mb(d["httpd_rss_kb_before"]),
                                             rss_mb(d["httpd_rss_kb_after"]))]
+        cz = s.get("compression")
+        if cz:
+            L += ["", "Compression (bulkfhir.setting compression, gzip level %s), the system "
+                  "export with 1 worker, %d runs each, alternating:" % (cz["level"], cz["reps"]),
+                  "", "| compression | median s | worker CPU s | bytes on the share (= gzip on the wire) | "
+                  "NDJSON bytes (identity on the wire) |", "|---|---|---|---|---|"]
+            for mode in ("none", "gzip"):
+                m = cz[mode]
+                L.append("| %s | %s | %s | %s | %s |" % (
+                    mode, f(m["median_s"]), f(m["worker_cpu_median_s"], "%.2f"),
+                    m["share_bytes"], m["ndjson_bytes"]))
+        d = s.get("download")
+        if d and d.get("identity") and d.get("gzip"):
+            gz, idn = d["gzip"], d["identity"]
+            L += ["", "Download of `%s`: gzip representation %.1f MB on the wire, module %s "
+                  "MB/s vs static .gz %s MB/s (%s); identity %.1f MB, inflated while sent "
+                  "%s MB/s vs static NDJSON %s MB/s (%s)." % (
+                      d["file"], gz["bytes"] / 1e6, f(gz["module_median_MBps"], "%.0f"),
+                      f(gz["static_median_MBps"], "%.0f"), f(gz["ratio"], "%.2f"),
+                      idn["bytes"] / 1e6, f(idn["module_median_MBps"], "%.0f"),
+                      f(idn["static_median_MBps"], "%.0f"), f(idn["ratio"], "%.2f"))]
         L += ["", "Worker peak RSS (VmHWM): %s MB." % f((worker_hwm(s) or 0) / 1024, "%.1f")]
         r = s.get("rates")
         if r:

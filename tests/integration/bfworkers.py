@@ -4,6 +4,7 @@ stopped the hard way.  Every process is stopped by its own pid.
 
 Worker logs go to DIR/log/worker-t<N>.log, so the error-log guard reads them
 like the devstack workers' logs."""
+import gzip
 import os
 import signal
 import subprocess
@@ -92,16 +93,27 @@ def wait_for(what, cond, timeout=20, step=0.1):
         time.sleep(step)
 
 
+def read_part(path):
+    """The NDJSON of a published part: path + ".gz" inflated when the worker
+    stored it compressed (issue #15), else path."""
+    gz = Path(str(path) + ".gz")
+    if gz.exists():
+        return gzip.decompress(gz.read_bytes())
+    return Path(path).read_bytes()
+
+
 def published_files_on_disk(st, job_id):
     """(names of the job's file rows, names in its directory, problems):
     each row's file must hold exactly `count` complete lines."""
     rows = st.psql("SELECT name, count FROM bulkfhir.file WHERE job_id = :'p1'", job_id)
     d = Path(st.export_root) / job_id
-    on_disk = set(os.listdir(d)) if d.is_dir() else set()
+    # a part stored gzip-compressed (issue #15) counts under its row's name
+    on_disk = {n[:-3] if n.endswith(".gz") else n
+               for n in (os.listdir(d) if d.is_dir() else ())}
     problems = []
     for name, count in rows:
         try:
-            data = (d / name).read_bytes()
+            data = read_part(d / name)
         except OSError as e:
             problems.append("%s: %s" % (name, e))
             continue

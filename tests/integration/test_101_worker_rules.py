@@ -15,6 +15,7 @@ import pytest
 
 import bfclient
 from bfclient import check_files, normalize
+from bfworkers import read_part
 from conftest import generate_and_load
 
 
@@ -184,7 +185,8 @@ def test_101_004_partial_publication(wst):
     assert len({r[3] for r in rows}) == len(rows)
     ids = []
     for r in rows:
-        ids += [json.loads(ln)["id"] for ln in (st.export_root / exp.job / r[0]).read_text().splitlines()]
+        ids += [json.loads(ln)["id"]
+                for ln in read_part(st.export_root / exp.job / r[0]).decode().splitlines()]
     assert sorted(ids) == sorted(current_ids(st, "Observation"))
 
 
@@ -212,7 +214,7 @@ def test_101_005_resource_blocks(wst):
     blocks, cont = {}, 0
     prev_cont, prev_pid = "", None
     for name, count, cont_in, _ in rows:
-        lines = [json.loads(ln) for ln in (st.export_root / exp.job / name).read_text().splitlines()]
+        lines = [json.loads(ln) for ln in read_part(st.export_root / exp.job / name).decode().splitlines()]
         assert len(lines) == int(count)
         assert lines[0]["resourceType"] == "Parameters"
         pid = None

@@ -203,7 +203,7 @@ def test_150_030_expires_and_expiry(stack, client):
     # the status may come from BulkFhirStatusCache (devstack: on, 1 s) for
     # up to its timeout (test_470 checks that bound); meanwhile a shared
     # flock on one of the job's files keeps the sweeper from removing it
-    fd = os.open(stack.export_root / job / url.rsplit("/", 1)[1], os.O_RDONLY)
+    fd = os.open(stack.export_root / job / (url.rsplit("/", 1)[1] + ".gz"), os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         stack.psql("UPDATE bulkfhir.job SET expires_at = now() - interval '1 second' "

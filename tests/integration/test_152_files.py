@@ -1,5 +1,7 @@
-"""File serving: gzip (R51), Range on identity only, the shared flock that
-keeps the sweeper off a file being downloaded (R8)."""
+"""File serving: parts stored gzip-compressed by the worker, sent as stored
+to gzip clients (R51, Range over the gzip bytes) and inflated for the
+others; the shared flock that keeps the sweeper off a file being downloaded
+(R8)."""
 import fcntl
 import gzip
 import os
@@ -19,61 +21,64 @@ def export(stack, dataset):
 
 
 def local_path(stack, url):
+    """The part as the worker stored it: {name}.gz (compression = gzip, the
+    default, issue #15)."""
     job, name = url.rsplit("/", 2)[1:]
-    return stack.export_root / job / name
+    return stack.export_root / job / (name + ".gz")
 
 
 def test_152_001_gzip_when_accepted(stack, client, export):
     """R51: Accept-Encoding: gzip -> Content-Encoding: gzip, Vary:
-    Accept-Encoding, and the decompressed body is the file on disk byte for
-    byte; without it (or with gzip;q=0) the file is sent as is."""
+    Accept-Encoding, and the body is the worker's stored .gz byte for byte
+    (Content-Length its size); without it (or with gzip;q=0) the NDJSON the
+    stored file inflates to."""
     url = export.manifest["output"][0]["url"]
-    on_disk = local_path(stack, url).read_bytes()
+    stored = local_path(stack, url).read_bytes()
+    ndjson = gzip.decompress(stored)
     r = client.http.get(url, headers={"Accept-Encoding": "gzip"}, stream=True)
     assert r.status_code == 200
     assert r.headers["Content-Encoding"] == "gzip"
     assert "Accept-Encoding" in r.headers["Vary"]
     assert r.headers["Content-Type"] == "application/fhir+ndjson"
+    assert int(r.headers["Content-Length"]) == len(stored)
     raw = r.raw.read()
     assert raw[:2] == b"\x1f\x8b"
-    assert gzip.decompress(raw) == on_disk
+    assert raw == stored
+    assert ndjson.count(b"\n") == export.manifest["output"][0]["count"]
     for ae in ("identity", "gzip;q=0, identity", "br"):
         r = client.http.get(url, headers={"Accept-Encoding": ae})
         assert r.status_code == 200
         assert "Content-Encoding" not in r.headers, ae
-        assert r.content == on_disk
-        assert int(r.headers["Content-Length"]) == len(on_disk)
+        assert r.content == ndjson
         assert "Accept-Encoding" in r.headers["Vary"]
 
 
-def test_152_002_range_is_identity(stack, client, export):
-    """Range requests get the identity bytes (206), even with gzip accepted."""
+def test_152_002_range_over_gzip(stack, client, export):
+    """Range with gzip accepted: 206 over the stored gzip bytes; an identity
+    client's Range is ignored (200, the whole NDJSON, Accept-Ranges: none)."""
     url = export.manifest["output"][0]["url"]
-    on_disk = local_path(stack, url).read_bytes()
-    r = client.http.get(url, headers={"Accept-Encoding": "gzip", "Range": "bytes=10-99"})
+    stored = local_path(stack, url).read_bytes()
+    r = client.http.get(url, headers={"Accept-Encoding": "gzip", "Range": "bytes=10-99"},
+                        stream=True)
     assert r.status_code == 206
-    assert "Content-Encoding" not in r.headers
-    assert r.content == on_disk[10:100]
+    assert r.headers["Content-Encoding"] == "gzip"
+    assert r.raw.read() == stored[10:100]
+    r = client.http.get(url, headers={"Accept-Encoding": "identity", "Range": "bytes=10-99"})
+    assert r.status_code == 200
+    assert r.headers["Accept-Ranges"] == "none"
+    assert r.content == gzip.decompress(stored)
 
 
-def test_152_003_precompressed_sibling(stack, client, export):
-    """R51: a {name}.gz written next to the file (by the worker) is sent as
-    is: Content-Length is its size and it decompresses to the file."""
-    url = export.manifest["output"][-1]["url"]
-    path = local_path(stack, url)
-    data = path.read_bytes()
-    gz = gzip.compress(data, compresslevel=1, mtime=0)
-    sib = path.with_name(path.name + ".gz")
-    sib.write_bytes(gz)
-    os.chmod(sib, 0o644)
-    try:
-        r = client.http.get(url, headers={"Accept-Encoding": "gzip"}, stream=True)
-        raw = r.raw.read()
-        assert r.headers["Content-Encoding"] == "gzip"
-        assert int(r.headers["Content-Length"]) == len(gz)
-        assert raw == gz and gzip.decompress(raw) == data
-    finally:
-        sib.unlink()
+def test_152_003_worker_writes_gzip_parts(stack, client, export):
+    """The worker stores every published part as {name}.gz only (no plain
+    sibling), a gzip file holding exactly the manifest's count of lines."""
+    job = export.manifest["output"][0]["url"].rsplit("/", 2)[1]
+    names = {o["url"].rsplit("/", 1)[1]: o["count"] for o in export.manifest["output"]}
+    on_disk = set(os.listdir(stack.export_root / job))
+    assert on_disk == {n + ".gz" for n in names}
+    for name, count in names.items():
+        data = gzip.decompress((stack.export_root / job / (name + ".gz")).read_bytes())
+        assert data.count(b"\n") == count and data.endswith(b"\n")
 
 
 def test_152_004_download_holds_shared_lock(stack, client, export):
@@ -82,7 +87,7 @@ def test_152_004_download_holds_shared_lock(stack, client, export):
     with the whole file once the lock is released."""
     url = export.manifest["output"][0]["url"]
     path = local_path(stack, url)
-    data = path.read_bytes()
+    data = gzip.decompress(path.read_bytes())
     result = {}
     with open(path, "rb") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)   # what the sweeper takes (NB) to unlink

@@ -200,7 +200,7 @@ def test_470_006_expired_job_410_within_timeout(env):
     assert again.status_code == 200 and again.content == exp.final.content
     assert again.headers["Expires"] == exp.final.headers["Expires"]
     name = exp.manifest["output"][0]["url"].rsplit("/", 1)[1]
-    fd = os.open(st.export_root / job / name, os.O_RDONLY)
+    fd = os.open(st.export_root / job / (name + ".gz"), os.O_RDONLY)  # stored gzip (#15)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         st.psql("UPDATE bulkfhir.job SET expires_at = now() - interval '1 second' "

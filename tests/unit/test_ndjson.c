@@ -19,6 +19,8 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include <zlib.h>
+
 #include "bf_ndjson.h"
 
 typedef struct {
@@ -366,6 +368,137 @@ static void test_ndjson_010_copybin_malformed(void **state)
     bf_ndjson_abort(w);
 }
 
+/* Inflate a whole gzip file into a pool buffer (NUL-terminated). */
+static char *inflate_file(apr_pool_t *p, const char *path, size_t *outlen)
+{
+    size_t len, cap = 1 << 20;
+    char *in = slurp(p, path, &len), *out = apr_palloc(p, cap);
+    z_stream zs;
+
+    if (!in)
+        return NULL;
+    memset(&zs, 0, sizeof zs);
+    assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)out;
+    zs.avail_out = (uInt)cap - 1;
+    assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(zs.avail_in, 0);
+    *outlen = zs.total_out;
+    out[*outlen] = '\0';
+    inflateEnd(&zs);
+    return out;
+}
+
+/* gzip (issue #15): the process default applies to writers opened after
+ * it; each part is {name}.gz holding one gzip member of exactly its lines
+ * (tiny buffer: many flushes; one line larger than the buffer), rolled by
+ * count as in plain mode; bytes count the NDJSON, stored the file; no
+ * plain file; abort unlinks the .gz. */
+static void test_ndjson_011_gzip_parts(void **state)
+{
+    fx_t *fx = *state;
+    bf_ndjson_t *w, *w2;
+    const char *err = NULL;
+    char big[200];
+    const char *lines[7];
+    int64_t total = 0;
+    size_t i, len;
+    struct stat sb;
+
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (i = 0; i < 7; i++)
+        lines[i] =
+            i == 4 ? big : apr_psprintf(fx->p, "{\"id\": \"%d\"}", (int)i);
+    bf_ndjson_set_default_compression(1);
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Condition", 4, 2, 3, 0, 64, &err));
+    assert_true(
+        bf_ndjson_open(&w2, fx->p, fx->dir, "deleted", 4, 2, 0, 0, 0, &err));
+    bf_ndjson_set_default_compression(-1);
+    for (i = 0; i < 7; i++)
+        assert_true(bf_ndjson_write(w, lines[i], strlen(lines[i])));
+    assert_true(bf_ndjson_close(w));
+    assert_int_equal(bf_ndjson_part_count(w), 3);
+    for (i = 0; i < 3; i++) {
+        const bf_ndjson_part_t *pt = bf_ndjson_part_at(w, i);
+        const char *want = "";
+        char *got;
+        size_t j;
+
+        assert_string_equal(
+            pt->name, apr_psprintf(fx->p, "Condition.4.2.%d.ndjson", (int)i));
+        assert_string_equal(pt->file,
+                            apr_pstrcat(fx->p, pt->name, ".gz", NULL));
+        assert_int_not_equal(stat(path_of(fx, pt->name), &sb), 0);
+        assert_int_equal(stat(path_of(fx, pt->file), &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0644);
+        assert_int_equal(sb.st_size, pt->stored);
+        for (j = i * 3; j < i * 3 + 3 && j < 7; j++)
+            want = apr_pstrcat(fx->p, want, lines[j], "\n", NULL);
+        got = inflate_file(fx->p, path_of(fx, pt->file), &len);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        assert_int_equal(pt->bytes, strlen(want));
+        total += pt->bytes;
+    }
+    assert_int_equal(bf_ndjson_total_bytes(w), total);
+    /* the second writer was opened with gzip too: its part is a .gz */
+    assert_true(bf_ndjson_write(w2, "{}", 2));
+    assert_string_equal(bf_ndjson_part_at(w2, 0)->file,
+                        "deleted.4.2.0.ndjson.gz");
+    assert_int_equal(stat(path_of(fx, "deleted.4.2.0.ndjson.gz"), &sb), 0);
+    bf_ndjson_abort(w2);
+    assert_int_not_equal(stat(path_of(fx, "deleted.4.2.0.ndjson.gz"), &sb), 0);
+    /* the default is back to none */
+    assert_int_equal(bf_ndjson_default_compression(), -1);
+}
+
+/* gzip: a write error in the helper thread (file size limit -> EFBIG)
+ * fails a later write or the close with a message naming the .gz file;
+ * the writer stays failed and abort removes the part. */
+static void test_ndjson_012_gzip_writer_error(void **state)
+{
+    fx_t *fx = *state;
+    bf_ndjson_t *w;
+    const char *err = NULL;
+    struct rlimit old, lim;
+    char line[64];
+    bool ok = true;
+    struct stat sb;
+    unsigned seed = 7;
+    int i, j;
+
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 100;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 1, 1, 0, 0, 64, &err));
+    bf_ndjson_set_compression(w, 1);
+    /* incompressible lines: the gzip output outgrows the limit */
+    for (i = 0; i < 200 && ok; i++) {
+        for (j = 0; j < (int)sizeof line - 1; j++)
+            line[j] = (char)('!' + rand_r(&seed) % 90);
+        line[sizeof line - 1] = '\0';
+        ok = bf_ndjson_write(w, line, strlen(line));
+    }
+    if (ok)
+        ok = bf_ndjson_close(w);
+    setrlimit(RLIMIT_FSIZE, &old);
+    assert_false(ok);
+    assert_non_null(bf_ndjson_error(w));
+    assert_non_null(strstr(bf_ndjson_error(w), "Patient.1.1.0.ndjson.gz"));
+    assert_int_equal(bf_ndjson_errno(w), EFBIG);
+    assert_false(bf_ndjson_write(w, "x", 1));
+    assert_false(bf_ndjson_close(w));
+    bf_ndjson_abort(w);
+    assert_int_not_equal(stat(path_of(fx, "Patient.1.1.0.ndjson.gz"), &sb), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +512,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_012_gzip_writer_error, setup, teardown),
     };
     int rc;
 
