@@ -7,11 +7,12 @@
 
 #include <apr_strings.h>
 
-bool bf_limits_admit(PGconn *conn, const char *client_id, int default_max,
-                     int rate_per_min, bf_admit_t *out, char sqlstate[6])
+bool bf_limits_admit(PGconn *conn, const char *mode, const char *client_id,
+                     int default_max, int rate_per_min, bf_admit_t *out,
+                     char sqlstate[6])
 {
     char max_s[16], rate_s[16];
-    const char *v[3] = { client_id, max_s, rate_s };
+    const char *v[4] = { mode, client_id, max_s, rate_s };
     PGresult *res = NULL;
     const char *verdict;
 
@@ -23,8 +24,8 @@ bool bf_limits_admit(PGconn *conn, const char *client_id, int default_max,
         return false;
     if (!bf_pq_exec(conn, "admission",
                     "SELECT verdict, active, max_jobs, recent, retry_after"
-                    " FROM bulkfhir.admit($1, $2::integer, $3::integer)",
-                    3, v, &res, sqlstate)) {
+                    " FROM bulkfhir.admit($1, $2, $3::integer, $4::integer)",
+                    4, v, &res, sqlstate)) {
         bf_pq_rollback(conn, "admission");
         return false;
     }
@@ -42,19 +43,19 @@ bool bf_limits_admit(PGconn *conn, const char *client_id, int default_max,
     return true;
 }
 
-bool bf_limits_refused(PGconn *conn, const char *client_id, int rate_per_min,
-                       bf_admit_t *out, char sqlstate[6])
+bool bf_limits_refused(PGconn *conn, const char *mode, const char *client_id,
+                       int rate_per_min, bf_admit_t *out, char sqlstate[6])
 {
     char rate_s[16];
-    const char *v[2] = {client_id, rate_s};
+    const char *v[3] = { mode, client_id, rate_s };
     PGresult *res = NULL;
 
     memset(out, 0, sizeof *out);
     snprintf(rate_s, sizeof rate_s, "%d", rate_per_min);
     if (!bf_pq_exec(conn, "too-costly refusal",
                     "SELECT verdict, recent, retry_after"
-                    " FROM bulkfhir.refuse_kickoff($1, $2::integer)",
-                    2, v, &res, sqlstate))
+                    " FROM bulkfhir.refuse_kickoff($1, $2, $3::integer)",
+                    3, v, &res, sqlstate))
         return false;
     out->verdict =
         !strcmp(PQgetvalue(res, 0, 0), "ok") ? BF_ADMIT_OK : BF_ADMIT_RATE;

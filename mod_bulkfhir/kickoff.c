@@ -88,7 +88,9 @@ static int too_costly(bf_req_t *rq, const bf_params_t *prm)
                       "BF01070: client %s: a too-costly kick-off was not "
                       "counted against %s: the database is unavailable",
                       who, BF_CMD_KICKOFF_RATE);
-    else if (!bf_limits_refused(rq->conn, rq->client_id,
+    else if (!bf_limits_refused(rq->conn,
+                                bf_auth_mode_name(bf_dir_auth(rq->dc)),
+                                rq->client_id,
                                 bf_dir_kickoff_rate(rq->dc), &a, sqlstate))
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BF01071: client %s: a too-costly kick-off was not "

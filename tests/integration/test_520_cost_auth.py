@@ -74,6 +74,8 @@ TraceEnable On
     AuthUserFile "{htpasswd}"
     Require valid-user
     SetEnv BF_TEST_SCOPES "system/*.read"
+    # test_520_010: the header user "app" has its own kick-off budget
+    BulkFhirKickoffRate 4/min
 </Location>
 """
 
@@ -234,6 +236,32 @@ def test_520_003_job_visible_only_to_its_auth_mode(env):
                        hjob) == [["header", "app"]]
     final, _ = hdr.poll(hdr.url("bulkstatus/" + hjob), timeout=120)
     assert final.status_code == 200, final.text
+
+
+def test_520_010_limits_belong_to_the_auth_mode(env):
+    """Per-client limits are per owner (auth mode + client id, like job
+    visibility): the SMART client "app" spends 4 kick-offs of a minute, and
+    the header user "app" -- whose <Location> allows 4 a minute -- may still
+    start its own; before, it got 429 on the SMART client's count."""
+    app = smart_client(env, "app")
+    for _ in range(4):
+        k = app.kickoff("$export", params={"_type": "Patient"})
+        assert k.status_code == 202, k.text
+        assert app.delete(k.headers["Content-Location"]).status_code == 202
+    hdr = bfclient.Client(env.root + "/hdrfhir")
+    hdr.http.auth = ("app", PASSWORDS["app"])
+    k = hdr.kickoff("$export", params={"_type": "Patient"})
+    assert k.status_code == 202, k.text
+    assert hdr.delete(hdr.url("bulkstatus/" + k.headers["Content-Location"].rsplit("/", 1)[1])
+                      ).status_code == 202
+    # and the header user's own budget holds: its 4 a minute, then 429
+    codes = []
+    for _ in range(4):
+        k = hdr.kickoff("$export", params={"_type": "Patient"})
+        codes.append(k.status_code)
+        if k.status_code == 202:
+            hdr.delete(hdr.url("bulkstatus/" + k.headers["Content-Location"].rsplit("/", 1)[1]))
+    assert codes[-1] == 429 and 202 not in codes[3:], codes
 
 
 # ---- 3. JWKS fetch cost ----------------------------------------------------------------
