@@ -139,9 +139,11 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out,
     }
     else if (seq != cs->seq + 1) {
         note_broken(p, out, cs, id, seq, at,
-                    apr_psprintf(p, "records %lld to %lld of the chain are "
-                                    "missing",
-                                 cs->seq + 1, seq - 1));
+                    apr_psprintf(p,
+                                 "records %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                                 " of the chain are missing",
+                                 (apr_int64_t)(cs->seq + 1),
+                                 (apr_int64_t)(seq - 1)));
     }
     else if (memcmp(prev, cs->hash, 32) != 0) {
         note_broken(p, out, cs, id, seq, at,
@@ -179,9 +181,10 @@ static bool check_tail(PGconn *conn, apr_pool_t *p, bf_audit_verify_t *out,
         if (last != cs->seq || !unhex32(PQgetvalue(res, 0, 1), tail)
             || memcmp(tail, cs->hash, 32) != 0)
             note_broken(p, out, cs, 0, cs->seq + 1, NULL,
-                        apr_psprintf(p, "records after seq %lld (up to %lld) "
-                                        "are missing",
-                                     cs->seq, last));
+                        apr_psprintf(p,
+                                     "records after seq %" APR_INT64_T_FMT
+                                     " (up to %" APR_INT64_T_FMT ") are missing",
+                                     (apr_int64_t)cs->seq, (apr_int64_t)last));
     }
     PQclear(res);
     return true;
@@ -527,7 +530,8 @@ const char *bf_audit_event(apr_pool_t *p, long long id, const char *chain,
     json_object_object_add(ev, "resourceType",
                            json_object_new_string("AuditEvent"));
     json_object_object_add(ev, "id", json_object_new_string(apr_psprintf(
-                                         p, "bulkfhir-audit-%lld", id)));
+                                         p, "bulkfhir-audit-%" APR_INT64_T_FMT,
+                                         (apr_int64_t)id)));
     json_object_object_add(ev, "type", coding(m->type_sys, m->type_code,
                                               m->type_display));
     if (m->sub_sys) {
