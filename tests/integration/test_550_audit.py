@@ -261,7 +261,33 @@ def test_550_002_export_auditevents(env, tmp_path):
     assert "checked %d invalid 0" % len(events) in p.stdout
 
 
-def test_550_003_records_survive_expiry(env):
+def test_550_003_status_page_per_client(env):
+    """The status page's ?metrics and ?json show, per client over the last
+    hour, tokens, downloads, refused requests and attempts on another
+    client's job, equal to what the trail holds."""
+    from test_400_status_page import get_json, get_metrics, status_url
+    st = env.st
+    samples, types = get_metrics(st)
+    want = {}
+    for name, where in (("tokens", "action = 'token.issued'"), ("downloads", "action = 'download'"),
+                        ("refused", "status >= 400"), ("foreign", "body::jsonb->>'foreign' = 'true'")):
+        for c, n in st.psql("SELECT coalesce(client_id, body::jsonb->>'claimed_client', '-'),"
+                            " count(*) FROM bulkfhir.audit WHERE at > now() - interval '1 hour'"
+                            " AND " + where + " GROUP BY 1"):
+            want[("bulkfhir_audit_%s_1h" % name, c)] = float(n)
+    assert want[("bulkfhir_audit_foreign_1h", "bob")] == 2.0
+    assert want[("bulkfhir_audit_downloads_1h", "alice")] >= 3
+    for key, n in want.items():
+        assert samples.get(key) == n, (key, samples.get(key), n)
+        assert types[key[0]] == "gauge"
+    doc = get_json(st)
+    rows = {a["client"]: a for a in doc["audit_last_hour"]}
+    assert rows["bob"]["foreign"] == 2 and rows["narrow"]["refused"] >= 1
+    html = requests.get(status_url(st), timeout=30).text
+    assert "Audit: the last hour per client" in html and "<td>bob</td>" in html
+
+
+def test_550_004_records_survive_expiry(env):
     """The sweeper removes an expired job's rows and files; its audit
     records stay, and the removal is recorded (job.deleted)."""
     st = env.st
@@ -276,7 +302,24 @@ def test_550_003_records_survive_expiry(env):
     assert after[-1][5]["files"] == len(S.manifest["output"]) + len(S.manifest.get("error", []))
 
 
-def test_550_004_verify_finds_an_edited_record(env):
+def test_550_005_prune(env):
+    """`audit prune --before T` removes exactly the records older than T,
+    records itself, and leaves every chain verifiable."""
+    st = env.st
+    cut = st.psql("SELECT at FROM bulkfhir.audit WHERE action = 'kickoff.accepted'"
+                  " ORDER BY id LIMIT 1")[0][0]
+    older = int(st.psql("SELECT count(*) FROM bulkfhir.audit WHERE at < :'p1'", cut)[0][0])
+    assert older >= 2   # the tokens of test_550_001
+    p = st.ctl("audit", "prune", "--before", cut)
+    assert "%d record(s)" % older in p.stdout, p.stdout
+    assert st.psql("SELECT count(*) FROM bulkfhir.audit WHERE at < :'p1'", cut) == [["0"]]
+    pr = records(env, "action = 'audit.pruned'")
+    assert len(pr) == 1 and pr[0][5]["removed"] == older
+    ok = st.ctl("audit", "verify")
+    assert "intact" in ok.stdout, ok.stdout
+
+
+def test_550_006_verify_finds_an_edited_record(env):
     """`audit verify` passes on the trail as written; UPDATE and DELETE are
     refused; a record edited behind the trigger's back (by the table owner)
     makes verify fail naming that record's id and chain."""
