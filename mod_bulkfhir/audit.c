@@ -69,7 +69,10 @@ static struct {
     const char *chain;
     const char *conninfo; /* main server's, for the flush at exit */
     char **items;         /* malloc'ed bodies */
-    int n;
+    char **keys;          /* what makes two records the same, or NULL */
+    long *counts;         /* how many requests each entry stands for */
+    double *last_at;      /* the last one's time */
+    int n, cap;
     apr_time_t oldest;
     long dropped;
 } child;
@@ -366,70 +369,108 @@ static const char *flag_foreign(request_rec *r, audit_req_t *a,
                        NULL);
 }
 
-/* Take the buffered bodies (caller frees them). */
+/* Make room for one more entry (under the mutex). */
+static void grow(void)
+{
+    int cap = child.cap ? 2 * child.cap : 64;
+
+    if (child.n < child.cap)
+        return;
+    if (!(child.items = realloc(child.items, sizeof(char *) * (size_t)cap))
+        || !(child.keys = realloc(child.keys, sizeof(char *) * (size_t)cap))
+        || !(child.counts = realloc(child.counts, sizeof(long) * (size_t)cap))
+        || !(child.last_at = realloc(child.last_at,
+                                     sizeof(double) * (size_t)cap)))
+        abort(); /* out of memory: as httpd's own allocator does */
+    child.cap = cap;
+}
+
+/* Take the buffered bodies (caller frees them): a coalesced entry gets
+ * "count" and "last_at" (the repeats' number and the last one's time). */
 static char **take(int *n)
 {
-    char **items = NULL;
+    char **items = NULL, *b;
+    size_t len;
+    int i;
 
     *n = 0;
     apr_thread_mutex_lock(child.mu);
     if (child.n > 0) {
-        items = child.items;
+        items = malloc(sizeof(char *) * (size_t)child.n);
+        if (!items)
+            abort();
+        for (i = 0; i < child.n; i++) {
+            b = child.items[i];
+            if (child.counts[i] > 1 && (len = strlen(b)) > 1) {
+                items[i] = malloc(len + 64);
+                if (!items[i])
+                    abort();
+                snprintf(items[i], len + 64, "%.*s,\"count\":%ld,"
+                                             "\"last_at\":%.6f}",
+                         (int)(len - 1), b, child.counts[i],
+                         child.last_at[i]);
+                free(b);
+            }
+            else
+                items[i] = b;
+            free(child.keys[i]);
+        }
         *n = child.n;
-        child.items = NULL;
         child.n = 0;
     }
     apr_thread_mutex_unlock(child.mu);
     return items;
 }
 
+/* Add a body (key NULL: never coalesced); under the mutex. */
+static void add_locked(const char *key, char *body, double at)
+{
+    grow();
+    child.items[child.n] = body;
+    child.keys[child.n] = key ? strdup(key) : NULL;
+    child.counts[child.n] = 1;
+    child.last_at[child.n] = at;
+    if (child.n++ == 0)
+        child.oldest = apr_time_now();
+}
+
 /* Put bodies back after a failed write (oldest first), dropping what
  * does not fit. */
 static void put_back(char **items, int n)
 {
-    char **merged;
-    int keep, i;
+    int i;
 
     apr_thread_mutex_lock(child.mu);
-    keep = n + child.n > AUDIT_BUFFER_MAX ? AUDIT_BUFFER_MAX - child.n : n;
-    if (keep < 0)
-        keep = 0;
-    merged = malloc(sizeof(char *) * (size_t)(keep + child.n + 1));
-    if (merged) {
-        for (i = 0; i < keep; i++)
-            merged[i] = items[n - keep + i];
-        for (i = 0; i < child.n; i++)
-            merged[keep + i] = child.items[i];
-        free(child.items);
-        child.items = merged;
-        child.n += keep;
-        if (child.oldest == 0)
-            child.oldest = apr_time_now();
+    for (i = 0; i < n; i++) {
+        if (child.n >= AUDIT_BUFFER_MAX) {
+            child.dropped++;
+            free(items[i]);
+        }
+        else
+            add_locked(NULL, items[i], 0);
     }
-    else
-        keep = 0;
-    child.dropped += n - keep;
-    for (i = 0; i < n - keep; i++)
-        free(items[i]);
     apr_thread_mutex_unlock(child.mu);
     free(items);
 }
 
-static void push(const char *body)
+/* Buffer a record.  One identical to a buffered one (same key: action,
+ * client, job, file, status, Range, encoding, address) only counts. */
+static void push(const char *key, const char *body, double at)
 {
-    char **grown;
+    int i;
 
     apr_thread_mutex_lock(child.mu);
-    if (child.n >= AUDIT_BUFFER_MAX) {
+    for (i = 0; key && i < child.n; i++)
+        if (child.keys[i] && !strcmp(child.keys[i], key)) {
+            child.counts[i]++;
+            child.last_at[i] = at;
+            apr_thread_mutex_unlock(child.mu);
+            return;
+        }
+    if (child.n >= AUDIT_BUFFER_MAX)
         child.dropped++;
-    }
-    else if ((grown = realloc(child.items,
-                              sizeof(char *) * (size_t)(child.n + 1)))) {
-        child.items = grown;
-        child.items[child.n++] = strdup(body);
-        if (child.n == 1)
-            child.oldest = apr_time_now();
-    }
+    else
+        add_locked(key, strdup(body), at);
     apr_thread_mutex_unlock(child.mu);
 }
 
@@ -481,11 +522,30 @@ static void flush(request_rec *r, PGconn *conn, const char *extra)
                   "BF01111: audit: cannot write %d record(s) (chain %s); "
                   "kept in memory for the next attempt",
                   n + (extra ? 1 : 0), child.chain);
-    if (extra) {
-        push(extra);
-    }
+    if (extra)
+        push(NULL, extra, 0);
     if (items)
         put_back(items, n);
+}
+
+/* Two buffered records with the same key are the same access repeated
+ * (a client polling a finished job, fetching one file again). */
+static const char *coalesce_key(request_rec *r, audit_req_t *a)
+{
+    const char *client = a->rq->client_id ? a->rq->client_id : r->user;
+
+    return apr_psprintf(r->pool, "%d|%s|%s|%s|%s|%d|%s|%s|%s|%" APR_OFF_T_FMT,
+                        (int)a->kind, r->method, client ? client : "",
+                        a->job ? a->job : "", a->file ? a->file : "",
+                        r->status,
+                        apr_table_get(r->headers_in, "Range")
+                            ? apr_table_get(r->headers_in, "Range")
+                            : "",
+                        apr_table_get(r->headers_out, "Content-Encoding")
+                            ? apr_table_get(r->headers_out, "Content-Encoding")
+                            : "",
+                        r->useragent_ip ? r->useragent_ip : "",
+                        (apr_off_t)r->bytes_sent);
 }
 
 static int audit_log_transaction(request_rec *r)
@@ -500,7 +560,8 @@ static int audit_log_transaction(request_rec *r)
     if (body && now && (a->kind == AK_STATUS || a->kind == AK_FILE))
         body = flag_foreign(r, a, body);
     if (body && !now) {
-        push(body);
+        push(coalesce_key(r, a), body,
+             (double)r->request_time / APR_USEC_PER_SEC);
         body = NULL;
     }
     if (body || due())
@@ -584,7 +645,10 @@ static void audit_child_init(apr_pool_t *pchild, server_rec *s)
                                (long)getpid(), apr_time_now());
     child.conninfo = sc->conninfo;
     child.items = NULL;
-    child.n = 0;
+    child.keys = NULL;
+    child.counts = NULL;
+    child.last_at = NULL;
+    child.n = child.cap = 0;
     child.dropped = 0;
     if (apr_thread_mutex_create(&child.mu, APR_THREAD_MUTEX_DEFAULT, pchild)
         != APR_SUCCESS) {

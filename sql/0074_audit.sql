@@ -56,6 +56,7 @@ DECLARE
     v_seq  bigint;
     v_prev bytea;
     v_hash bytea;
+    v_j    jsonb;
     v_id   bigint;
     b      text;
 BEGIN
@@ -65,8 +66,9 @@ BEGIN
       INTO v_seq, v_prev
       FROM bulkfhir.audit_chain WHERE name = p_chain FOR UPDATE;
     FOREACH b IN ARRAY p_bodies LOOP
-        IF jsonb_typeof(b::jsonb) <> 'object' OR (b::jsonb) ->> 'action' IS NULL
-           OR (b::jsonb) ->> 'at' IS NULL THEN
+        v_j := b::jsonb;
+        IF jsonb_typeof(v_j) <> 'object' OR v_j ->> 'action' IS NULL
+           OR v_j ->> 'at' IS NULL THEN
             RAISE EXCEPTION 'audit record needs a JSON object with action and at'
                 USING ERRCODE = '22023';
         END IF;
