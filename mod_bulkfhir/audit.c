@@ -453,20 +453,30 @@ static void put_back(char **items, int n)
     free(items);
 }
 
-/* Buffer a record.  One identical to a buffered one (same key: action,
- * client, job, file, status, Range, encoding, address) only counts. */
-static void push(const char *key, const char *body, double at)
+/* A record identical to a buffered one (same key: kind, method, client,
+ * job, file, status, Range, encoding, address, bytes) only counts. */
+static bool bump(const char *key, double at)
 {
     int i;
 
     apr_thread_mutex_lock(child.mu);
-    for (i = 0; key && i < child.n; i++)
+    for (i = 0; i < child.n; i++)
         if (child.keys[i] && !strcmp(child.keys[i], key)) {
             child.counts[i]++;
             child.last_at[i] = at;
             apr_thread_mutex_unlock(child.mu);
-            return;
+            return true;
         }
+    apr_thread_mutex_unlock(child.mu);
+    return false;
+}
+
+/* Buffer a record (key NULL: never coalesced). */
+static void push(const char *key, const char *body, double at)
+{
+    if (key && bump(key, at))
+        return;
+    apr_thread_mutex_lock(child.mu);
     if (child.n >= AUDIT_BUFFER_MAX)
         child.dropped++;
     else
@@ -534,8 +544,11 @@ static const char *coalesce_key(request_rec *r, audit_req_t *a)
 {
     const char *client = a->rq->client_id ? a->rq->client_id : r->user;
 
-    return apr_psprintf(r->pool, "%d|%s|%s|%s|%s|%d|%s|%s|%s|%" APR_OFF_T_FMT,
-                        (int)a->kind, r->method, client ? client : "",
+    const char *xs = apr_table_get(r->headers_out, "X-Export-Status");
+
+    return apr_psprintf(r->pool, "%d|%s|%s|%s|%s|%s|%d|%s|%s|%s|%" APR_OFF_T_FMT,
+                        (int)a->kind, r->method, xs ? xs : "",
+                        client ? client : "",
                         a->job ? a->job : "", a->file ? a->file : "",
                         r->status,
                         apr_table_get(r->headers_in, "Range")
@@ -552,11 +565,19 @@ static int audit_log_transaction(request_rec *r)
 {
     audit_req_t *a;
     const char *body;
-    bool now;
+    bool now = false;
 
     if (!audit_on || !child.mu || !(a = req_of(r)) || !a->rq)
         return DECLINED;
-    body = body_of(r, a, &now);
+    /* a repeat of a buffered download or manifest read: counted, no body
+     * built */
+    if (((a->kind == AK_FILE && r->status < 400)
+         || (a->kind == AK_STATUS && r->method_number == M_GET
+             && r->status == HTTP_OK))
+        && bump(coalesce_key(r, a), (double)r->request_time / APR_USEC_PER_SEC))
+        body = NULL;
+    else
+        body = body_of(r, a, &now);
     if (body && now && (a->kind == AK_STATUS || a->kind == AK_FILE))
         body = flag_foreign(r, a, body);
     if (body && !now) {
