@@ -22,7 +22,8 @@
 
 static void audit_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: bulkfhirctl audit verify [--since T]\n"
         "       bulkfhirctl audit export [--since T] [--until T] --out DIR\n"
         "       bulkfhirctl audit prune [--before T]\n"
@@ -72,7 +73,7 @@ static bool resolve(PGconn *conn, apr_pool_t *p, const char *t,
     t = instant(p, t);
     if (sscanf(t, "@now-%ld%c", &n, &unit) == 2) {
         v[0] = apr_psprintf(p, "%ld %s", n,
-                            unit == 'd' ? "days"
+                            unit == 'd'   ? "days"
                             : unit == 'h' ? "hours"
                                           : "minutes");
         if (!bf_pq_exec(conn, "audit: time",
@@ -80,8 +81,7 @@ static bool resolve(PGconn *conn, apr_pool_t *p, const char *t,
                         "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
                         1, v, &res, NULL))
             return false;
-    }
-    else {
+    } else {
         v[0] = t;
         if (!bf_pq_exec(conn, "audit: time",
                         "SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', "
@@ -104,23 +104,22 @@ static int audit_verify(apr_pool_t *p, PGconn *conn, const char *since)
         return 1;
     if (v.broken == 0) {
         printf("audit verify: %lld record(s) in %lld chain(s) intact%s%s\n",
-               v.records, v.chains, since ? " since " : "",
-               since ? since : "");
+               v.records, v.chains, since ? " since " : "", since ? since : "");
         return 0;
     }
     if (v.first_id)
         printf("audit verify: BROKEN: record id %lld (chain %s, seq %lld, "
                "at %s): %s\n",
-               v.first_id, v.first_chain, v.first_seq, v.first_at,
-               v.first_why);
+               v.first_id, v.first_chain, v.first_seq, v.first_at, v.first_why);
     else
         printf("audit verify: BROKEN: chain %s after seq %lld: %s\n",
                v.first_chain, v.first_seq - 1, v.first_why);
     printf("audit verify: %lld of %lld chain(s) broken, %lld record(s) "
            "checked\n",
            v.broken, v.chains, v.records);
-    bf_log(BF_LOG_ERR, "BF03061: audit verify: %lld chain(s) broken, first "
-                       "record id %lld (chain %s)",
+    bf_log(BF_LOG_ERR,
+           "BF03061: audit verify: %lld chain(s) broken, first "
+           "record id %lld (chain %s)",
            v.broken, v.first_id, v.first_chain);
     return 1;
 }
@@ -128,7 +127,7 @@ static int audit_verify(apr_pool_t *p, PGconn *conn, const char *since)
 static int audit_export(apr_pool_t *p, PGconn *conn, const char *since,
                         const char *until, const char *dir)
 {
-    const char *v[] = { since, until };
+    const char *v[] = {since, until};
     const char *path, *tmp, *ev;
     PGresult *res;
     FILE *f;
@@ -150,15 +149,15 @@ static int audit_export(apr_pool_t *p, PGconn *conn, const char *since,
         return 1;
     }
     if (!bf_pq_exec(conn, "audit export",
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
-                    NULL, NULL, NULL)
-        || !bf_pq_exec(conn, "audit export",
-                       "DECLARE bf_audit_x NO SCROLL CURSOR FOR "
-                       "SELECT id, chain, body FROM bulkfhir.audit "
-                       "WHERE ($1::timestamptz IS NULL OR at >= $1) "
-                       "AND ($2::timestamptz IS NULL OR at < $2) "
-                       "ORDER BY at, id",
-                       2, v, NULL, NULL))
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
+                    NULL, NULL) ||
+        !bf_pq_exec(conn, "audit export",
+                    "DECLARE bf_audit_x NO SCROLL CURSOR FOR "
+                    "SELECT id, chain, body FROM bulkfhir.audit "
+                    "WHERE ($1::timestamptz IS NULL OR at >= $1) "
+                    "AND ($2::timestamptz IS NULL OR at < $2) "
+                    "ORDER BY at, id",
+                    2, v, NULL, NULL))
         goto leave;
     do {
         if (!bf_pq_exec(conn, "audit export", "FETCH 2000 FROM bf_audit_x", 0,
@@ -172,8 +171,8 @@ static int audit_export(apr_pool_t *p, PGconn *conn, const char *since,
                 continue;
             if (fputs(ev, f) == EOF || fputc('\n', f) == EOF) {
                 PQclear(res);
-                bf_log(BF_LOG_ERR, "BF03064: audit export: writing %s: %s",
-                       tmp, strerror(errno));
+                bf_log(BF_LOG_ERR, "BF03064: audit export: writing %s: %s", tmp,
+                       strerror(errno));
                 goto leave;
             }
             n++;
@@ -218,9 +217,8 @@ static int audit_prune(apr_pool_t *p, PGconn *conn, const char *before)
                         " 0)::int AS d) s",
                         0, NULL, &res, NULL))
             return 1;
-        before = PQgetisnull(res, 0, 0)
-                     ? NULL
-                     : apr_pstrdup(p, PQgetvalue(res, 0, 0));
+        before = PQgetisnull(res, 0, 0) ? NULL
+                                        : apr_pstrdup(p, PQgetvalue(res, 0, 0));
         PQclear(res);
         if (!before) {
             printf("audit prune: audit_retention_days is 0 (keep all) and "
@@ -247,9 +245,9 @@ static int audit_prune(apr_pool_t *p, PGconn *conn, const char *before)
 static int audit_list(apr_pool_t *p, PGconn *conn, const char *since,
                       const char *client, const char *limit)
 {
-    static const char *const head[] = { "ID", "AT (UTC)", "ACTION",
-                                        "CLIENT", "STATUS", "JOB" };
-    const char *v[] = { since, client, limit };
+    static const char *const head[] = {"ID",     "AT (UTC)", "ACTION",
+                                       "CLIENT", "STATUS",   "JOB"};
+    const char *v[] = {since, client, limit};
     PGresult *res;
 
     (void)p;
@@ -268,19 +266,17 @@ static int audit_list(apr_pool_t *p, PGconn *conn, const char *since,
     return 0;
 }
 
-int ctl_audit_main(apr_pool_t *p, const ctl_globals *g, int argc,
-                   char **argv)
+int ctl_audit_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "since", required_argument, NULL, 's' },
-        { "until", required_argument, NULL, 'u' },
-        { "before", required_argument, NULL, 'b' },
-        { "out", required_argument, NULL, 'o' },
-        { "client", required_argument, NULL, 'c' },
-        { "limit", required_argument, NULL, 'n' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+        {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
+        {"before", required_argument, NULL, 'b'},
+        {"out", required_argument, NULL, 'o'},
+        {"client", required_argument, NULL, 'c'},
+        {"limit", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *since = NULL, *until = NULL, *before = NULL, *out = NULL;
     const char *client = NULL, *limit = "50", *sub;
     PGconn *conn;
@@ -321,8 +317,8 @@ int ctl_audit_main(apr_pool_t *p, const ctl_globals *g, int argc,
             return 2;
         }
     }
-    if (optind < argc || (strcmp(sub, "verify") && strcmp(sub, "export")
-                          && strcmp(sub, "prune") && strcmp(sub, "list"))) {
+    if (optind < argc || (strcmp(sub, "verify") && strcmp(sub, "export") &&
+                          strcmp(sub, "prune") && strcmp(sub, "list"))) {
         audit_usage(stderr);
         return 2;
     }
@@ -334,8 +330,8 @@ int ctl_audit_main(apr_pool_t *p, const ctl_globals *g, int argc,
     if (!conn)
         return 1;
     rc = 1;
-    if (!resolve(conn, p, since, &since) || !resolve(conn, p, until, &until)
-        || !resolve(conn, p, before, &before))
+    if (!resolve(conn, p, since, &since) || !resolve(conn, p, until, &until) ||
+        !resolve(conn, p, before, &before))
         goto leave;
     if (!strcmp(sub, "verify"))
         rc = audit_verify(p, conn, since);

@@ -15,8 +15,7 @@
 /* ---- append ------------------------------------------------------------- */
 
 /* A text[] literal element: "..." with " and \ escaped. */
-const char *bf_audit_array_literal(apr_pool_t *p, const char *const *v,
-                                   int n)
+const char *bf_audit_array_literal(apr_pool_t *p, const char *const *v, int n)
 {
     apr_size_t len = 3;
     const char *s;
@@ -116,10 +115,10 @@ static void note_broken(apr_pool_t *p, bf_audit_verify_t *out,
     out->first_why = why;
 }
 
-static void check_row(apr_pool_t *p, bf_audit_verify_t *out,
-                      chain_state_t *cs, PGresult *res, int i)
+static void check_row(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs,
+                      PGresult *res, int i)
 {
-    static const unsigned char zero[32] = { 0 };
+    static const unsigned char zero[32] = {0};
     long long id = atoll(PQgetvalue(res, i, 0));
     long long seq = atoll(PQgetvalue(res, i, 2));
     const char *body = PQgetvalue(res, i, 3);
@@ -127,8 +126,8 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out,
     unsigned char prev[32], hash[32], calc[32];
 
     out->records++;
-    if (!unhex32(PQgetvalue(res, i, 4), prev)
-        || !unhex32(PQgetvalue(res, i, 5), hash)) {
+    if (!unhex32(PQgetvalue(res, i, 4), prev) ||
+        !unhex32(PQgetvalue(res, i, 5), hash)) {
         note_broken(p, out, cs, id, seq, at, "hash is not 32 bytes");
         return;
     }
@@ -136,16 +135,14 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out,
         if (seq == 1 && memcmp(prev, zero, 32) != 0)
             note_broken(p, out, cs, id, seq, at,
                         "the chain's first record has a non-zero prev_hash");
-    }
-    else if (seq != cs->seq + 1) {
-        note_broken(p, out, cs, id, seq, at,
-                    apr_psprintf(p,
-                                 "records %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
-                                 " of the chain are missing",
-                                 (apr_int64_t)(cs->seq + 1),
-                                 (apr_int64_t)(seq - 1)));
-    }
-    else if (memcmp(prev, cs->hash, 32) != 0) {
+    } else if (seq != cs->seq + 1) {
+        note_broken(
+            p, out, cs, id, seq, at,
+            apr_psprintf(p,
+                         "records %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                         " of the chain are missing",
+                         (apr_int64_t)(cs->seq + 1), (apr_int64_t)(seq - 1)));
+    } else if (memcmp(prev, cs->hash, 32) != 0) {
         note_broken(p, out, cs, id, seq, at,
                     "prev_hash differs from the previous record's hash");
     }
@@ -161,7 +158,7 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out,
 static bool check_tail(PGconn *conn, apr_pool_t *p, bf_audit_verify_t *out,
                        chain_state_t *cs)
 {
-    const char *v[] = { cs->name };
+    const char *v[] = {cs->name};
     unsigned char tail[32];
     PGresult *res;
     long long last;
@@ -178,12 +175,13 @@ static bool check_tail(PGconn *conn, apr_pool_t *p, bf_audit_verify_t *out,
                     "the chain has no row in bulkfhir.audit_chain");
     else {
         last = atoll(PQgetvalue(res, 0, 0));
-        if (last != cs->seq || !unhex32(PQgetvalue(res, 0, 1), tail)
-            || memcmp(tail, cs->hash, 32) != 0)
+        if (last != cs->seq || !unhex32(PQgetvalue(res, 0, 1), tail) ||
+            memcmp(tail, cs->hash, 32) != 0)
             note_broken(p, out, cs, 0, cs->seq + 1, NULL,
                         apr_psprintf(p,
                                      "records after seq %" APR_INT64_T_FMT
-                                     " (up to %" APR_INT64_T_FMT ") are missing",
+                                     " (up to %" APR_INT64_T_FMT
+                                     ") are missing",
                                      (apr_int64_t)cs->seq, (apr_int64_t)last));
     }
     PQclear(res);
@@ -193,7 +191,7 @@ static bool check_tail(PGconn *conn, apr_pool_t *p, bf_audit_verify_t *out,
 bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
                      bf_audit_verify_t *out)
 {
-    const char *v[] = { since };
+    const char *v[] = {since};
     chain_state_t cs;
     PGresult *res;
     int i, n;
@@ -202,8 +200,8 @@ bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
     memset(out, 0, sizeof *out);
     memset(&cs, 0, sizeof cs);
     if (!bf_pq_exec(conn, "audit verify",
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
-                    NULL, NULL, NULL))
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
+                    NULL, NULL))
         return false;
     if (!bf_pq_exec(conn, "audit verify",
                     since ? "DECLARE bf_audit_v NO SCROLL CURSOR FOR "
@@ -218,8 +216,8 @@ bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
                     since ? 1 : 0, since ? v : NULL, NULL, NULL))
         goto leave;
     for (;;) {
-        if (!bf_pq_exec(conn, "audit verify", "FETCH 2000 FROM bf_audit_v",
-                        0, NULL, &res, NULL))
+        if (!bf_pq_exec(conn, "audit verify", "FETCH 2000 FROM bf_audit_v", 0,
+                        NULL, &res, NULL))
             goto leave;
         n = PQntuples(res);
         for (i = 0; i < n; i++) {
@@ -248,14 +246,16 @@ leave:
     return ok;
 }
 
-/* ---- AuditEvent ----------------------------------------------------------- */
+/* ---- AuditEvent -----------------------------------------------------------
+ */
 
 #define SYS_DCM "http://dicom.nema.org/resources/ontology/DCM"
 #define SYS_EVENT_TYPE "http://terminology.hl7.org/CodeSystem/audit-event-type"
 #define SYS_REST "http://hl7.org/fhir/restful-interaction"
-#define SYS_ENTITY_TYPE "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+#define SYS_ENTITY_TYPE                                                        \
+    "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 #define SYS_OBJECT_ROLE "http://terminology.hl7.org/CodeSystem/object-role"
-#define SYS_SOURCE_TYPE \
+#define SYS_SOURCE_TYPE                                                        \
     "http://terminology.hl7.org/CodeSystem/security-source-type"
 #define SYS_CLIENT "urn:bulkfhir:client"
 #define SYS_JOB "urn:bulkfhir:job"
@@ -286,8 +286,8 @@ static const char *str(json_object *body, const char *key)
 {
     json_object *v;
 
-    if (!json_object_object_get_ex(body, key, &v) || !v
-        || json_object_is_type(v, json_type_null))
+    if (!json_object_object_get_ex(body, key, &v) || !v ||
+        json_object_is_type(v, json_type_null))
         return NULL;
     return json_object_get_string(v);
 }
@@ -301,28 +301,25 @@ typedef struct {
 
 /* action prefix -> AuditEvent type, subtype, action */
 static const event_map_t MAP[] = {
-    { "token", SYS_DCM, "110114", "User Authentication", SYS_DCM, "110122",
-      "Login", "E" },
-    { "kickoff", SYS_DCM, "110106", "Export", SYS_REST, "operation",
-      "operation", "E" },
-    { "download", SYS_DCM, "110106", "Export", SYS_REST, "read", "read",
-      "R" },
-    { "status.delete", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST,
-      "delete", "delete", "D" },
-    { "status", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST, "read",
-      "read", "R" },
-    { "job.deleted", SYS_DCM, "110106", "Export", SYS_REST, "delete",
-      "delete", "D" },
-    { "job.files_removed", SYS_DCM, "110106", "Export", SYS_REST, "delete",
-      "delete", "D" },
-    { "job.cancelled", SYS_DCM, "110106", "Export", SYS_REST, "delete",
-      "delete", "D" },
-    { "job", SYS_DCM, "110106", "Export", SYS_REST, "operation", "operation",
-      "E" },
-    { "audit", SYS_DCM, "110101", "Audit Log Used", NULL, NULL, NULL, "D" },
-    { NULL, SYS_EVENT_TYPE, "rest", "RESTful Operation", NULL, NULL, NULL,
-      "E" }
-};
+    {"token", SYS_DCM, "110114", "User Authentication", SYS_DCM, "110122",
+     "Login", "E"},
+    {"kickoff", SYS_DCM, "110106", "Export", SYS_REST, "operation", "operation",
+     "E"},
+    {"download", SYS_DCM, "110106", "Export", SYS_REST, "read", "read", "R"},
+    {"status.delete", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST,
+     "delete", "delete", "D"},
+    {"status", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST, "read",
+     "read", "R"},
+    {"job.deleted", SYS_DCM, "110106", "Export", SYS_REST, "delete", "delete",
+     "D"},
+    {"job.files_removed", SYS_DCM, "110106", "Export", SYS_REST, "delete",
+     "delete", "D"},
+    {"job.cancelled", SYS_DCM, "110106", "Export", SYS_REST, "delete", "delete",
+     "D"},
+    {"job", SYS_DCM, "110106", "Export", SYS_REST, "operation", "operation",
+     "E"},
+    {"audit", SYS_DCM, "110101", "Audit Log Used", NULL, NULL, NULL, "D"},
+    {NULL, SYS_EVENT_TYPE, "rest", "RESTful Operation", NULL, NULL, NULL, "E"}};
 
 static const event_map_t *event_map(const char *action)
 {
@@ -331,8 +328,8 @@ static const event_map_t *event_map(const char *action)
 
     for (m = MAP; m->action; m++) {
         n = strlen(m->action);
-        if (!strncmp(action, m->action, n)
-            && (action[n] == '\0' || action[n] == '.'))
+        if (!strncmp(action, m->action, n) &&
+            (action[n] == '\0' || action[n] == '.'))
             return m;
     }
     return m;
@@ -370,10 +367,10 @@ static json_object *entity(json_object *what, const char *type_code,
     json_object *e = json_object_new_object();
 
     json_object_object_add(e, "what", what);
-    json_object_object_add(e, "type", coding(SYS_ENTITY_TYPE, type_code,
-                                             type_display));
-    json_object_object_add(e, "role", coding(SYS_OBJECT_ROLE, role_code,
-                                             role_display));
+    json_object_object_add(e, "type",
+                           coding(SYS_ENTITY_TYPE, type_code, type_display));
+    json_object_object_add(e, "role",
+                           coding(SYS_OBJECT_ROLE, role_code, role_display));
     if (name)
         json_object_object_add(e, "name", json_object_new_string(name));
     return e;
@@ -403,7 +400,7 @@ static const char *patient_ref(apr_pool_t *p, const char *v)
     if (!v)
         return "Patient/unknown";
     return strncmp(v, "Patient/", 8) == 0 ? v
-                                           : apr_pstrcat(p, "Patient/", v, NULL);
+                                          : apr_pstrcat(p, "Patient/", v, NULL);
 }
 
 /* The entities: the job (with what was asked and what left), its Group,
@@ -425,9 +422,9 @@ static void add_entities(apr_pool_t *p, json_object *ev, json_object *body)
         add_detail(det, "scope", str(body, "scope"));
         add_detail(det, "state", str(body, "state"));
         if (json_object_object_get_ex(body, "output", &v))
-            add_detail(det, "output",
-                       json_object_to_json_string_ext(v,
-                                                      JSON_C_TO_STRING_PLAIN));
+            add_detail(
+                det, "output",
+                json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
         add_detail(det, "resources", str(body, "resources"));
         add_detail(det, "bytes", file ? NULL : str(body, "bytes"));
         add_detail(det, "duration_s", str(body, "duration_s"));
@@ -438,19 +435,17 @@ static void add_entities(apr_pool_t *p, json_object *ev, json_object *body)
         json_object_array_add(ents, e);
     }
     if (group)
-        json_object_array_add(ents,
-                              entity(reference(apr_pstrcat(p, "Group/", group,
-                                                           NULL)),
-                                     "1", "Person", "1", "Patient", NULL));
-    if (json_object_object_get_ex(body, "patients", &pat)
-        && json_object_is_type(pat, json_type_array))
+        json_object_array_add(
+            ents, entity(reference(apr_pstrcat(p, "Group/", group, NULL)), "1",
+                         "Person", "1", "Patient", NULL));
+    if (json_object_object_get_ex(body, "patients", &pat) &&
+        json_object_is_type(pat, json_type_array))
         for (i = 0; i < json_object_array_length(pat); i++)
             json_object_array_add(
-                ents,
-                entity(reference(patient_ref(
-                           p, json_object_get_string(
-                                  json_object_array_get_idx(pat, i)))),
-                       "1", "Person", "1", "Patient", NULL));
+                ents, entity(reference(patient_ref(
+                                 p, json_object_get_string(
+                                        json_object_array_get_idx(pat, i)))),
+                             "1", "Person", "1", "Patient", NULL));
     if (file && job) {
         e = entity(identifier_ref("urn:bulkfhir:file",
                                   apr_pstrcat(p, job, "/", file, NULL)),
@@ -484,9 +479,9 @@ static json_object *agents(json_object *body)
                            client ? identifier_ref(SYS_CLIENT, client)
                                   : json_object_new_object());
     if (!client)
-        json_object_object_add(json_object_object_get(ag, "who"), "display",
-                               json_object_new_string(
-                                   str(body, "claimed_client")
+        json_object_object_add(
+            json_object_object_get(ag, "who"), "display",
+            json_object_new_string(str(body, "claimed_client")
                                        ? str(body, "claimed_client")
                                        : "anonymous or unauthenticated"));
     json_object_object_add(ag, "requestor", json_object_new_boolean(1));
@@ -499,12 +494,12 @@ static json_object *agents(json_object *body)
     json_object_array_add(a, ag);
     if (json_object_object_get_ex(body, "by", &by)) {
         ag = json_object_new_object();
-        json_object_object_add(ag, "type", concept(SYS_DCM, "110152",
-                                                   "Destination Role ID"));
-        json_object_object_add(ag, "name",
-                               json_object_new_string(
-                                   json_object_to_json_string_ext(
-                                       by, JSON_C_TO_STRING_PLAIN)));
+        json_object_object_add(
+            ag, "type", concept(SYS_DCM, "110152", "Destination Role ID"));
+        json_object_object_add(
+            ag, "name",
+            json_object_new_string(
+                json_object_to_json_string_ext(by, JSON_C_TO_STRING_PLAIN)));
         json_object_object_add(ag, "requestor", json_object_new_boolean(0));
         json_object_array_add(a, ag);
     }
@@ -529,32 +524,31 @@ const char *bf_audit_event(apr_pool_t *p, long long id, const char *chain,
     ev = json_object_new_object();
     json_object_object_add(ev, "resourceType",
                            json_object_new_string("AuditEvent"));
-    json_object_object_add(ev, "id", json_object_new_string(apr_psprintf(
-                                         p, "bulkfhir-audit-%" APR_INT64_T_FMT,
-                                         (apr_int64_t)id)));
-    json_object_object_add(ev, "type", coding(m->type_sys, m->type_code,
-                                              m->type_display));
+    json_object_object_add(
+        ev, "id",
+        json_object_new_string(apr_psprintf(
+            p, "bulkfhir-audit-%" APR_INT64_T_FMT, (apr_int64_t)id)));
+    json_object_object_add(ev, "type",
+                           coding(m->type_sys, m->type_code, m->type_display));
     if (m->sub_sys) {
         st = json_object_new_array();
-        json_object_array_add(st, coding(m->sub_sys, m->sub_code,
-                                         m->sub_display));
+        json_object_array_add(st,
+                              coding(m->sub_sys, m->sub_code, m->sub_display));
         json_object_object_add(ev, "subtype", st);
     }
     json_object_object_add(ev, "action", json_object_new_string(m->verb));
     json_object_object_add(
         ev, "recorded",
-        json_object_new_string(recorded(p, str(body, "at")
-                                               ? atof(str(body, "at"))
-                                               : 0)));
+        json_object_new_string(
+            recorded(p, str(body, "at") ? atof(str(body, "at")) : 0)));
     status = str(body, "status") ? atoi(str(body, "status")) : 0;
     outcome = str(body, "outcome");
     json_object_object_add(
         ev, "outcome",
         json_object_new_string(
-            (outcome && !strcmp(outcome, "failure")) || status >= 500 ? "8"
-            : (outcome && !strcmp(outcome, "refused")) || status >= 400
-                ? "4"
-                : "0"));
+            (outcome && !strcmp(outcome, "failure")) || status >= 500   ? "8"
+            : (outcome && !strcmp(outcome, "refused")) || status >= 400 ? "4"
+                                                                        : "0"));
     reason = str(body, "reason");
     json_object_object_add(
         ev, "outcomeDesc",
@@ -568,8 +562,8 @@ const char *bf_audit_event(apr_pool_t *p, long long id, const char *chain,
     json_object_object_add(json_object_object_get(src, "observer"), "display",
                            json_object_new_string("mod_bulkfhir"));
     st = json_object_new_array();
-    json_object_array_add(st, coding(SYS_SOURCE_TYPE, "4",
-                                     "Application Server"));
+    json_object_array_add(st,
+                          coding(SYS_SOURCE_TYPE, "4", "Application Server"));
     json_object_object_add(src, "type", st);
     json_object_object_add(ev, "source", src);
     add_entities(p, ev, body);

@@ -22,8 +22,7 @@ bool bf_audit_append(PGconn *conn, apr_pool_t *p, const char *chain,
                      const char *const *bodies, int n, char sqlstate[6]);
 
 /* The text[] literal of n strings (" and \ escaped). */
-const char *bf_audit_array_literal(apr_pool_t *p, const char *const *v,
-                                   int n);
+const char *bf_audit_array_literal(apr_pool_t *p, const char *const *v, int n);
 
 /* hash = sha256(prev || chain "\n" seq "\n" body); out: 32 bytes. */
 void bf_audit_hash(const unsigned char prev[32], const char *chain,

@@ -38,13 +38,7 @@
 
 #define AUDIT_BUFFER_MAX 10000 /* records kept while the database is down */
 
-typedef enum {
-    AK_NONE,
-    AK_TOKEN,
-    AK_KICKOFF,
-    AK_STATUS,
-    AK_FILE
-} audit_kind_e;
+typedef enum { AK_NONE, AK_TOKEN, AK_KICKOFF, AK_STATUS, AK_FILE } audit_kind_e;
 
 /* per request, in r->request_config */
 typedef struct {
@@ -118,8 +112,7 @@ static int audit_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-static const char *kind_of(const char *rel, audit_kind_e *kind,
-                           const char **b)
+static const char *kind_of(const char *rel, audit_kind_e *kind, const char **b)
 {
     const char *slash;
 
@@ -127,15 +120,14 @@ static const char *kind_of(const char *rel, audit_kind_e *kind,
     *b = NULL;
     if (!strcmp(rel, "token"))
         *kind = AK_TOKEN;
-    else if (!strcmp(rel, "$export") || !strcmp(rel, "Patient/$export")
-             || (!strncmp(rel, "Group/", 6) && strstr(rel, "/$export")))
+    else if (!strcmp(rel, "$export") || !strcmp(rel, "Patient/$export") ||
+             (!strncmp(rel, "Group/", 6) && strstr(rel, "/$export")))
         *kind = AK_KICKOFF;
     else if (!strncmp(rel, "bulkstatus/", 11)) {
         *kind = AK_STATUS;
         return rel + 11;
-    }
-    else if (!strncmp(rel, "bulkfiles/", 10)
-             && (slash = strchr(rel + 10, '/'))) {
+    } else if (!strncmp(rel, "bulkfiles/", 10) &&
+               (slash = strchr(rel + 10, '/'))) {
         *kind = AK_FILE;
         *b = slash + 1;
         return rel + 10;
@@ -162,7 +154,7 @@ void bf_audit_begin(bf_req_t *rq)
     if (kind == AK_KICKOFF) {
         a->level = !strcmp(rq->rel, "$export")           ? "system"
                    : !strcmp(rq->rel, "Patient/$export") ? "patient"
-                                                          : "group";
+                                                         : "group";
         if (!strcmp(a->level, "group"))
             a->group = apr_pstrndup(rq->r->pool, rq->rel + 6,
                                     strcspn(rq->rel + 6, "/"));
@@ -235,13 +227,13 @@ static void add_params(json_object *o, const char *params)
     if (!prm)
         return;
     add_str(o, "params", params);
-    if (json_object_object_get_ex(prm, "patient", &pat)
-        && json_object_is_type(pat, json_type_array)) {
+    if (json_object_object_get_ex(prm, "patient", &pat) &&
+        json_object_is_type(pat, json_type_array)) {
         list = json_object_new_array();
         for (i = 0; i < json_object_array_length(pat); i++) {
             e = json_object_array_get_idx(pat, i);
-            if (json_object_is_type(e, json_type_object)
-                && json_object_object_get_ex(e, "reference", &ref))
+            if (json_object_is_type(e, json_type_object) &&
+                json_object_object_get_ex(e, "reference", &ref))
                 e = ref;
             if (json_object_is_type(e, json_type_string))
                 json_object_array_add(
@@ -274,13 +266,11 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
     case AK_STATUS:
         if (r->method_number == M_DELETE)
             action = refused ? "status.delete.refused" : "status.delete";
-        else if (st == HTTP_ACCEPTED || st == HTTP_TOO_MANY_REQUESTS
-                 || (st == HTTP_OK
-                     && apr_table_get(r->headers_out, "X-Export-Status")
-                     && strncmp(apr_table_get(r->headers_out,
-                                              "X-Export-Status"),
-                                "200", 3)
-                            != 0))
+        else if (st == HTTP_ACCEPTED || st == HTTP_TOO_MANY_REQUESTS ||
+                 (st == HTTP_OK &&
+                  apr_table_get(r->headers_out, "X-Export-Status") &&
+                  strncmp(apr_table_get(r->headers_out, "X-Export-Status"),
+                          "200", 3) != 0))
             return NULL; /* polling: not recorded */
         else {
             action = refused ? "status.refused" : "status.read";
@@ -297,9 +287,9 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
     client = rq->client_id ? rq->client_id : r->user;
     o = json_object_new_object();
     add_str(o, "action", action);
-    json_object_object_add(o, "at",
-                           json_object_new_double(
-                               (double)r->request_time / APR_USEC_PER_SEC));
+    json_object_object_add(
+        o, "at",
+        json_object_new_double((double)r->request_time / APR_USEC_PER_SEC));
     add_str(o, "outcome", refused ? "refused" : "success");
     json_object_object_add(o, "status", json_object_new_int(st));
     add_str(o, "client", client);
@@ -333,8 +323,8 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
     if (a->kind == AK_TOKEN && st == HTTP_OK)
         add_str(o, "scope", a->scope);
     out = apr_pstrdup(r->pool, json_object_to_json_string_ext(
-                                   o, JSON_C_TO_STRING_PLAIN
-                                          | JSON_C_TO_STRING_NOSLASHESCAPE));
+                                   o, JSON_C_TO_STRING_PLAIN |
+                                          JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return out;
 }
@@ -344,16 +334,16 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
 static const char *flag_foreign(request_rec *r, audit_req_t *a,
                                 const char *body)
 {
-    const char *v[] = { a->job }, *owner;
+    const char *v[] = {a->job}, *owner;
     PGresult *res;
     bool foreign = false;
 
-    if (r->status != HTTP_NOT_FOUND || !a->job || !bf_job_is_uuid(a->job)
-        || bf_dir_auth(a->rq->dc) == BF_AUTH_NONE || !bf_db_acquire(a->rq))
+    if (r->status != HTTP_NOT_FOUND || !a->job || !bf_job_is_uuid(a->job) ||
+        bf_dir_auth(a->rq->dc) == BF_AUTH_NONE || !bf_db_acquire(a->rq))
         return body;
     if (!bf_pq_exec(a->rq->conn, "audit: job owner",
-                    "SELECT client_id FROM bulkfhir.job WHERE id = $1::uuid",
-                    1, v, &res, NULL))
+                    "SELECT client_id FROM bulkfhir.job WHERE id = $1::uuid", 1,
+                    v, &res, NULL))
         return body;
     if (PQntuples(res) == 1) {
         owner = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
@@ -376,11 +366,10 @@ static void grow(void)
 
     if (child.n < child.cap)
         return;
-    if (!(child.items = realloc(child.items, sizeof(char *) * (size_t)cap))
-        || !(child.keys = realloc(child.keys, sizeof(char *) * (size_t)cap))
-        || !(child.counts = realloc(child.counts, sizeof(long) * (size_t)cap))
-        || !(child.last_at = realloc(child.last_at,
-                                     sizeof(double) * (size_t)cap)))
+    if (!(child.items = realloc(child.items, sizeof(char *) * (size_t)cap)) ||
+        !(child.keys = realloc(child.keys, sizeof(char *) * (size_t)cap)) ||
+        !(child.counts = realloc(child.counts, sizeof(long) * (size_t)cap)) ||
+        !(child.last_at = realloc(child.last_at, sizeof(double) * (size_t)cap)))
         abort(); /* out of memory: as httpd's own allocator does */
     child.cap = cap;
 }
@@ -405,13 +394,12 @@ static char **take(int *n)
                 items[i] = malloc(len + 64);
                 if (!items[i])
                     abort();
-                snprintf(items[i], len + 64, "%.*s,\"count\":%ld,"
-                                             "\"last_at\":%.6f}",
-                         (int)(len - 1), b, child.counts[i],
-                         child.last_at[i]);
+                snprintf(items[i], len + 64,
+                         "%.*s,\"count\":%ld,"
+                         "\"last_at\":%.6f}",
+                         (int)(len - 1), b, child.counts[i], child.last_at[i]);
                 free(b);
-            }
-            else
+            } else
                 items[i] = b;
             free(child.keys[i]);
         }
@@ -445,8 +433,7 @@ static void put_back(char **items, int n)
         if (child.n >= AUDIT_BUFFER_MAX) {
             child.dropped++;
             free(items[i]);
-        }
-        else
+        } else
             add_locked(NULL, items[i], 0);
     }
     apr_thread_mutex_unlock(child.mu);
@@ -489,10 +476,9 @@ static bool due(void)
     bool d;
 
     apr_thread_mutex_lock(child.mu);
-    d = child.n >= audit_batch
-        || (child.n > 0
-            && apr_time_now() - child.oldest
-                   >= apr_time_from_sec(audit_age));
+    d = child.n >= audit_batch ||
+        (child.n > 0 &&
+         apr_time_now() - child.oldest >= apr_time_from_sec(audit_age));
     apr_thread_mutex_unlock(child.mu);
     return d;
 }
@@ -511,9 +497,8 @@ static void flush(request_rec *r, PGconn *conn, const char *extra)
         all[i] = items[i];
     if (extra)
         all[n] = extra;
-    if (conn
-        && bf_audit_append(conn, r->pool, child.chain, all,
-                           n + (extra ? 1 : 0), NULL)) {
+    if (conn && bf_audit_append(conn, r->pool, child.chain, all,
+                                n + (extra ? 1 : 0), NULL)) {
         for (i = 0; i < n; i++)
             free(items[i]);
         free(items);
@@ -546,19 +531,17 @@ static const char *coalesce_key(request_rec *r, audit_req_t *a)
 
     const char *xs = apr_table_get(r->headers_out, "X-Export-Status");
 
-    return apr_psprintf(r->pool, "%d|%s|%s|%s|%s|%s|%d|%s|%s|%s|%" APR_OFF_T_FMT,
-                        (int)a->kind, r->method, xs ? xs : "",
-                        client ? client : "",
-                        a->job ? a->job : "", a->file ? a->file : "",
-                        r->status,
-                        apr_table_get(r->headers_in, "Range")
-                            ? apr_table_get(r->headers_in, "Range")
-                            : "",
-                        apr_table_get(r->headers_out, "Content-Encoding")
-                            ? apr_table_get(r->headers_out, "Content-Encoding")
-                            : "",
-                        r->useragent_ip ? r->useragent_ip : "",
-                        (apr_off_t)r->bytes_sent);
+    return apr_psprintf(
+        r->pool, "%d|%s|%s|%s|%s|%s|%d|%s|%s|%s|%" APR_OFF_T_FMT, (int)a->kind,
+        r->method, xs ? xs : "", client ? client : "", a->job ? a->job : "",
+        a->file ? a->file : "", r->status,
+        apr_table_get(r->headers_in, "Range")
+            ? apr_table_get(r->headers_in, "Range")
+            : "",
+        apr_table_get(r->headers_out, "Content-Encoding")
+            ? apr_table_get(r->headers_out, "Content-Encoding")
+            : "",
+        r->useragent_ip ? r->useragent_ip : "", (apr_off_t)r->bytes_sent);
 }
 
 static int audit_log_transaction(request_rec *r)
@@ -571,10 +554,10 @@ static int audit_log_transaction(request_rec *r)
         return DECLINED;
     /* a repeat of a buffered download or manifest read: counted, no body
      * built */
-    if (((a->kind == AK_FILE && r->status < 400)
-         || (a->kind == AK_STATUS && r->method_number == M_GET
-             && r->status == HTTP_OK))
-        && bump(coalesce_key(r, a), (double)r->request_time / APR_USEC_PER_SEC))
+    if (((a->kind == AK_FILE && r->status < 400) ||
+         (a->kind == AK_STATUS && r->method_number == M_GET &&
+          r->status == HTTP_OK)) &&
+        bump(coalesce_key(r, a), (double)r->request_time / APR_USEC_PER_SEC))
         body = NULL;
     else
         body = body_of(r, a, &now);
@@ -612,8 +595,8 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
     v[1] = bf_audit_array_literal(r->pool, &body, 1);
     /* never aborts the admission transaction: NULL when it failed */
     ok = bf_pq_exec(rq->conn, "audit: kick-off",
-                    "SELECT bulkfhir.audit_append_safe($1, $2::text[])", 2,
-                    v, &res, NULL);
+                    "SELECT bulkfhir.audit_append_safe($1, $2::text[])", 2, v,
+                    &res, NULL);
     if (ok) {
         a->written = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
         PQclear(res);
@@ -635,9 +618,8 @@ static apr_status_t audit_child_exit(void *data)
     apr_pool_create(&p, NULL);
     conn = child.conninfo ? bf_pq_connect(child.conninfo, "mod_bulkfhir", 5)
                           : NULL;
-    if (!conn
-        || !bf_audit_append(conn, p, child.chain, (const char *const *)items,
-                            n, NULL))
+    if (!conn || !bf_audit_append(conn, p, child.chain,
+                                  (const char *const *)items, n, NULL))
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "BF01113: audit: %d record(s) of chain %s lost at child "
                      "exit (database unavailable)",
@@ -653,8 +635,8 @@ static apr_status_t audit_child_exit(void *data)
 
 static void audit_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    bf_srv_conf_t *sc = ap_get_module_config(s->module_config,
-                                             &bulkfhir_module);
+    bf_srv_conf_t *sc =
+        ap_get_module_config(s->module_config, &bulkfhir_module);
     char host[256];
 
     if (!audit_on)
@@ -671,8 +653,8 @@ static void audit_child_init(apr_pool_t *pchild, server_rec *s)
     child.last_at = NULL;
     child.n = child.cap = 0;
     child.dropped = 0;
-    if (apr_thread_mutex_create(&child.mu, APR_THREAD_MUTEX_DEFAULT, pchild)
-        != APR_SUCCESS) {
+    if (apr_thread_mutex_create(&child.mu, APR_THREAD_MUTEX_DEFAULT, pchild) !=
+        APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "BF01110: audit: cannot create the child's mutex; "
                      "nothing will be recorded by this child");
@@ -689,8 +671,7 @@ void bf_audit_register_hooks(apr_pool_t *p)
     (void)p;
     ap_hook_pre_config(audit_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(audit_child_init, NULL, NULL, APR_HOOK_LAST);
-    ap_hook_log_transaction(audit_log_transaction, NULL, NULL,
-                            APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(audit_log_transaction, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 /* For the status page and ?metrics: the chain of this child. */

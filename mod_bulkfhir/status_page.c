@@ -294,8 +294,8 @@ static const char audit_sql[] =
     "         count(*) FILTER (WHERE status >= 400) AS rf,"
     "         count(*) FILTER (WHERE (body::jsonb)->>'foreign' = 'true') AS fo"
     "          FROM bulkfhir.audit WHERE at > now() - interval '1 hour'"
-    "         GROUP BY 1 ORDER BY n DESC LIMIT " APR_STRINGIFY(AUDIT_MAX_CLIENTS)
-    ") s";
+    "         GROUP BY 1 ORDER BY n DESC LIMIT " APR_STRINGIFY(
+        AUDIT_MAX_CLIENTS) ") s";
 
 /* doc.audit_last_hour: [{client, tokens, ...}]; left out when the query
  * fails (e.g. before migration 0074). */
@@ -304,8 +304,8 @@ static void audit_fetch(request_rec *r, PGconn *conn, json_object *doc)
     PGresult *res = PQexec(conn, audit_sql);
     json_object *a;
 
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
-        && (a = json_tokener_parse(PQgetvalue(res, 0, 0))))
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        (a = json_tokener_parse(PQgetvalue(res, 0, 0))))
         json_object_object_add(doc, "audit_last_hour", a);
     else
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
@@ -339,8 +339,8 @@ static void html_audit(request_rec *r, json_object *a)
             esc(r->pool, jstr(c, "client")), jint(c, "tokens"),
             jint(c, "tokens_refused"), jint(c, "kickoffs"),
             jint(c, "downloads"),
-            human_bytes(r->pool, jnum(c, "download_bytes")),
-            jint(c, "refused"), jint(c, "foreign"));
+            human_bytes(r->pool, jnum(c, "download_bytes")), jint(c, "refused"),
+            jint(c, "foreign"));
     }
     ap_rputs("</table>\n", r);
 }
@@ -493,8 +493,7 @@ static void render_metrics(request_rec *r, json_object *doc)
     if ((a = jget(doc, "audit_last_hour"))) {
         metric_audit(r, a, "bulkfhir_audit_tokens_1h", "tokens",
                      "Access tokens issued per client, last hour.");
-        metric_audit(r, a, "bulkfhir_audit_tokens_refused_1h",
-                     "tokens_refused",
+        metric_audit(r, a, "bulkfhir_audit_tokens_refused_1h", "tokens_refused",
                      "Token requests refused per claimed client, last hour.");
         metric_audit(r, a, "bulkfhir_audit_kickoffs_1h", "kickoffs",
                      "Kick-offs accepted per client, last hour.");
