@@ -4,6 +4,7 @@
 #include "bf_oo.h"
 #include "bf_pq.h"
 
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -91,11 +92,19 @@ static bool unhex32(const char *s, unsigned char out[32])
     return true;
 }
 
+/* a row of bulkfhir.audit_chain */
+typedef struct {
+    long long last_seq, pruned_seq;
+    unsigned char last_hash[32];
+    bool has_hash, seen;
+} chain_row_t;
+
 typedef struct {
     const char *name;
     long long seq; /* last seq checked; 0: none yet */
     unsigned char hash[32];
     bool broken;
+    chain_row_t *row; /* NULL: the chain has no row */
 } chain_state_t;
 
 static void note_broken(apr_pool_t *p, bf_audit_verify_t *out,
@@ -106,7 +115,8 @@ static void note_broken(apr_pool_t *p, bf_audit_verify_t *out,
         return;
     cs->broken = true;
     out->broken++;
-    if (out->first_id != 0 && out->first_id < id)
+    if (out->first_chain &&
+        (id == 0 || (out->first_id != 0 && out->first_id < id)))
         return;
     out->first_id = id;
     out->first_seq = seq;
@@ -115,8 +125,16 @@ static void note_broken(apr_pool_t *p, bf_audit_verify_t *out,
     out->first_why = why;
 }
 
+static const char *missing(apr_pool_t *p, long long from, long long to)
+{
+    return apr_psprintf(p,
+                        "records %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                        " of the chain are missing",
+                        (apr_int64_t)from, (apr_int64_t)to);
+}
+
 static void check_row(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs,
-                      PGresult *res, int i)
+                      PGresult *res, int i, bool since)
 {
     static const unsigned char zero[32] = {0};
     long long id = atoll(PQgetvalue(res, i, 0));
@@ -124,6 +142,7 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs,
     const char *body = PQgetvalue(res, i, 3);
     const char *at = PQgetvalue(res, i, 6);
     unsigned char prev[32], hash[32], calc[32];
+    long long first;
 
     out->records++;
     if (!unhex32(PQgetvalue(res, i, 4), prev) ||
@@ -132,16 +151,14 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs,
         return;
     }
     if (cs->seq == 0) { /* first record checked of this chain */
-        if (seq == 1 && memcmp(prev, zero, 32) != 0)
+        first = cs->row ? cs->row->pruned_seq + 1 : 1;
+        if (!since && seq != first)
+            note_broken(p, out, cs, id, seq, at, missing(p, first, seq - 1));
+        else if (seq == 1 && memcmp(prev, zero, 32) != 0)
             note_broken(p, out, cs, id, seq, at,
                         "the chain's first record has a non-zero prev_hash");
     } else if (seq != cs->seq + 1) {
-        note_broken(
-            p, out, cs, id, seq, at,
-            apr_psprintf(p,
-                         "records %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
-                         " of the chain are missing",
-                         (apr_int64_t)(cs->seq + 1), (apr_int64_t)(seq - 1)));
+        note_broken(p, out, cs, id, seq, at, missing(p, cs->seq + 1, seq - 1));
     } else if (memcmp(prev, cs->hash, 32) != 0) {
         note_broken(p, out, cs, id, seq, at,
                     "prev_hash differs from the previous record's hash");
@@ -155,34 +172,46 @@ static void check_row(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs,
 }
 
 /* The chain's recorded tail must be the last record seen. */
-static bool check_tail(PGconn *conn, apr_pool_t *p, bf_audit_verify_t *out,
-                       chain_state_t *cs)
+static void check_tail(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs)
 {
-    const char *v[] = {cs->name};
-    unsigned char tail[32];
-    PGresult *res;
-    long long last;
+    chain_row_t *row = cs->row;
 
-    if (cs->seq == 0)
-        return true;
-    if (!bf_pq_exec(conn, "audit verify tail",
-                    "SELECT last_seq, encode(last_hash, 'hex') FROM "
-                    "bulkfhir.audit_chain WHERE name = $1",
-                    1, v, &res, NULL))
-        return false;
-    if (PQntuples(res) != 1)
+    if (!row) {
         note_broken(p, out, cs, 0, cs->seq, NULL,
                     "the chain has no row in bulkfhir.audit_chain");
-    else {
-        last = atoll(PQgetvalue(res, 0, 0));
-        if (last != cs->seq || !unhex32(PQgetvalue(res, 0, 1), tail) ||
-            memcmp(tail, cs->hash, 32) != 0)
-            note_broken(p, out, cs, 0, cs->seq + 1, NULL,
-                        apr_psprintf(p,
-                                     "records after seq %" APR_INT64_T_FMT
-                                     " (up to %" APR_INT64_T_FMT
-                                     ") are missing",
-                                     (apr_int64_t)cs->seq, (apr_int64_t)last));
+        return;
+    }
+    row->seen = true;
+    if (row->last_seq != cs->seq || !row->has_hash ||
+        memcmp(row->last_hash, cs->hash, 32) != 0)
+        note_broken(p, out, cs, 0, cs->seq + 1, NULL,
+                    row->last_seq > cs->seq
+                        ? missing(p, cs->seq + 1, row->last_seq)
+                        : "the chain's recorded tail differs from its last "
+                          "record");
+}
+
+/* Every row of bulkfhir.audit_chain, by name. */
+static bool load_chains(PGconn *conn, apr_pool_t *p, apr_hash_t **out)
+{
+    PGresult *res;
+    chain_row_t *row;
+    int i;
+
+    *out = apr_hash_make(p);
+    if (!bf_pq_exec(conn, "audit verify",
+                    "SELECT name, last_seq, pruned_seq, "
+                    "coalesce(encode(last_hash, 'hex'), '') "
+                    "FROM bulkfhir.audit_chain",
+                    0, NULL, &res, NULL))
+        return false;
+    for (i = 0; i < PQntuples(res); i++) {
+        row = apr_pcalloc(p, sizeof *row);
+        row->last_seq = atoll(PQgetvalue(res, i, 1));
+        row->pruned_seq = atoll(PQgetvalue(res, i, 2));
+        row->has_hash = unhex32(PQgetvalue(res, i, 3), row->last_hash);
+        apr_hash_set(*out, apr_pstrdup(p, PQgetvalue(res, i, 0)),
+                     APR_HASH_KEY_STRING, row);
     }
     PQclear(res);
     return true;
@@ -193,6 +222,9 @@ bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
 {
     const char *v[] = {since};
     chain_state_t cs;
+    apr_hash_t *chains;
+    apr_hash_index_t *hi;
+    chain_row_t *row;
     PGresult *res;
     int i, n;
     bool ok = false;
@@ -203,12 +235,20 @@ bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
                     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
                     NULL, NULL))
         return false;
+    if (!load_chains(conn, p, &chains))
+        goto leave;
+    /* --since: each chain from its first record at or after T (a chain's
+     * times are not ordered: buffered records carry their request's) */
     if (!bf_pq_exec(conn, "audit verify",
                     since ? "DECLARE bf_audit_v NO SCROLL CURSOR FOR "
-                            "SELECT id, chain, seq, body, "
-                            "encode(prev_hash, 'hex'), encode(hash, 'hex'), "
-                            "at FROM bulkfhir.audit WHERE at >= "
-                            "$1::timestamptz ORDER BY chain, seq"
+                            "SELECT a.id, a.chain, a.seq, a.body, "
+                            "encode(a.prev_hash, 'hex'), "
+                            "encode(a.hash, 'hex'), a.at "
+                            "FROM bulkfhir.audit a JOIN (SELECT chain, "
+                            "min(seq) AS s0 FROM bulkfhir.audit WHERE at >= "
+                            "$1::timestamptz GROUP BY chain) k "
+                            "ON k.chain = a.chain AND a.seq >= k.s0 "
+                            "ORDER BY a.chain, a.seq"
                           : "DECLARE bf_audit_v NO SCROLL CURSOR FOR "
                             "SELECT id, chain, seq, body, "
                             "encode(prev_hash, 'hex'), encode(hash, 'hex'), "
@@ -224,22 +264,34 @@ bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
             const char *chain = PQgetvalue(res, i, 1);
 
             if (!cs.name || strcmp(cs.name, chain) != 0) {
-                if (cs.name && !check_tail(conn, p, out, &cs)) {
-                    PQclear(res);
-                    goto leave;
-                }
+                if (cs.name)
+                    check_tail(p, out, &cs);
                 memset(&cs, 0, sizeof cs);
                 cs.name = apr_pstrdup(p, chain);
+                cs.row = apr_hash_get(chains, cs.name, APR_HASH_KEY_STRING);
                 out->chains++;
             }
-            check_row(p, out, &cs, res, i);
+            check_row(p, out, &cs, res, i, since != NULL);
         }
         PQclear(res);
         if (n == 0)
             break;
     }
-    if (cs.name && !check_tail(conn, p, out, &cs))
-        goto leave;
+    if (cs.name)
+        check_tail(p, out, &cs);
+    /* a chain with records on record but none left (all removed) */
+    for (hi = apr_hash_first(p, chains); !since && hi; hi = apr_hash_next(hi)) {
+        const void *key;
+
+        apr_hash_this(hi, &key, NULL, (void **)&row);
+        if (row->seen || row->last_seq <= row->pruned_seq)
+            continue;
+        memset(&cs, 0, sizeof cs);
+        cs.name = key;
+        out->chains++;
+        note_broken(p, out, &cs, 0, row->pruned_seq + 1, NULL,
+                    missing(p, row->pruned_seq + 1, row->last_seq));
+    }
     ok = true;
 leave:
     bf_pq_rollback(conn, "audit verify");

@@ -20,6 +20,7 @@ CREATE TABLE bulkfhir.audit_chain (
     name       text PRIMARY KEY,
     last_seq   bigint NOT NULL DEFAULT 0,
     last_hash  bytea,                 -- NULL: no record yet
+    pruned_seq bigint NOT NULL DEFAULT 0, -- records 1..pruned_seq were pruned
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -200,8 +201,11 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON bulkfhir.audit
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON bulkfhir.audit
     FOR EACH STATEMENT EXECUTE FUNCTION bulkfhir.audit_guard();
 
--- Remove records older than p_before; records the prune itself (count,
--- cut-off) in the caller's chain.  Returns the number removed.
+-- Remove records older than p_before: of each chain the records before its
+-- first one at or after p_before (a prefix: buffered records carry their
+-- request's time, so a chain's times are not quite ordered), noting in
+-- audit_chain.pruned_seq where each chain now starts.  Records the prune
+-- itself (count, cut-off) in the caller's chain.  Returns the number removed.
 CREATE FUNCTION bulkfhir.audit_prune(p_before timestamptz, p_chain text, p_who text)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -209,8 +213,23 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM set_config('bulkfhir.audit_pruning', 'on', true);
-    DELETE FROM bulkfhir.audit WHERE at < p_before;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    WITH keep AS (
+        SELECT chain, min(seq) AS first_kept FROM bulkfhir.audit
+         WHERE at >= p_before GROUP BY chain
+    ), d AS (
+        DELETE FROM bulkfhir.audit a
+         WHERE a.seq < coalesce((SELECT k.first_kept FROM keep k
+                                  WHERE k.chain = a.chain),
+                                9223372036854775807)
+        RETURNING a.chain, a.seq
+    ), m AS (
+        SELECT chain, max(seq) AS s, count(*) AS c FROM d GROUP BY chain
+    ), u AS (
+        UPDATE bulkfhir.audit_chain ch SET pruned_seq = greatest(ch.pruned_seq, m.s)
+          FROM m WHERE ch.name = m.chain
+        RETURNING 1
+    )
+    SELECT coalesce(sum(c), 0) INTO n FROM m;
     PERFORM set_config('bulkfhir.audit_pruning', 'off', true);
     PERFORM bulkfhir.audit_append(p_chain, ARRAY[jsonb_build_object(
         'action', 'audit.pruned', 'outcome', 'success',
