@@ -11,7 +11,9 @@ connections): GET of a completed job's status (200 + manifest, answered
 from BulkFhirStatusCache; a `status.read` record each) and GET of the
 smallest export file (a `download` record each; small files make the
 per-request cost of recording most visible).  Prints medians and the
-On/Off ratios as JSON; a ratio >= 0.95 is "within 5%"."""
+On/Off ratios as JSON; a ratio >= 0.95 is "within 5%".  Throughput on a
+busy shared machine is noisy, so it also prints the stack's CPU time per
+request (httpd children and PostgreSQL, from /proc), which is not."""
 import argparse
 import json
 import os
@@ -49,6 +51,42 @@ class AuditStack(bl.Stack):
             assert self.http.get(self.base + "/metadata", timeout=30).status_code == 200
 
 
+def cpu_seconds(pids):
+    """utime + stime of these processes (and their reaped children: no)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += (int(rest[11]) + int(rest[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def stack_pids(st):
+    """httpd children and the PostgreSQL processes of this stack."""
+    pids = bl.children_of(st.httpd_pid())
+    try:
+        with open(os.path.join(st.dir, "pgdata", "postmaster.pid")) as f:
+            pm = int(f.readline())
+        pids += [pm] + bl.children_of(pm)
+    except (OSError, ValueError):
+        pass
+    return pids
+
+
+def measured(st, url, seconds, headers=None):
+    """wrk requests/s, and the stack's CPU microseconds per request (less
+    sensitive than throughput to what else runs on the machine)."""
+    pids = stack_pids(st)
+    c0 = cpu_seconds(pids)
+    r = bl.wrk(url, seconds, headers=headers)
+    c1 = cpu_seconds(pids)
+    return r["rps"], (c1 - c0) * 1e6 / r["requests"] if r["requests"] else None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,20 +108,27 @@ def main():
         e = st.export("$export")
         files = sorted(e["manifest"]["output"], key=lambda o: o.get("count") or 0)
         small = files[0]["url"]
-        res = {"on": {"poll_200": [], "download_small": []},
-               "off": {"poll_200": [], "download_small": []}}
+        keys = ("poll_200", "download_small")
+        res = {side: {k: [] for k in keys} for side in ("on", "off")}
+        cpu = {side: {k: [] for k in keys} for side in ("on", "off")}
         for i in range(args.rounds):
             for on in ((True, False) if i % 2 == 0 else (False, True)):
                 st.set_audit(on)
-                side = res["on" if on else "off"]
-                side["poll_200"].append(bl.wrk(e["status_url"], args.seconds)["rps"])
-                side["download_small"].append(bl.wrk(small, args.seconds, headers={
-                    "Accept-Encoding": "identity"})["rps"])
+                side = "on" if on else "off"
+                for k, url, h in (("poll_200", e["status_url"], None),
+                                  ("download_small", small, {"Accept-Encoding": "identity"})):
+                    rps, us = measured(st, url, args.seconds, h)
+                    res[side][k].append(rps)
+                    cpu[side][k].append(us)
         out = {"file": small.rsplit("/", 1)[1], "seconds": args.seconds, "rounds": args.rounds,
-               "audit_records": int(st.q1("SELECT count(*) FROM bulkfhir.audit")), "runs": res}
-        for k in ("poll_200", "download_small"):
+               "audit_records": int(st.q1("SELECT count(*) FROM bulkfhir.audit")),
+               "runs_rps": res, "runs_cpu_us_per_request": cpu}
+        for k in keys:
             on, off = bl.median(res["on"][k]), bl.median(res["off"][k])
-            out[k] = {"on_rps": on, "off_rps": off, "ratio": on / off if off else None}
+            con, coff = bl.median(cpu["on"][k]), bl.median(cpu["off"][k])
+            out[k] = {"on_rps": on, "off_rps": off, "ratio": on / off if off else None,
+                      "on_cpu_us_per_req": con, "off_cpu_us_per_req": coff,
+                      "cpu_ratio": con / coff if coff else None}
         print(json.dumps(out, indent=1))
     finally:
         st.down()
