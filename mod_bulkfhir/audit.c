@@ -27,6 +27,7 @@
 #include "bf_job.h"
 #include "bf_pq.h"
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 #include <http_core.h>
@@ -67,7 +68,8 @@ static struct {
     long *counts;         /* how many requests each entry stands for */
     double *last_at;      /* the last one's time */
     int n, cap;
-    apr_time_t oldest;
+    volatile apr_uint32_t hint_n;      /* child.n, for due() */
+    volatile apr_uint32_t hint_oldest; /* the oldest entry's second */
     long dropped;
 } child;
 
@@ -405,6 +407,7 @@ static char **take(int *n)
         }
         *n = child.n;
         child.n = 0;
+        apr_atomic_set32(&child.hint_n, 0);
     }
     apr_thread_mutex_unlock(child.mu);
     return items;
@@ -419,7 +422,9 @@ static void add_locked(const char *key, char *body, double at)
     child.counts[child.n] = 1;
     child.last_at[child.n] = at;
     if (child.n++ == 0)
-        child.oldest = apr_time_now();
+        apr_atomic_set32(&child.hint_oldest,
+                         (apr_uint32_t)apr_time_sec(apr_time_now()));
+    apr_atomic_set32(&child.hint_n, (apr_uint32_t)child.n);
 }
 
 /* Put bodies back after a failed write (oldest first), dropping what
@@ -471,16 +476,19 @@ static void push(const char *key, const char *body, double at)
     apr_thread_mutex_unlock(child.mu);
 }
 
+/* Is the buffer to be written?  Read without the mutex (every request of
+ * the child asks): the hints are updated under it; a stale read only moves
+ * a write by one request. */
 static bool due(void)
 {
-    bool d;
+    apr_uint32_t n = apr_atomic_read32(&child.hint_n);
 
-    apr_thread_mutex_lock(child.mu);
-    d = child.n >= audit_batch ||
-        (child.n > 0 &&
-         apr_time_now() - child.oldest >= apr_time_from_sec(audit_age));
-    apr_thread_mutex_unlock(child.mu);
-    return d;
+    if (n == 0)
+        return false;
+    return n >= (apr_uint32_t)audit_batch ||
+           (apr_uint32_t)apr_time_sec(apr_time_now()) -
+                   apr_atomic_read32(&child.hint_oldest) >=
+               (apr_uint32_t)audit_age;
 }
 
 /* Write the buffer (and `extra`, after it) with one statement. */
@@ -547,7 +555,8 @@ static const char *coalesce_key(request_rec *r, audit_req_t *a)
 static int audit_log_transaction(request_rec *r)
 {
     audit_req_t *a;
-    const char *body;
+    const char *body, *key = NULL;
+    double at = (double)r->request_time / APR_USEC_PER_SEC;
     bool now = false;
 
     if (!audit_on || !child.mu || !(a = req_of(r)) || !a->rq)
@@ -557,15 +566,14 @@ static int audit_log_transaction(request_rec *r)
     if (((a->kind == AK_FILE && r->status < 400) ||
          (a->kind == AK_STATUS && r->method_number == M_GET &&
           r->status == HTTP_OK)) &&
-        bump(coalesce_key(r, a), (double)r->request_time / APR_USEC_PER_SEC))
+        bump(key = coalesce_key(r, a), at))
         body = NULL;
     else
         body = body_of(r, a, &now);
     if (body && now && (a->kind == AK_STATUS || a->kind == AK_FILE))
         body = flag_foreign(r, a, body);
     if (body && !now) {
-        push(coalesce_key(r, a), body,
-             (double)r->request_time / APR_USEC_PER_SEC);
+        push(key ? key : coalesce_key(r, a), body, at);
         body = NULL;
     }
     if (body || due())
