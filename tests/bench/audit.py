@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5, help="wrk seconds per run (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="On/Off pairs (default 3)")
     ap.add_argument("--patients", type=int, default=50)
+    ap.add_argument("--aa", action="store_true",
+                    help="control run: both sides Off (an A/A test shows the noise and bias)")
     ap.add_argument("--workdir", default="/tmp/bf-bench-audit")
     ap.add_argument("--build-dir", default=os.environ.get(
         "BULKFHIR_BUILD_DIR", os.path.join(bl.REPO, "build")))
@@ -113,7 +115,7 @@ def main():
         cpu = {side: {k: [] for k in keys} for side in ("on", "off")}
         for i in range(args.rounds):
             for on in ((True, False) if i % 2 == 0 else (False, True)):
-                st.set_audit(on)
+                st.set_audit(on and not args.aa)
                 side = "on" if on else "off"
                 for k, url, h in (("poll_200", e["status_url"], None),
                                   ("download_small", small, {"Accept-Encoding": "identity"})):
