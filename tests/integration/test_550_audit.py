@@ -190,6 +190,17 @@ def test_550_001_each_action_recorded(env):
     assert acts["job.cancelled"][5]["by"]["application"] == "mod_bulkfhir"
     S.cancelled = j2
 
+    # a patient-level kick-off names its patients (AuditEvent entities)
+    pid = sorted(i for (t, i) in env.resources if t == "Patient")[0]
+    k3 = alice.kickoff_post("Patient/$export", parameters=[
+        ("patient", "valueReference", {"reference": "Patient/" + pid}),
+        ("_type", "valueString", "Patient")])
+    assert k3.status_code == 202, k3.text
+    pk = records(env, "action = 'kickoff.accepted' AND job_id = :'p1'", job_id_of(k3))
+    assert len(pk) == 1 and pk[0][5]["level"] == "patient", pk
+    assert pk[0][5]["patients"] == ["Patient/" + pid], pk[0][5]
+    assert alice.delete(k3.headers["Content-Location"]).status_code == 202
+
     # no token, assertion or slice of one in any record
     bodies = "\n".join(x[0] for x in st.psql("SELECT body FROM bulkfhir.audit"))
     for s in SECRETS:
@@ -257,6 +268,8 @@ def test_550_002_export_auditevents(env, tmp_path):
             and any(x["what"].get("identifier", {}).get("value") == S.job
                     for x in e.get("entity", []))]
     assert kick, "no export AuditEvent for the job"
+    assert any(x["what"].get("reference", "").startswith("Patient/")
+               and x["role"]["code"] == "1" for e in events for x in e.get("entity", []))
     reads = [e for e in events if codes(e) == ("110106", ["read"])]
     assert reads and all(any(x.get("name", "").endswith(".ndjson") for x in e["entity"])
                          for e in reads)
