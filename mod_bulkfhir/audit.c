@@ -586,12 +586,14 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
 {
     request_rec *r = rq->r;
     audit_req_t *a = req_of(r);
-    const char *body, *v[2];
+    const char *body;
+    char *chain, *arr;
     PGresult *res;
     bool ok;
 
-    if (!a || !audit_on || !child.chain)
-        return true;
+    if (!a || !audit_on || !child.chain || !rq->conn ||
+        PQtransactionStatus(rq->conn) != PQTRANS_INTRANS)
+        return true; /* recorded after the response instead */
     a->job = job_id;
     if (!a->params)
         a->params = k->params;
@@ -599,16 +601,37 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
     body = body_of(r, a, &ok);
     if (!body)
         return true;
-    v[0] = child.chain;
-    v[1] = bf_audit_array_literal(r->pool, &body, 1);
-    /* never aborts the admission transaction: NULL when it failed */
-    ok = bf_pq_exec(rq->conn, "audit: kick-off",
-                    "SELECT bulkfhir.audit_append_safe($1, $2::text[])", 2, v,
-                    &res, NULL);
-    if (ok) {
-        a->written = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    chain = PQescapeLiteral(rq->conn, child.chain, strlen(child.chain));
+    arr = PQescapeLiteral(rq->conn, bf_audit_array_literal(r->pool, &body, 1),
+                          strlen(bf_audit_array_literal(r->pool, &body, 1)));
+    if (!chain || !arr) {
+        PQfreemem(chain);
+        PQfreemem(arr);
+        return true;
+    }
+    /* Whatever happens, the admission transaction must stay usable (its
+     * COMMIT would silently roll back the job otherwise, e.g. before
+     * migration 0074): a savepoint, and audit_append_safe returns NULL
+     * rather than raising.  Multi-statement: one round trip. */
+    res = PQexec(rq->conn,
+                 apr_psprintf(r->pool,
+                              "SAVEPOINT bf_audit; SELECT "
+                              "bulkfhir.audit_append_safe(%s, %s::text[])",
+                              chain, arr));
+    PQfreemem(chain);
+    PQfreemem(arr);
+    ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+    a->written = ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    PQclear(res);
+    if (!ok && PQtransactionStatus(rq->conn) == PQTRANS_INERROR) {
+        res = PQexec(rq->conn, "ROLLBACK TO SAVEPOINT bf_audit");
         PQclear(res);
     }
+    if (!a->written)
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "job %s: audit record not written in the kick-off "
+                      "transaction; recorded after the response",
+                      job_id);
     return true;
 }
 

@@ -384,3 +384,24 @@ def test_550_006_verify_finds_an_edited_record(env):
     bad = st.ctl("audit", "verify", check=False)
     assert bad.returncode == 1
     assert "chain %s after seq %d" % (chain2, int(seq) - 1) in bad.stdout, bad.stdout
+
+
+def test_550_007_kickoff_survives_a_failing_audit_write(env):
+    """When the audit write inside the admission transaction fails (here:
+    the function is missing, as before migration 0074), the kick-off is
+    still committed (202 and the job row exist) and its record is written
+    after the response instead."""
+    st = env.st
+    alice = client_for(env, "alice")
+    st.psql("ALTER FUNCTION bulkfhir.audit_append_safe(text, text[]) RENAME TO audit_append_safe_x")
+    try:
+        k = alice.kickoff(params={"_type": "Patient"})
+    finally:
+        st.psql("ALTER FUNCTION bulkfhir.audit_append_safe_x(text, text[])"
+                " RENAME TO audit_append_safe")
+    assert k.status_code == 202, k.text
+    job = job_id_of(k)
+    assert st.psql("SELECT count(*) FROM bulkfhir.job WHERE id = :'p1'", job) == [["1"]]
+    rec = records(env, "action = 'kickoff.accepted' AND job_id = :'p1'", job)
+    assert len(rec) == 1 and rec[0][2] == "alice", rec
+    assert alice.delete(k.headers["Content-Location"]).status_code == 202
