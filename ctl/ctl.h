@@ -18,6 +18,7 @@ int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv
 int ctl_client_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv);
 int ctl_workers_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv);
 int ctl_jobs_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv);
+int ctl_audit_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv);
 /* workers.c: print a result as aligned columns under head[] (ncol <= 16). */
 struct pg_result;
 void ctl_print_table(struct pg_result *res, const char *const *head, int ncol,

@@ -28,6 +28,8 @@ static void usage(FILE *out)
         "  workers                      list the workers of every host\n"
         "  jobs [--state S] [--client C] | jobs cancel ID\n"
         "                               list export jobs, cancel one\n"
+        "  audit verify|export|prune|list ...\n"
+        "                               check, export (FHIR AuditEvent), prune the audit trail\n"
         "\n"
         "global options:\n"
         "  -d, --database CONNINFO      libpq connection string or URI (default: the\n"
@@ -120,6 +122,8 @@ int main(int argc, char **argv)
         rc = ctl_workers_main(pool, &g, argc, argv);
     else if (strcmp(cmd, "jobs") == 0)
         rc = ctl_jobs_main(pool, &g, argc, argv);
+    else if (strcmp(cmd, "audit") == 0)
+        rc = ctl_audit_main(pool, &g, argc, argv);
     else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         rc = 0;

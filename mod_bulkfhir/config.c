@@ -400,6 +400,13 @@ const command_rec bf_cmds[] = {
     AP_INIT_TAKE1(BF_CMD_MAX_TYPES, set_cost, (void *)(intptr_t)BF_COST_TYPES,
                   RSRC_CONF | ACCESS_CONF,
                   "Most _type entries of one kick-off (default 200)"),
+    AP_INIT_FLAG(BF_CMD_AUDIT, bf_audit_set_on, NULL, RSRC_CONF,
+                 "Record tokens, kick-offs, downloads and refusals in "
+                 "bulkfhir.audit (default On)"),
+    AP_INIT_TAKE12(BF_CMD_AUDIT_BATCH, bf_audit_set_batch, NULL, RSRC_CONF,
+                   "Download and manifest records a child buffers before "
+                   "writing them, and their maximum age in seconds "
+                   "(default 64 2)"),
     { NULL }
 };
 

@@ -36,6 +36,7 @@ int bf_http_oo(bf_req_t *rq, int status, const char *code, const char *fmt,
     va_start(ap, fmt);
     text = apr_pvsprintf(rq->r->pool, fmt, ap);
     va_end(ap);
+    bf_audit_reason(rq, status, text);
     body = bf_oo_json(rq->r->pool, status >= 400 ? "error" : "information",
                       code, "%s", text);
     return bf_http_body(rq, status, BF_CT_FHIR_JSON, body);

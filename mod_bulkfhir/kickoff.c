@@ -169,6 +169,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     if (!ok)
         return bf_http_oo(rq, HTTP_BAD_REQUEST, prm->error_code, "%s",
                           prm->error);
+    bf_audit_params(rq, prm->json);
 
     /* R5, R6: only granted types; Group needs Group read (auth.c) */
     if (!bf_auth_kickoff(rq, group_id, &prm->types, &rc))

@@ -64,6 +64,7 @@ bool bf_limits_kickoff(bf_req_t *rq, const bf_job_kickoff_t *k,
         *rc = bf_http_db_error(rq, sqlstate, "kick-off");
         return false;
     }
+    bf_audit_kickoff(rq, k, *job_id); /* in this transaction (issue #13) */
     if (!bf_limits_finish(rq->conn, true, sqlstate)) {
         *rc = bf_http_db_error(rq, sqlstate, "kick-off");
         return false;

@@ -286,6 +286,7 @@ static int bf_handler(request_rec *r)
     if (!routable)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "no such endpoint: %s", r->uri);
+    bf_audit_begin(rq); /* issue #13: recorded after the response */
     return dispatch_traced(rq, &rt);
 }
 
@@ -371,6 +372,7 @@ static void bf_register_hooks(apr_pool_t *p)
     ap_hook_child_init(bf_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(bf_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(bf_status_page_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    bf_audit_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bulkfhir) = {

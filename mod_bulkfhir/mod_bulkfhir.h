@@ -147,6 +147,24 @@ void bf_statuscache_token_put(bf_req_t *rq, const char *hash_hex,
                               const char *client_id, const char *scope,
                               double expires_at);
 
+/* audit.c: the audit trail (issue #13); each call is one line at the
+ * point it records */
+#define BF_CMD_AUDIT "BulkFhirAudit"
+#define BF_CMD_AUDIT_BATCH "BulkFhirAuditBatch"
+void bf_audit_register_hooks(apr_pool_t *p);
+const char *bf_audit_set_on(cmd_parms *cmd, void *dconf, int flag);
+const char *bf_audit_set_batch(cmd_parms *cmd, void *dconf, const char *n,
+                               const char *secs);
+void bf_audit_begin(bf_req_t *rq);      /* a routed request */
+void bf_audit_reason(bf_req_t *rq, int status, const char *text);
+void bf_audit_token(bf_req_t *rq, const char *claimed, const char *scope,
+                    const char *reason);
+void bf_audit_params(bf_req_t *rq, const char *params_json);
+/* inside the admission transaction, after the job row: never aborts it */
+bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
+                      const char *job_id);
+int bf_audit_enabled(void);
+
 /* status_page.c: SetHandler bulkfhir-status (operators; own hook) */
 int bf_status_page_handler(request_rec *r);
 

@@ -276,6 +276,108 @@ static void html_workers(request_rec *r, json_object *ws)
     ap_rputs("</table>\n", r);
 }
 
+/* ---- audit trail: the last hour per client (issue #13 item 4) -------- */
+#define AUDIT_MAX_CLIENTS 50
+static const char audit_sql[] =
+    "SELECT coalesce(json_agg(json_build_object("
+    "         'client', c, 'tokens', t, 'tokens_refused', tr,"
+    "         'kickoffs', k, 'downloads', d, 'download_bytes', db,"
+    "         'refused', rf, 'foreign', fo) ORDER BY n DESC, c), '[]')::text"
+    "  FROM (SELECT coalesce(client_id, (body::jsonb)->>'claimed_client',"
+    "                        '-') AS c, count(*) AS n,"
+    "         count(*) FILTER (WHERE action = 'token.issued') AS t,"
+    "         count(*) FILTER (WHERE action = 'token.refused') AS tr,"
+    "         count(*) FILTER (WHERE action = 'kickoff.accepted') AS k,"
+    "         count(*) FILTER (WHERE action = 'download') AS d,"
+    "         coalesce(sum(((body::jsonb)->>'bytes')::bigint)"
+    "                  FILTER (WHERE action = 'download'), 0) AS db,"
+    "         count(*) FILTER (WHERE status >= 400) AS rf,"
+    "         count(*) FILTER (WHERE (body::jsonb)->>'foreign' = 'true') AS fo"
+    "          FROM bulkfhir.audit WHERE at > now() - interval '1 hour'"
+    "         GROUP BY 1 ORDER BY n DESC LIMIT " APR_STRINGIFY(
+        AUDIT_MAX_CLIENTS) ") s";
+
+/* doc.audit_last_hour: [{client, tokens, ...}]; left out when the query
+ * fails (e.g. before migration 0074). */
+static void audit_fetch(request_rec *r, PGconn *conn, json_object *doc)
+{
+    PGresult *res = PQexec(conn, audit_sql);
+    json_object *a;
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        (a = json_tokener_parse(PQgetvalue(res, 0, 0))))
+        json_object_object_add(doc, "audit_last_hour", a);
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "bulkfhir-status: audit query: %s",
+                      PQresultErrorMessage(res));
+    PQclear(res);
+}
+
+static void html_audit(request_rec *r, json_object *a)
+{
+    json_object *c;
+    size_t i, n = jlen(a);
+
+    ap_rputs("<h2>Audit: the last hour per client</h2>\n", r);
+    if (n == 0) {
+        ap_rputs("<p>Nothing recorded in the last hour.</p>\n", r);
+        return;
+    }
+    ap_rputs("<table><tr><th>client</th><th>tokens</th><th>tokens refused"
+             "</th><th>kick-offs</th><th>downloads</th><th>bytes "
+             "downloaded</th><th>refused requests</th><th>another client's "
+             "job</th></tr>\n",
+             r);
+    for (i = 0; i < n; i++) {
+        c = json_object_array_get_idx(a, i);
+        out(r,
+            "<tr><td>%s</td><td class=\"n\">%lld</td><td class=\"n\">%lld"
+            "</td><td class=\"n\">%lld</td><td class=\"n\">%lld</td>"
+            "<td class=\"n\">%s</td><td class=\"n\">%lld</td>"
+            "<td class=\"n\">%lld</td></tr>\n",
+            esc(r->pool, jstr(c, "client")), jint(c, "tokens"),
+            jint(c, "tokens_refused"), jint(c, "kickoffs"),
+            jint(c, "downloads"),
+            human_bytes(r->pool, jnum(c, "download_bytes")), jint(c, "refused"),
+            jint(c, "foreign"));
+    }
+    ap_rputs("</table>\n", r);
+}
+
+/* a Prometheus label value: \ " and newline escaped */
+static const char *label(apr_pool_t *p, const char *s)
+{
+    char *o = apr_palloc(p, 2 * strlen(s) + 1), *d = o;
+
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            *d++ = '\\';
+        if (*s == '\n') {
+            *d++ = '\\';
+            *d++ = 'n';
+            continue;
+        }
+        *d++ = *s;
+    }
+    *d = '\0';
+    return o;
+}
+
+static void metric_audit(request_rec *r, json_object *a, const char *name,
+                         const char *key, const char *help)
+{
+    json_object *c;
+    size_t i, n = jlen(a);
+
+    out(r, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    for (i = 0; i < n; i++) {
+        c = json_object_array_get_idx(a, i);
+        out(r, "%s{client=\"%s\"} %lld\n", name,
+            label(r->pool, jstr(c, "client")), jint(c, key));
+    }
+}
+
 static void render_html(request_rec *r, json_object *doc, int refresh)
 {
     apr_pool_t *p = r->pool;
@@ -318,6 +420,8 @@ static void render_html(request_rec *r, json_object *doc, int refresh)
     html_workers(r, jget(doc, "workers"));
     html_jobs(r, "Recent jobs", jget(doc, "recent_jobs"),
               "No job has finished yet.");
+    if (jget(doc, "audit_last_hour"))
+        html_audit(r, jget(doc, "audit_last_hour"));
     ap_rputs("</body></html>\n", r);
 }
 
@@ -343,7 +447,7 @@ static void metric_states(request_rec *r, const char *name, const char *help,
 static void render_metrics(request_rec *r, json_object *doc)
 {
     json_object *q = jget(doc, "queue"), *tot = jget(doc, "totals");
-    json_object *ws = jget(doc, "workers"), *w;
+    json_object *ws = jget(doc, "workers"), *w, *a;
     size_t i, n = jlen(ws), busy = 0;
     double age, max_age = 0;
 
@@ -386,6 +490,20 @@ static void render_metrics(request_rec *r, json_object *doc)
     metric(r, "bulkfhir_resources_per_second_1m", "gauge",
            "Resources published per second over the last minute.",
            jnum(tot, "resources_per_second_1m"));
+    if ((a = jget(doc, "audit_last_hour"))) {
+        metric_audit(r, a, "bulkfhir_audit_tokens_1h", "tokens",
+                     "Access tokens issued per client, last hour.");
+        metric_audit(r, a, "bulkfhir_audit_tokens_refused_1h", "tokens_refused",
+                     "Token requests refused per claimed client, last hour.");
+        metric_audit(r, a, "bulkfhir_audit_kickoffs_1h", "kickoffs",
+                     "Kick-offs accepted per client, last hour.");
+        metric_audit(r, a, "bulkfhir_audit_downloads_1h", "downloads",
+                     "File downloads per client, last hour.");
+        metric_audit(r, a, "bulkfhir_audit_refused_1h", "refused",
+                     "Requests refused (4xx/5xx) per client, last hour.");
+        metric_audit(r, a, "bulkfhir_audit_foreign_1h", "foreign",
+                     "Attempts on another client's job or file, last hour.");
+    }
 }
 
 /* ---- the handler ------------------------------------------------------ */
@@ -484,6 +602,7 @@ int bf_status_page_handler(request_rec *r)
                     "bulkfhir-status: internal error");
     }
     apr_pool_cleanup_register(r->pool, doc, doc_free, apr_pool_cleanup_null);
+    audit_fetch(r, rq.conn, doc);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     switch (fmt) {
     case FMT_JSON:

@@ -36,6 +36,7 @@ static int token_error(bf_req_t *rq, int status, const char *error,
                            o, JSON_C_TO_STRING_PLAIN
                                   | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
+    bf_audit_reason(rq, status, description);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
                   "token: refused (client -): %s", description);
     return token_answer(rq, status, body);
@@ -172,6 +173,7 @@ int bf_token_handle(bf_req_t *rq)
     cfg.jwks_timeout = bf_dir_jwks_timeout(rq->dc);
     cfg.jwks_allow_http_loopback = bf_dir_jwks_loopback(rq->dc) != 0;
     bf_token_issue(r->pool, &db, &cfg, &req, &res);
+    bf_audit_token(rq, res.client_id ? res.client_id : res.claimed_id, res.scope, res.reason);
     if (res.status == HTTP_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       "token: issued to client %s (scope %s, %d s)",

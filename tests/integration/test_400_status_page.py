@@ -50,7 +50,7 @@ def get_metrics(st):
             continue
         if line.startswith("#") or not line.strip():
             continue
-        m = re.fullmatch(r'([a-z_0-9]+)(\{state="([a-z]+)"\})? (\S+)', line)
+        m = re.fullmatch(r'([a-z_0-9]+)(\{(?:state|client)="([^"]*)"\})? (\S+)', line)
         assert m, "not a Prometheus sample line: %r" % line
         samples[(m.group(1), m.group(3))] = float(m.group(4))
     for (name, _) in samples:
