@@ -127,11 +127,13 @@ $$;
 CREATE FUNCTION bulkfhir.audit_job_output(p_job uuid)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_object_agg(resource_type,
+    -- organized (organizeOutputBy) blocks files carry no single type
+    SELECT coalesce(jsonb_object_agg(t,
                         jsonb_build_object('count', c, 'bytes', b, 'files', n)), '{}')
-      FROM (SELECT resource_type, sum(count) AS c, sum(bytes) AS b, count(*) AS n
+      FROM (SELECT coalesce(resource_type, 'blocks') AS t, sum(count) AS c,
+                   sum(bytes) AS b, count(*) AS n
               FROM bulkfhir.file WHERE job_id = p_job AND kind = 'output'
-             GROUP BY resource_type) s
+             GROUP BY 1) s
 $$;
 
 CREATE FUNCTION bulkfhir.audit_job_trigger()
