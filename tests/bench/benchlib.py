@@ -166,6 +166,7 @@ Alias /static "%(static)s"
     SetHandler bulkfhir
     Require all granted
     BulkFhirAuth smart
+    BulkFhirBaseURL http://127.0.0.1:${BF_PORT}%(smart)s
     BulkFhirMaxActiveJobs 100000
     BulkFhirKickoffRate 100000
 </Location>
