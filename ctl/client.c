@@ -30,7 +30,8 @@ static const char SQL_REMOVE[] = "DELETE FROM bulkfhir.client WHERE id = $1";
 
 static void client_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: bulkfhirctl client add --id ID (--jwks FILE | --jwks-uri URL)\n"
         "                              --scope \"SCOPES\" [--max-jobs N]\n"
         "       bulkfhirctl client list\n"
@@ -59,8 +60,8 @@ static bool valid_client_id(const char *id)
 
 static bool valid_jwks_uri(const char *uri)
 {
-    static const char *const local[] = { "http://127.0.0.1", "http://localhost",
-                                         NULL };
+    static const char *const local[] = {"http://127.0.0.1", "http://localhost",
+                                        NULL};
     int i;
 
     if (strncmp(uri, "https://", 8) == 0)
@@ -68,8 +69,8 @@ static bool valid_jwks_uri(const char *uri)
     for (i = 0; local[i]; i++) {
         size_t n = strlen(local[i]);
 
-        if (strncmp(uri, local[i], n) == 0
-            && (uri[n] == '\0' || uri[n] == ':' || uri[n] == '/'))
+        if (strncmp(uri, local[i], n) == 0 &&
+            (uri[n] == '\0' || uri[n] == ':' || uri[n] == '/'))
             return true;
     }
     return false;
@@ -84,15 +85,19 @@ static const char *read_jwks(apr_pool_t *p, const char *file)
     size_t i;
 
     if (!root) {
-        fprintf(stderr, "bulkfhirctl client add: %s: cannot read or not "
-                "JSON: %s\n", file, json_util_get_last_err());
+        fprintf(stderr,
+                "bulkfhirctl client add: %s: cannot read or not "
+                "JSON: %s\n",
+                file, json_util_get_last_err());
         return NULL;
     }
-    if (!json_object_is_type(root, json_type_object)
-        || !json_object_object_get_ex(root, "keys", &keys)
-        || !json_object_is_type(keys, json_type_array)) {
-        fprintf(stderr, "bulkfhirctl client add: %s: not a JWKS (a JSON "
-                "object with a \"keys\" array)\n", file);
+    if (!json_object_is_type(root, json_type_object) ||
+        !json_object_object_get_ex(root, "keys", &keys) ||
+        !json_object_is_type(keys, json_type_array)) {
+        fprintf(stderr,
+                "bulkfhirctl client add: %s: not a JWKS (a JSON "
+                "object with a \"keys\" array)\n",
+                file);
         goto leave;
     }
     if (json_object_array_length(keys) == 0) {
@@ -103,23 +108,26 @@ static const char *read_jwks(apr_pool_t *p, const char *file)
     for (i = 0; i < json_object_array_length(keys); i++) {
         json_object *k = json_object_array_get_idx(keys, i), *kty;
 
-        if (!json_object_is_type(k, json_type_object)
-            || !json_object_object_get_ex(k, "kty", &kty)
-            || !json_object_is_type(kty, json_type_string)) {
-            fprintf(stderr, "bulkfhirctl client add: %s: keys[%zu] is not a "
-                    "JWK (no \"kty\")\n", file, i);
+        if (!json_object_is_type(k, json_type_object) ||
+            !json_object_object_get_ex(k, "kty", &kty) ||
+            !json_object_is_type(kty, json_type_string)) {
+            fprintf(stderr,
+                    "bulkfhirctl client add: %s: keys[%zu] is not a "
+                    "JWK (no \"kty\")\n",
+                    file, i);
             goto leave;
         }
         if (json_object_object_get_ex(k, "d", NULL)) {
-            fprintf(stderr, "bulkfhirctl client add: %s: keys[%zu] holds a "
+            fprintf(stderr,
+                    "bulkfhirctl client add: %s: keys[%zu] holds a "
                     "PRIVATE key (\"d\"); register the public key only\n",
                     file, i);
             goto leave;
         }
     }
-    out = apr_pstrdup(p, json_object_to_json_string_ext(
-                             root, JSON_C_TO_STRING_PLAIN
-                                       | JSON_C_TO_STRING_NOSLASHESCAPE));
+    out = apr_pstrdup(
+        p, json_object_to_json_string_ext(
+               root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 leave:
     json_object_put(root);
     return out;
@@ -131,14 +139,13 @@ static int client_add(apr_pool_t *p, const ctl_globals *g, int argc,
     PGconn *conn = NULL;
     int rc = 1;
     static const struct option opts[] = {
-        { "id", required_argument, NULL, 'i' },
-        { "jwks", required_argument, NULL, 'j' },
-        { "jwks-uri", required_argument, NULL, 'u' },
-        { "scope", required_argument, NULL, 's' },
-        { "max-jobs", required_argument, NULL, 'm' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+        {"id", required_argument, NULL, 'i'},
+        {"jwks", required_argument, NULL, 'j'},
+        {"jwks-uri", required_argument, NULL, 'u'},
+        {"scope", required_argument, NULL, 's'},
+        {"max-jobs", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *id = NULL, *jwks_file = NULL, *uri = NULL, *scope = NULL;
     const char *max_jobs = "5", *jwks = NULL;
     const char *params[5];
@@ -147,13 +154,27 @@ static int client_add(apr_pool_t *p, const ctl_globals *g, int argc,
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'i': id = optarg; break;
-        case 'j': jwks_file = optarg; break;
-        case 'u': uri = optarg; break;
-        case 's': scope = optarg; break;
-        case 'm': max_jobs = optarg; break;
-        case 'h': client_usage(stdout); return 0;
-        default: client_usage(stderr); return 2;
+        case 'i':
+            id = optarg;
+            break;
+        case 'j':
+            jwks_file = optarg;
+            break;
+        case 'u':
+            uri = optarg;
+            break;
+        case 's':
+            scope = optarg;
+            break;
+        case 'm':
+            max_jobs = optarg;
+            break;
+        case 'h':
+            client_usage(stdout);
+            return 0;
+        default:
+            client_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -163,22 +184,23 @@ static int client_add(apr_pool_t *p, const ctl_globals *g, int argc,
     }
     if (!id || !valid_client_id(id)) {
         fprintf(stderr, "bulkfhirctl client add: --id is required: 1-128 of "
-                "A-Z a-z 0-9 - . _ ~ : @\n");
+                        "A-Z a-z 0-9 - . _ ~ : @\n");
         return 2;
     }
     if (!jwks_file == !uri) {
         fprintf(stderr, "bulkfhirctl client add: give exactly one of --jwks "
-                "FILE and --jwks-uri URL\n");
+                        "FILE and --jwks-uri URL\n");
         return 2;
     }
     if (uri && !valid_jwks_uri(uri)) {
-        fprintf(stderr, "bulkfhirctl client add: --jwks-uri must be an "
+        fprintf(stderr,
+                "bulkfhirctl client add: --jwks-uri must be an "
                 "https:// URL (http:// only for 127.0.0.1 or localhost)\n");
         return 2;
     }
     if (!scope || !*scope || strspn(scope, " ") == strlen(scope)) {
         fprintf(stderr, "bulkfhirctl client add: --scope is required, e.g. "
-                "--scope \"system/*.read\"\n");
+                        "--scope \"system/*.read\"\n");
         return 2;
     }
     {
@@ -187,7 +209,7 @@ static int client_add(apr_pool_t *p, const ctl_globals *g, int argc,
 
         if (*end || end == max_jobs || n < 1 || n > 100000) {
             fprintf(stderr, "bulkfhirctl client add: --max-jobs must be a "
-                    "positive number\n");
+                            "positive number\n");
             return 2;
         }
     }
@@ -205,12 +227,15 @@ static int client_add(apr_pool_t *p, const ctl_globals *g, int argc,
     if (!bf_pq_exec_quiet(conn, "client add", SQL_ADD, 5, params, NULL,
                           state)) {
         if (strcmp(state, "23505") == 0)
-            fprintf(stderr, "bulkfhirctl client add: client '%s' already "
-                    "exists\n", id);
+            fprintf(stderr,
+                    "bulkfhirctl client add: client '%s' already "
+                    "exists\n",
+                    id);
         else
-            bf_log(BF_LOG_ERR, "BF03020: client add %s: failed (SQLSTATE "
-                   "%s): %s", id, *state ? state : "-----",
-                   PQerrorMessage(conn));
+            bf_log(BF_LOG_ERR,
+                   "BF03020: client add %s: failed (SQLSTATE "
+                   "%s): %s",
+                   id, *state ? state : "-----", PQerrorMessage(conn));
         goto leave;
     }
     printf("added client %s\n", id);
@@ -222,8 +247,8 @@ leave:
 
 static int client_list(PGconn *conn)
 {
-    static const char *const head[] = { "ID", "ENABLED", "MAX JOBS", "SCOPES",
-                                        "KEYS", "CREATED (UTC)" };
+    static const char *const head[] = {"ID",     "ENABLED", "MAX JOBS",
+                                       "SCOPES", "KEYS",    "CREATED (UTC)"};
     enum { NCOL = 6 };
     PGresult *res;
     int w[NCOL], r, col;
@@ -249,8 +274,7 @@ static int client_list(PGconn *conn)
     return 0;
 }
 
-static int client_change(PGconn *conn, const char *verb, int argc,
-                         char **argv)
+static int client_change(PGconn *conn, const char *verb, int argc, char **argv)
 {
     const char *params[2];
     PGresult *res;
@@ -272,13 +296,14 @@ static int client_change(PGconn *conn, const char *verb, int argc,
         return 1;
     }
     printf("%s client %s\n",
-           strcmp(verb, "remove") == 0 ? "removed"
-           : strcmp(verb, "enable") == 0 ? "enabled" : "disabled", argv[1]);
+           strcmp(verb, "remove") == 0   ? "removed"
+           : strcmp(verb, "enable") == 0 ? "enabled"
+                                         : "disabled",
+           argv[1]);
     return 0;
 }
 
-int ctl_client_main(apr_pool_t *p, const ctl_globals *g, int argc,
-                    char **argv)
+int ctl_client_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     const char *sub;
     PGconn *conn = NULL;
@@ -289,13 +314,13 @@ int ctl_client_main(apr_pool_t *p, const ctl_globals *g, int argc,
         return 2;
     }
     sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0
-        || strcmp(sub, "help") == 0) {
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 ||
+        strcmp(sub, "help") == 0) {
         client_usage(stdout);
         return 0;
     }
-    if (strcmp(sub, "add") && strcmp(sub, "list") && strcmp(sub, "enable")
-        && strcmp(sub, "disable") && strcmp(sub, "remove")) {
+    if (strcmp(sub, "add") && strcmp(sub, "list") && strcmp(sub, "enable") &&
+        strcmp(sub, "disable") && strcmp(sub, "remove")) {
         fprintf(stderr, "bulkfhirctl client: unknown sub-command '%s'\n", sub);
         client_usage(stderr);
         return 2;

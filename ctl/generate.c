@@ -28,16 +28,18 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bulkfhirctl generate --patients N --out DIR [--seed S] [--groups G]\n"
-            "  --patients N  number of patients (1..%llu)\n"
-            "  --seed S      PRNG seed (default 1); same N, S, G give identical files\n"
-            "  --out DIR     output directory (created if missing); writes DIR/<Type>.ndjson\n"
-            "  --groups G    number of Group resources (default 3, 0..%llu)\n",
-            GEN_MAX_PATIENTS, GEN_MAX_GROUPS);
+    fprintf(
+        f,
+        "usage: bulkfhirctl generate --patients N --out DIR [--seed S] [--groups G]\n"
+        "  --patients N  number of patients (1..%llu)\n"
+        "  --seed S      PRNG seed (default 1); same N, S, G give identical files\n"
+        "  --out DIR     output directory (created if missing); writes DIR/<Type>.ndjson\n"
+        "  --groups G    number of Group resources (default 3, 0..%llu)\n",
+        GEN_MAX_PATIENTS, GEN_MAX_GROUPS);
 }
 
-static bool parse_u64(const char *s, unsigned long long max, unsigned long long *out)
+static bool parse_u64(const char *s, unsigned long long max,
+                      unsigned long long *out)
 {
     char *end = NULL;
     if (!s || !*s || *s == '-')
@@ -54,13 +56,15 @@ static bool parse_u64(const char *s, unsigned long long max, unsigned long long 
 /* Address (as a one-element array when `array`) */
 static void out_address(gen_out *o, gen_rng *r, bool array)
 {
-    const gen_city *city = &gen_cities[gen_rng_range(r, 0, (int64_t)gen_cities_n - 1)];
+    const gen_city *city =
+        &gen_cities[gen_rng_range(r, 0, (int64_t)gen_cities_n - 1)];
     if (array)
         gen_out_lit(o, "[");
     gen_out_lit(o, "{\"line\":[\"");
     gen_out_int(o, gen_rng_range(r, 1, 2999));
     gen_out_lit(o, " ");
-    gen_out_esc(o, gen_streets[gen_rng_range(r, 0, (int64_t)gen_streets_n - 1)]);
+    gen_out_esc(o,
+                gen_streets[gen_rng_range(r, 0, (int64_t)gen_streets_n - 1)]);
     gen_out_lit(o, "\"],\"city\":");
     gen_out_str(o, city->name);
     gen_out_lit(o, ",\"state\":\"MA\",\"postalCode\":\"");
@@ -72,7 +76,8 @@ static void out_address(gen_out *o, gen_rng *r, bool array)
 
 static void out_npi(gen_out *o, gen_rng *r)
 {
-    gen_out_lit(o, "[{\"system\":\"http://hl7.org/fhir/sid/us-npi\",\"value\":\"9");
+    gen_out_lit(
+        o, "[{\"system\":\"http://hl7.org/fhir/sid/us-npi\",\"value\":\"9");
     gen_out_int(o, gen_rng_range(r, 100000000, 999999999));
     gen_out_lit(o, "\"}]");
 }
@@ -80,8 +85,8 @@ static void out_npi(gen_out *o, gen_rng *r)
 static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
 {
     static const char *const kinds[] = {
-        "Medical Center", "Hospital", "Family Practice", "Health Center",
-        "Primary Care", "Community Clinic",
+        "Medical Center", "Hospital",     "Family Practice",
+        "Health Center",  "Primary Care", "Community Clinic",
     };
     gen_pools *pl = &c->pools;
     gen_rng r;
@@ -99,22 +104,24 @@ static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
     for (size_t i = 0; i < pl->n_org; i++) {
         gen_rng_uuid(&r, &pl->org[i]);
         gen_rng_uuid(&r, &pl->loc[i]);
-        snprintf(pl->org_name[i], sizeof(pl->org_name[i]), "%s %s",
-                 gen_org_words[gen_rng_range(&r, 0, (int64_t)gen_org_words_n - 1)],
-                 kinds[gen_rng_range(&r, 0, (int64_t)GEN_NELEM(kinds) - 1)]);
+        snprintf(
+            pl->org_name[i], sizeof(pl->org_name[i]), "%s %s",
+            gen_org_words[gen_rng_range(&r, 0, (int64_t)gen_org_words_n - 1)],
+            kinds[gen_rng_range(&r, 0, (int64_t)GEN_NELEM(kinds) - 1)]);
         if (!gen_out_begin(oo, "Organization", pl->org[i].s))
             return false;
         gen_out_lit(oo, ",\"identifier\":");
         out_npi(oo, &r);
-        gen_out_lit(oo, ",\"active\":true,\"type\":[{\"coding\":[{\"system\":"
-                        "\"http://terminology.hl7.org/CodeSystem/organization-type\","
-                        "\"code\":\"prov\",\"display\":\"Healthcare Provider\"}],"
-                        "\"text\":\"Healthcare Provider\"}],\"name\":");
+        gen_out_lit(
+            oo, ",\"active\":true,\"type\":[{\"coding\":[{\"system\":"
+                "\"http://terminology.hl7.org/CodeSystem/organization-type\","
+                "\"code\":\"prov\",\"display\":\"Healthcare Provider\"}],"
+                "\"text\":\"Healthcare Provider\"}],\"name\":");
         gen_out_str(oo, pl->org_name[i]);
         gen_out_lit(oo, ",\"telecom\":[{\"system\":\"phone\",\"value\":\"");
         gen_out_int(oo, gen_rng_range(&r, 4130000000, 9789999999));
         gen_out_lit(oo, "\"}],\"address\":");
-        gen_rng state = r;  /* the Location repeats the address */
+        gen_rng state = r; /* the Location repeats the address */
         out_address(oo, &r, true);
         gen_out_end(oo);
 
@@ -122,9 +129,10 @@ static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
             return false;
         gen_out_lit(ol, ",\"status\":\"active\",\"name\":");
         gen_out_str(ol, pl->org_name[i]);
-        gen_out_lit(ol, ",\"mode\":\"instance\",\"type\":[{\"coding\":[{\"system\":"
-                        "\"http://terminology.hl7.org/CodeSystem/v3-RoleCode\","
-                        "\"code\":\"HOSP\",\"display\":\"Hospital\"}]}],\"address\":");
+        gen_out_lit(
+            ol, ",\"mode\":\"instance\",\"type\":[{\"coding\":[{\"system\":"
+                "\"http://terminology.hl7.org/CodeSystem/v3-RoleCode\","
+                "\"code\":\"HOSP\",\"display\":\"Hospital\"}]}],\"address\":");
         out_address(ol, &state, false);
         gen_out_lit(ol, ",\"position\":{\"longitude\":");
         gen_out_dec(ol, -73.5 + gen_rng_unit(&r) * 3.5, 4);
@@ -135,18 +143,22 @@ static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
         gen_out_end(ol);
     }
 
-    gen_out *op = &c->out[GT_PRACTITIONER], *orl = &c->out[GT_PRACTITIONER_ROLE];
+    gen_out *op = &c->out[GT_PRACTITIONER],
+            *orl = &c->out[GT_PRACTITIONER_ROLE];
     for (size_t i = 0; i < pl->n_prac; i++) {
         bool male = gen_rng_chance(&r, 0.5);
-        const char *given = male
-            ? gen_given_male[gen_rng_range(&r, 0, (int64_t)gen_given_male_n - 1)]
-            : gen_given_female[gen_rng_range(&r, 0, (int64_t)gen_given_female_n - 1)];
-        const char *family = gen_family[gen_rng_range(&r, 0, (int64_t)gen_family_n - 1)];
+        const char *given = male ? gen_given_male[gen_rng_range(
+                                       &r, 0, (int64_t)gen_given_male_n - 1)]
+                                 : gen_given_female[gen_rng_range(
+                                       &r, 0, (int64_t)gen_given_female_n - 1)];
+        const char *family =
+            gen_family[gen_rng_range(&r, 0, (int64_t)gen_family_n - 1)];
         size_t org = i % pl->n_org;
         gen_id role;
         gen_rng_uuid(&r, &pl->prac[i]);
         gen_rng_uuid(&r, &role);
-        snprintf(pl->prac_name[i], sizeof(pl->prac_name[i]), "Dr. %s %s", given, family);
+        snprintf(pl->prac_name[i], sizeof(pl->prac_name[i]), "Dr. %s %s", given,
+                 family);
 
         if (!gen_out_begin(op, "Practitioner", pl->prac[i].s))
             return false;
@@ -156,7 +168,9 @@ static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
         gen_out_str(op, family);
         gen_out_lit(op, ",\"given\":[");
         gen_out_str(op, given);
-        gen_out_lit(op, "],\"prefix\":[\"Dr.\"]}],\"telecom\":[{\"system\":\"email\",\"value\":\"");
+        gen_out_lit(
+            op,
+            "],\"prefix\":[\"Dr.\"]}],\"telecom\":[{\"system\":\"email\",\"value\":\"");
         gen_out_esc(op, given);
         gen_out_lit(op, ".");
         gen_out_int(op, (int64_t)i);
@@ -172,11 +186,13 @@ static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
         gen_out_ref(orl, "Practitioner", pl->prac[i].s);
         gen_out_lit(orl, ",\"organization\":");
         gen_out_ref(orl, "Organization", pl->org[org].s);
-        gen_out_lit(orl, ",\"code\":[{\"coding\":[{\"system\":\"http://nucc.org/provider-taxonomy\","
-                         "\"code\":\"208D00000X\",\"display\":\"General Practice\"}]}],"
-                         "\"specialty\":[{\"coding\":[{\"system\":\"http://snomed.info/sct\","
-                         "\"code\":\"394814009\",\"display\":\"General practice\"}]}],"
-                         "\"location\":[");
+        gen_out_lit(
+            orl,
+            ",\"code\":[{\"coding\":[{\"system\":\"http://nucc.org/provider-taxonomy\","
+            "\"code\":\"208D00000X\",\"display\":\"General Practice\"}]}],"
+            "\"specialty\":[{\"coding\":[{\"system\":\"http://snomed.info/sct\","
+            "\"code\":\"394814009\",\"display\":\"General practice\"}]}],"
+            "\"location\":[");
         gen_out_ref(orl, "Location", pl->loc[org].s);
         gen_out_lit(orl, "]");
         gen_out_end(orl);
@@ -186,7 +202,8 @@ static bool gen_pools_write(gen_ctx *c, apr_pool_t *p, uint64_t n_patients)
 
 /* ---- groups ----------------------------------------------------------- */
 static bool gen_groups_write(gen_ctx *c, const gen_patient_info *info,
-                             uint64_t n, uint64_t n_groups, uint64_t *members_out)
+                             uint64_t n, uint64_t n_groups,
+                             uint64_t *members_out)
 {
     gen_out *o = &c->out[GT_GROUP];
     gen_rng r;
@@ -217,9 +234,13 @@ static bool gen_groups_write(gen_ctx *c, const gen_patient_info *info,
         }
         if (!gen_out_begin(o, "Group", gid.s))
             return false;
-        gen_out_lit(o, ",\"identifier\":[{\"system\":\"urn:bulkfhir:generate:group\",\"value\":\"G");
+        gen_out_lit(
+            o,
+            ",\"identifier\":[{\"system\":\"urn:bulkfhir:generate:group\",\"value\":\"G");
         gen_out_int(o, (int64_t)g);
-        gen_out_lit(o, "\"}],\"active\":true,\"type\":\"person\",\"actual\":true,\"name\":");
+        gen_out_lit(
+            o,
+            "\"}],\"active\":true,\"type\":\"person\",\"actual\":true,\"name\":");
         gen_out_str(o, name);
         gen_out_lit(o, ",\"managingEntity\":");
         gen_out_ref(o, "Organization", c->pools.org[g % c->pools.n_org].s);
@@ -242,19 +263,22 @@ static bool gen_groups_write(gen_ctx *c, const gen_patient_info *info,
             gen_out_lit(o, "{\"entity\":");
             gen_out_ref(o, "Patient", info[i].id.s);
             if (g > 0) {
-                /* membership periods and inactive flags, to exercise the rules */
+                /* membership periods and inactive flags, to exercise the rules
+                 */
                 double u = gen_rng_unit(&r);
                 int64_t start = c->now - gen_rng_range(&r, 30, 3650) * 86400;
-                if (u < 0.10) {          /* membership ended */
-                    int64_t end = start + gen_rng_range(&r, 1, (c->now - start) / 86400) * 86400;
+                if (u < 0.10) { /* membership ended */
+                    int64_t end =
+                        start +
+                        gen_rng_range(&r, 1, (c->now - start) / 86400) * 86400;
                     gen_out_lit(o, ",\"period\":{\"start\":\"");
                     gen_out_date(o, start);
                     gen_out_lit(o, "\",\"end\":\"");
                     gen_out_date(o, end);
                     gen_out_lit(o, "\"}");
-                } else if (u < 0.15) {   /* flagged inactive */
+                } else if (u < 0.15) { /* flagged inactive */
                     gen_out_lit(o, ",\"inactive\":true");
-                } else if (u < 0.50) {   /* open-ended membership */
+                } else if (u < 0.50) { /* open-ended membership */
                     gen_out_lit(o, ",\"period\":{\"start\":\"");
                     gen_out_date(o, start);
                     gen_out_lit(o, "\"}");
@@ -283,7 +307,8 @@ static bool open_outputs(gen_ctx *c, apr_pool_t *p, const char *dir)
         char *path = tmp_path(p, dir, t);
         o->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (o->fd < 0) {
-            fprintf(stderr, "BF04001: generate: cannot create %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "BF04001: generate: cannot create %s: %s\n", path,
+                    strerror(errno));
             return false;
         }
         o->cap = GEN_BUF_SIZE;
@@ -300,11 +325,13 @@ static bool close_outputs(gen_ctx *c, apr_pool_t *p, const char *dir, bool ok)
         if (o->fd < 0)
             continue;
         if (ok && !gen_out_flush(o)) {
-            fprintf(stderr, "BF04002: generate: writing %s: %s\n", path, strerror(o->err));
+            fprintf(stderr, "BF04002: generate: writing %s: %s\n", path,
+                    strerror(o->err));
             ok = false;
         }
         if (close(o->fd) != 0 && ok) {
-            fprintf(stderr, "BF04003: generate: closing %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "BF04003: generate: closing %s: %s\n", path,
+                    strerror(errno));
             ok = false;
         }
         o->fd = -1;
@@ -317,7 +344,8 @@ static bool close_outputs(gen_ctx *c, apr_pool_t *p, const char *dir, bool ok)
         }
         char *final = apr_psprintf(p, "%s/%s.ndjson", dir, gen_type_names[t]);
         if (rename(path, final) != 0) {
-            fprintf(stderr, "BF04004: generate: rename %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "BF04004: generate: rename %s: %s\n", path,
+                    strerror(errno));
             ok = false;
         }
     }
@@ -332,7 +360,8 @@ static const gen_out *first_failed(const gen_ctx *c)
     return NULL;
 }
 
-int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
+int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc,
+                      char **argv)
 {
     unsigned long long n = 0, seed = 1, groups = 3;
     const char *dir = NULL;
@@ -348,20 +377,24 @@ int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv
             return 0;
         } else if (!strcmp(a, "--patients")) {
             if (!parse_u64(v, GEN_MAX_PATIENTS, &n) || n == 0) {
-                fprintf(stderr, "generate: --patients needs an integer 1..%llu\n", GEN_MAX_PATIENTS);
+                fprintf(stderr,
+                        "generate: --patients needs an integer 1..%llu\n",
+                        GEN_MAX_PATIENTS);
                 return 2;
             }
             have_n = true;
             i++;
         } else if (!strcmp(a, "--seed")) {
             if (!parse_u64(v, UINT64_MAX, &seed)) {
-                fprintf(stderr, "generate: --seed needs a non-negative integer\n");
+                fprintf(stderr,
+                        "generate: --seed needs a non-negative integer\n");
                 return 2;
             }
             i++;
         } else if (!strcmp(a, "--groups")) {
             if (!parse_u64(v, GEN_MAX_GROUPS, &groups)) {
-                fprintf(stderr, "generate: --groups needs an integer 0..%llu\n", GEN_MAX_GROUPS);
+                fprintf(stderr, "generate: --groups needs an integer 0..%llu\n",
+                        GEN_MAX_GROUPS);
                 return 2;
             }
             i++;
@@ -388,7 +421,8 @@ int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "BF04005: generate: cannot create directory %s: %s\n", dir, strerror(errno));
+        fprintf(stderr, "BF04005: generate: cannot create directory %s: %s\n",
+                dir, strerror(errno));
         return 1;
     }
     struct stat st;
@@ -406,7 +440,8 @@ int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv
 
     info = calloc((size_t)n, sizeof(*info));
     if (!info) {
-        fprintf(stderr, "BF04007: generate: out of memory for %llu patients\n", n);
+        fprintf(stderr, "BF04007: generate: out of memory for %llu patients\n",
+                n);
         return 1;
     }
     bool ok = open_outputs(c, p, dir);
@@ -420,15 +455,16 @@ int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv
     if (!ok) {
         const gen_out *f = first_failed(c);
         if (f)
-            fprintf(stderr, "BF04008: generate: writing %s/%s.ndjson.tmp: %s\n", dir,
-                    gen_type_names[f - c->out], strerror(f->err));
+            fprintf(stderr, "BF04008: generate: writing %s/%s.ndjson.tmp: %s\n",
+                    dir, gen_type_names[f - c->out], strerror(f->err));
     }
     ok = close_outputs(c, p, dir, ok);
     if (!ok)
         goto leave;
 
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double secs = (double)(t1.tv_sec - t0.tv_sec) +
+                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     uint64_t total = 0, bytes = 0;
     int types = 0;
     for (int t = 0; t < GT__COUNT; t++) {
@@ -436,13 +472,17 @@ int ctl_generate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv
         bytes += c->out[t].bytes;
         types += c->out[t].count > 0;
         if (g && g->verbose)
-            fprintf(stderr, "  %-20s %10" PRIu64 " resources %12" PRIu64 " bytes\n",
+            fprintf(stderr,
+                    "  %-20s %10" PRIu64 " resources %12" PRIu64 " bytes\n",
                     gen_type_names[t], c->out[t].count, c->out[t].bytes);
     }
-    printf("generated %" PRIu64 " resources (%d types) for %llu patients in %.2f s\n",
+    printf("generated %" PRIu64
+           " resources (%d types) for %llu patients in %.2f s\n",
            total, types, n, secs);
     if (g && g->verbose)
-        fprintf(stderr, "  %" PRIu64 " bytes, %.0f resources/s, %" PRIu64 " group members\n",
+        fprintf(stderr,
+                "  %" PRIu64 " bytes, %.0f resources/s, %" PRIu64
+                " group members\n",
                 bytes, secs > 0 ? (double)total / secs : 0.0, members);
     rc = 0;
 leave:

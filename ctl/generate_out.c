@@ -10,10 +10,12 @@
 #define GEN_RESOURCE_ROOM (64 * 1024)
 
 const char *const gen_type_names[GT__COUNT] = {
-    "Organization", "Location", "Practitioner", "PractitionerRole",
-    "Patient", "Encounter", "Observation", "Condition", "Procedure",
-    "MedicationRequest", "Immunization", "AllergyIntolerance",
-    "DiagnosticReport", "DocumentReference", "Group", "Provenance",
+    "Organization",      "Location",          "Practitioner",
+    "PractitionerRole",  "Patient",           "Encounter",
+    "Observation",       "Condition",         "Procedure",
+    "MedicationRequest", "Immunization",      "AllergyIntolerance",
+    "DiagnosticReport",  "DocumentReference", "Group",
+    "Provenance",
 };
 
 /* ---- PRNG: splitmix64 seeds xoshiro256** ------------------------------ */
@@ -27,7 +29,8 @@ static uint64_t splitmix64(uint64_t *x)
 
 void gen_rng_seed(gen_rng *r, uint64_t seed, uint64_t stream)
 {
-    uint64_t x = seed ^ (stream * 0xd1342543de82ef95ULL + 0x2545f4914f6cdd1dULL);
+    uint64_t x =
+        seed ^ (stream * 0xd1342543de82ef95ULL + 0x2545f4914f6cdd1dULL);
     splitmix64(&x);
     for (int i = 0; i < 4; i++)
         r->s[i] = splitmix64(&x);
@@ -75,7 +78,8 @@ bool gen_rng_chance(gen_rng *r, double p)
 double gen_rng_normal(gen_rng *r, double mean, double sd, double lo, double hi)
 {
     /* Irwin-Hall with 4 terms: mean 2, variance 1/3 */
-    double s = gen_rng_unit(r) + gen_rng_unit(r) + gen_rng_unit(r) + gen_rng_unit(r);
+    double s =
+        gen_rng_unit(r) + gen_rng_unit(r) + gen_rng_unit(r) + gen_rng_unit(r);
     double v = mean + (s - 2.0) * 1.7320508 * sd;
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -89,8 +93,8 @@ void gen_rng_uuid(gen_rng *r, gen_id *out)
         by[i] = (unsigned char)(a >> (8 * i));
         by[8 + i] = (unsigned char)(b >> (8 * i));
     }
-    by[6] = (unsigned char)((by[6] & 0x0f) | 0x40);   /* version 4 */
-    by[8] = (unsigned char)((by[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
+    by[6] = (unsigned char)((by[6] & 0x0f) | 0x40); /* version 4 */
+    by[8] = (unsigned char)((by[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     char *p = out->s;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -157,21 +161,38 @@ void gen_out_esc(gen_out *o, const char *s)
     for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
         unsigned char ch = *u;
         if (ch >= 0x20 && ch != '"' && ch != '\\') {
-            *p++ = (char)ch;     /* UTF-8 passes through */
+            *p++ = (char)ch; /* UTF-8 passes through */
             continue;
         }
         *p++ = '\\';
         switch (ch) {
-        case '"': *p++ = '"'; break;
-        case '\\': *p++ = '\\'; break;
-        case '\n': *p++ = 'n'; break;
-        case '\r': *p++ = 'r'; break;
-        case '\t': *p++ = 't'; break;
-        case '\b': *p++ = 'b'; break;
-        case '\f': *p++ = 'f'; break;
+        case '"':
+            *p++ = '"';
+            break;
+        case '\\':
+            *p++ = '\\';
+            break;
+        case '\n':
+            *p++ = 'n';
+            break;
+        case '\r':
+            *p++ = 'r';
+            break;
+        case '\t':
+            *p++ = 't';
+            break;
+        case '\b':
+            *p++ = 'b';
+            break;
+        case '\f':
+            *p++ = 'f';
+            break;
         default:
-            *p++ = 'u'; *p++ = '0'; *p++ = '0';
-            *p++ = hex[ch >> 4]; *p++ = hex[ch & 15];
+            *p++ = 'u';
+            *p++ = '0';
+            *p++ = '0';
+            *p++ = hex[ch >> 4];
+            *p++ = hex[ch & 15];
         }
     }
     o->len = (size_t)(p - o->buf);

@@ -13,7 +13,9 @@
 #include <stdint.h>
 
 /* ---- PRNG ------------------------------------------------------------- */
-typedef struct gen_rng { uint64_t s[4]; } gen_rng;
+typedef struct gen_rng {
+    uint64_t s[4];
+} gen_rng;
 
 void gen_rng_seed(gen_rng *r, uint64_t seed, uint64_t stream);
 uint64_t gen_rng_next(gen_rng *r);
@@ -26,24 +28,39 @@ bool gen_rng_chance(gen_rng *r, double p);
 double gen_rng_normal(gen_rng *r, double mean, double sd, double lo, double hi);
 
 /* a UUID v4 string (36 chars + NUL) */
-typedef struct gen_id { char s[37]; } gen_id;
+typedef struct gen_id {
+    char s[37];
+} gen_id;
 void gen_rng_uuid(gen_rng *r, gen_id *out);
 
 /* ---- output ----------------------------------------------------------- */
 enum gen_type {
-    GT_ORGANIZATION, GT_LOCATION, GT_PRACTITIONER, GT_PRACTITIONER_ROLE,
-    GT_PATIENT, GT_ENCOUNTER, GT_OBSERVATION, GT_CONDITION, GT_PROCEDURE,
-    GT_MEDICATION_REQUEST, GT_IMMUNIZATION, GT_ALLERGY, GT_DIAGNOSTIC_REPORT,
-    GT_DOCUMENT_REFERENCE, GT_GROUP, GT_PROVENANCE, GT__COUNT
+    GT_ORGANIZATION,
+    GT_LOCATION,
+    GT_PRACTITIONER,
+    GT_PRACTITIONER_ROLE,
+    GT_PATIENT,
+    GT_ENCOUNTER,
+    GT_OBSERVATION,
+    GT_CONDITION,
+    GT_PROCEDURE,
+    GT_MEDICATION_REQUEST,
+    GT_IMMUNIZATION,
+    GT_ALLERGY,
+    GT_DIAGNOSTIC_REPORT,
+    GT_DOCUMENT_REFERENCE,
+    GT_GROUP,
+    GT_PROVENANCE,
+    GT__COUNT
 };
 
 typedef struct gen_out {
     int fd;
     char *buf;
     size_t len, cap;
-    uint64_t count;     /* resources written */
-    uint64_t bytes;     /* bytes written to fd */
-    bool failed;        /* a write failed (errno saved in err) */
+    uint64_t count; /* resources written */
+    uint64_t bytes; /* bytes written to fd */
+    bool failed;    /* a write failed (errno saved in err) */
     int err;
 } gen_out;
 
@@ -58,9 +75,9 @@ bool gen_out_flush(gen_out *o);
 void gen_out_lit_n(gen_out *o, const char *s, size_t n);
 /* s must be a string literal ("" s enforces it) */
 #define gen_out_lit(o, s) gen_out_lit_n((o), "" s, sizeof(s) - 1)
-void gen_out_raw(gen_out *o, const char *s);           /* no escaping */
-void gen_out_esc(gen_out *o, const char *s);           /* JSON-escaped, no quotes */
-void gen_out_str(gen_out *o, const char *s);           /* "escaped" */
+void gen_out_raw(gen_out *o, const char *s); /* no escaping */
+void gen_out_esc(gen_out *o, const char *s); /* JSON-escaped, no quotes */
+void gen_out_str(gen_out *o, const char *s); /* "escaped" */
 void gen_out_int(gen_out *o, int64_t v);
 /* decimal with `frac` fraction digits (0..4), rounded */
 void gen_out_dec(gen_out *o, double v, int frac);
@@ -108,7 +125,9 @@ extern const char *const gen_family[];
 extern const size_t gen_family_n;
 extern const char *const gen_streets[];
 extern const size_t gen_streets_n;
-typedef struct gen_city { const char *name, *zip; } gen_city;
+typedef struct gen_city {
+    const char *name, *zip;
+} gen_city;
 extern const gen_city gen_cities[];
 extern const size_t gen_cities_n;
 extern const char *const gen_org_words[];
@@ -126,21 +145,28 @@ typedef struct gen_pools {
 typedef struct gen_patient_info {
     gen_id id;
     int birth_year;
-    char gender;          /* 'm' / 'f' */
-    bool diabetic;        /* prediabetes or diabetes */
+    char gender;   /* 'm' / 'f' */
+    bool diabetic; /* prediabetes or diabetes */
 } gen_patient_info;
 
 typedef struct gen_ctx {
     gen_out out[GT__COUNT];
     gen_pools pools;
     uint64_t seed;
-    int64_t now;          /* the fixed "end of record" instant (local) */
+    int64_t now; /* the fixed "end of record" instant (local) */
 } gen_ctx;
 
 /* ---- one patient's record (generate_patient.c, generate_encounter.c) -- */
 enum gen_enc_kind {
-    EK_WELL_CHILD, EK_GENERAL_EXAM, EK_SYMPTOM, EK_PROBLEM, EK_URGENT,
-    EK_EMERGENCY, EK_INPATIENT, EK_FOLLOWUP, EK__COUNT
+    EK_WELL_CHILD,
+    EK_GENERAL_EXAM,
+    EK_SYMPTOM,
+    EK_PROBLEM,
+    EK_URGENT,
+    EK_EMERGENCY,
+    EK_INPATIENT,
+    EK_FOLLOWUP,
+    EK__COUNT
 };
 
 #define GEN_MAX_CHRONIC 10
@@ -148,17 +174,17 @@ enum gen_enc_kind {
 #define GEN_MAX_TARGETS 64
 
 typedef struct gen_chronic {
-    int kind;             /* index into the chronic table */
+    int kind; /* index into the chronic table */
     int64_t onset;
-    bool recorded;        /* Condition written */
-    gen_id id;            /* the Condition's id */
+    bool recorded; /* Condition written */
+    gen_id id;     /* the Condition's id */
 } gen_chronic;
 
 typedef struct gen_enc {
     int64_t start, end;
-    int kind;             /* enum gen_enc_kind */
-    int acute;            /* acute table index or -1 */
-    int prac;             /* practitioner pool index (its org = prac % n_org) */
+    int kind;  /* enum gen_enc_kind */
+    int acute; /* acute table index or -1 */
+    int prac;  /* practitioner pool index (its org = prac % n_org) */
     gen_id id;
 } gen_enc;
 
@@ -167,21 +193,24 @@ typedef struct gen_pat {
     gen_rng *r;
     gen_id id;
     char given[48], family[48], name[112];
-    char gender;          /* 'm' / 'f' */
-    int tz;               /* UTC offset, minutes */
-    int64_t birth;        /* local seconds */
-    int prac;             /* primary care practitioner */
-    double adult_height;  /* cm */
-    double bmi;           /* adult baseline */
-    int smoker;           /* smoking status index */
+    char gender;         /* 'm' / 'f' */
+    int tz;              /* UTC offset, minutes */
+    int64_t birth;       /* local seconds */
+    int prac;            /* primary care practitioner */
+    double adult_height; /* cm */
+    double bmi;          /* adult baseline */
+    int smoker;          /* smoking status index */
     gen_chronic chronic[GEN_MAX_CHRONIC];
     int n_chronic;
-    uint32_t imm_given;   /* bit per childhood schedule entry */
+    uint32_t imm_given; /* bit per childhood schedule entry */
     int64_t last_colonoscopy, last_mammography, last_lipid, last_td;
-    int n_active_meds;    /* chronic medications prescribed so far */
-    gen_rng *prov_r;      /* Provenance stream (keeps the others unchanged) */
+    int n_active_meds; /* chronic medications prescribed so far */
+    gen_rng *prov_r;   /* Provenance stream (keeps the others unchanged) */
     /* what the current encounter recorded: the targets of its Provenance */
-    struct { const char *type; gen_id id; } tgt[GEN_MAX_TARGETS];
+    struct {
+        const char *type;
+        gen_id id;
+    } tgt[GEN_MAX_TARGETS];
     int n_tgt;
 } gen_pat;
 
@@ -197,19 +226,28 @@ typedef struct gen_chronic_def {
     gen_code code;
     int min_age;
     double prob;
-    const gen_code *med;     /* NULL when none */
+    const gen_code *med; /* NULL when none */
     const gen_code *med2;
 } gen_chronic_def;
 extern const gen_chronic_def gen_chronic_defs[];
 extern const size_t gen_chronic_defs_n;
-enum { CH_HYPERTENSION, CH_PREDIABETES, CH_DIABETES, CH_HYPERLIPIDEMIA,
-       CH_ASTHMA, CH_OBESITY, CH_CHRONIC_SINUSITIS, CH_OSTEOARTHRITIS,
-       CH_ANEMIA, CH_AFIB };
+enum {
+    CH_HYPERTENSION,
+    CH_PREDIABETES,
+    CH_DIABETES,
+    CH_HYPERLIPIDEMIA,
+    CH_ASTHMA,
+    CH_OBESITY,
+    CH_CHRONIC_SINUSITIS,
+    CH_OSTEOARTHRITIS,
+    CH_ANEMIA,
+    CH_AFIB
+};
 /* acute conditions diagnosed at sick visits */
 typedef struct gen_acute_def {
     gen_code code;
     int abate_days;
-    int max_age;             /* 0 = any */
+    int max_age; /* 0 = any */
     const gen_code *med;
     const gen_code *proc;
 } gen_acute_def;

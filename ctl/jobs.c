@@ -29,7 +29,8 @@ static const char SQL_JOBS[] =
 
 static void jobs_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: bulkfhirctl jobs [--state S] [--client C] [--limit N]\n"
         "       bulkfhirctl jobs cancel ID\n"
         "  --state S    queued | running | completed | failed | cancelled\n"
@@ -50,7 +51,8 @@ static int jobs_cancel(const ctl_globals *g, int argc, char **argv)
         return 2;
     }
     if (!bf_job_is_uuid(argv[1])) {
-        fprintf(stderr, "bulkfhirctl jobs cancel: '%s' is not a job id\n", argv[1]);
+        fprintf(stderr, "bulkfhirctl jobs cancel: '%s' is not a job id\n",
+                argv[1]);
         return 2;
     }
     conn = bf_pq_connect(g->conninfo, "bulkfhirctl jobs", 10);
@@ -62,7 +64,8 @@ static int jobs_cancel(const ctl_globals *g, int argc, char **argv)
     }
     PQfinish(conn);
     if (!found) {
-        fprintf(stderr, "bulkfhirctl jobs cancel: no job %s, or already cancelled\n",
+        fprintf(stderr,
+                "bulkfhirctl jobs cancel: no job %s, or already cancelled\n",
                 argv[1]);
         return 1;
     }
@@ -73,17 +76,16 @@ static int jobs_cancel(const ctl_globals *g, int argc, char **argv)
 int ctl_jobs_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "state", required_argument, NULL, 's' },
-        { "client", required_argument, NULL, 'c' },
-        { "limit", required_argument, NULL, 'n' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
-    static const char *const head[] = { "ID", "CLIENT", "LEVEL", "STATE",
-                                        "PROGRESS", "CREATED (UTC)",
-                                        "FINISHED (UTC)" };
-    static const char *const states[] = { "queued", "running", "completed",
-                                          "failed", "cancelled" };
+        {"state", required_argument, NULL, 's'},
+        {"client", required_argument, NULL, 'c'},
+        {"limit", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    static const char *const head[] = {
+        "ID",       "CLIENT",        "LEVEL",         "STATE",
+        "PROGRESS", "CREATED (UTC)", "FINISHED (UTC)"};
+    static const char *const states[] = {"queued", "running", "completed",
+                                         "failed", "cancelled"};
     const char *state = NULL, *client = NULL, *limit = "100";
     const char *v[3];
     PGconn *conn;
@@ -96,15 +98,26 @@ int ctl_jobs_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
         return jobs_cancel(g, argc - 1, argv + 1);
     while ((c = getopt_long(argc, argv, "s:c:n:h", opts, NULL)) != -1) {
         switch (c) {
-        case 's': state = optarg; break;
-        case 'c': client = optarg; break;
-        case 'n': limit = optarg; break;
-        case 'h': jobs_usage(stdout); return 0;
-        default: jobs_usage(stderr); return 2;
+        case 's':
+            state = optarg;
+            break;
+        case 'c':
+            client = optarg;
+            break;
+        case 'n':
+            limit = optarg;
+            break;
+        case 'h':
+            jobs_usage(stdout);
+            return 0;
+        default:
+            jobs_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "bulkfhirctl jobs: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "bulkfhirctl jobs: unexpected argument '%s'\n",
+                argv[optind]);
         jobs_usage(stderr);
         return 2;
     }
@@ -117,7 +130,8 @@ int ctl_jobs_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
             return 2;
         }
     }
-    if (strspn(limit, "0123456789") != strlen(limit) || !*limit || strlen(limit) > 6) {
+    if (strspn(limit, "0123456789") != strlen(limit) || !*limit ||
+        strlen(limit) > 6) {
         fprintf(stderr, "bulkfhirctl jobs: --limit must be a number\n");
         return 2;
     }

@@ -38,12 +38,12 @@ void load_report(load_ctx *c, const load_item *it, const char *fmt, ...)
     va_list ap;
 
     if (c->pass != 1)
-        return;     /* reported once, in pass 1 */
+        return; /* reported once, in pass 1 */
     c->invalid++;
     if (c->invalid > MAX_REPORTS) {
         if (c->invalid == MAX_REPORTS + 1)
             fprintf(stderr, "bulkfhirctl: more invalid resources; not "
-                    "reporting them one by one\n");
+                            "reporting them one by one\n");
         return;
     }
     va_start(ap, fmt);
@@ -83,8 +83,8 @@ bool load_valid_id(const char *s, size_t n)
     for (i = 0; i < n; i++) {
         char ch = s[i];
 
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')
-              || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
             return false;
     }
     return true;
@@ -112,8 +112,8 @@ static void put_urn(load_ctx *c, const char *uuid, size_t n, load_key *k)
     load_key *old = apr_hash_get(c->urns, uuid, (apr_ssize_t)n);
 
     if (!old)
-        apr_hash_set(c->urns, apr_pstrmemdup(c->pool, uuid, n),
-                     (apr_ssize_t)n, k);
+        apr_hash_set(c->urns, apr_pstrmemdup(c->pool, uuid, n), (apr_ssize_t)n,
+                     k);
     else if (old != k)
         apr_hash_set(c->urns, uuid, (apr_ssize_t)n, &load_ambiguous);
 }
@@ -135,7 +135,7 @@ static bool collect(void *baton, const load_item *it)
         return true;
     }
     if (!load_check_item(c, it, type, sizeof type, &id, &idlen))
-        return true;    /* reported; fails the load unless --skip-invalid */
+        return true; /* reported; fails the load unless --skip-invalid */
     k = get_key(c, type, id, idlen);
     k->count++;
     APR_ARRAY_PUSH(c->order, load_key *) = k;
@@ -148,10 +148,10 @@ static bool collect(void *baton, const load_item *it)
 
         if (r->escaped || r->val_len <= 9 || memcmp(v, "urn:uuid:", 9) != 0)
             continue;
-        if (!apr_hash_get(c->urns, v + 9, (apr_ssize_t)(r->val_len - 9))
-            && !apr_hash_get(c->wanted, v + 9, (apr_ssize_t)(r->val_len - 9)))
-            apr_hash_set(c->wanted, apr_pstrmemdup(c->pool, v + 9,
-                                                   r->val_len - 9),
+        if (!apr_hash_get(c->urns, v + 9, (apr_ssize_t)(r->val_len - 9)) &&
+            !apr_hash_get(c->wanted, v + 9, (apr_ssize_t)(r->val_len - 9)))
+            apr_hash_set(c->wanted,
+                         apr_pstrmemdup(c->pool, v + 9, r->val_len - 9),
                          (apr_ssize_t)(r->val_len - 9), "");
     }
     return true;
@@ -168,16 +168,17 @@ static bool write_item(void *baton, const load_item *it)
     load_progress(c, false);
     if (!it->text) {
         k = get_key(c, it->del_type, it->del_id, strlen(it->del_id));
-    }
-    else {
+    } else {
         if (!load_check_item(c, it, type, sizeof type, &id, &idlen))
-            return true;    /* skipped (--skip-invalid), reported in pass 1 */
+            return true; /* skipped (--skip-invalid), reported in pass 1 */
         k = get_key(c, type, id, idlen);
     }
-    if (c->ordinal >= c->order->nelts
-        || APR_ARRAY_IDX(c->order, c->ordinal, load_key *) != k) {
-        bf_log(BF_LOG_ERR, "BF03040: load: %s changed between the passes; "
-               "nothing more is written", it->file);
+    if (c->ordinal >= c->order->nelts ||
+        APR_ARRAY_IDX(c->order, c->ordinal, load_key *) != k) {
+        bf_log(BF_LOG_ERR,
+               "BF03040: load: %s changed between the passes; "
+               "nothing more is written",
+               it->file);
         return false;
     }
     if (!c->in_batch && !load_db_batch_begin(c))
@@ -192,7 +193,8 @@ static bool write_item(void *baton, const load_item *it)
 
 static void load_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: bulkfhirctl load [--batch N] [--skip-invalid] PATH...\n"
         "  PATH             .ndjson, .ndjson.gz or .json (Bundle) files, or\n"
         "                   directories holding them (walked recursively)\n"
@@ -205,11 +207,10 @@ static void load_usage(FILE *out)
 int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "batch", required_argument, NULL, 'b' },
-        { "skip-invalid", no_argument, NULL, 's' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+        {"batch", required_argument, NULL, 'b'},
+        {"skip-invalid", no_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     load_ctx ctx, *c = &ctx;
     apr_hash_index_t *hi;
     double t0;
@@ -226,7 +227,7 @@ int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
             c->batch = strtol(optarg, &end, 10);
             if (*end || end == optarg || c->batch < 1) {
                 fprintf(stderr, "bulkfhirctl load: --batch needs a positive "
-                        "number\n");
+                                "number\n");
                 return 2;
             }
             break;
@@ -260,7 +261,7 @@ int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
         return 1;
     if (c->files->nelts == 0) {
         fprintf(stderr, "bulkfhirctl load: no .ndjson, .ndjson.gz or .json "
-                "files found\n");
+                        "files found\n");
         return 1;
     }
 
@@ -283,8 +284,10 @@ int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
     }
     load_progress(c, true);
     if (c->invalid && !c->skip_invalid) {
-        fprintf(stderr, "bulkfhirctl load: %ld invalid resource(s); nothing "
-                "loaded (--skip-invalid loads the rest)\n", c->invalid);
+        fprintf(stderr,
+                "bulkfhirctl load: %ld invalid resource(s); nothing "
+                "loaded (--skip-invalid loads the rest)\n",
+                c->invalid);
         goto leave;
     }
     /* urn:uuid targets not in this load: ask the store */
@@ -313,14 +316,15 @@ int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
         if (!load_input_walk(c, f, write_item, c))
             goto leave;
         if (f->unresolved)
-            bf_log(BF_LOG_WARN, "BF03041: load: %s: %ld urn:uuid "
+            bf_log(BF_LOG_WARN,
+                   "BF03041: load: %s: %ld urn:uuid "
                    "reference(s) name no resource in this load or the store "
-                   "(e.g. %s); stored as they are", f->path, f->unresolved,
-                   f->unresolved_example);
+                   "(e.g. %s); stored as they are",
+                   f->path, f->unresolved, f->unresolved_example);
     }
     if (c->verbose)
-        bf_log(BF_LOG_INFO, "load: streamed in %.2f s", load_now()
-                                                        - c->t_start);
+        bf_log(BF_LOG_INFO, "load: streamed in %.2f s",
+               load_now() - c->t_start);
     if (c->in_batch && !load_db_batch_end(c))
         goto leave;
     load_progress(c, true);
@@ -328,8 +332,7 @@ int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
         fprintf(stderr, "bulkfhirctl load: skipped %ld invalid resource(s)\n",
                 c->invalid);
     printf("loaded %ld resources (%u types, %ld deleted) in %.2f s\n",
-           c->resources, apr_hash_count(c->types), c->deleted,
-           load_now() - t0);
+           c->resources, apr_hash_count(c->types), c->deleted, load_now() - t0);
     rc = 0;
 
 leave:
@@ -337,12 +340,13 @@ leave:
         load_progress(c, true);
         load_db_abort(c);
         if (c->batch && c->batch_no > 0)
-            fprintf(stderr, "bulkfhirctl load: failed; %ld batch(es) of %ld "
-                    "resources were committed before\n", c->batch_no,
-                    c->batch);
+            fprintf(stderr,
+                    "bulkfhirctl load: failed; %ld batch(es) of %ld "
+                    "resources were committed before\n",
+                    c->batch_no, c->batch);
         else if (c->pass == 2)
             fprintf(stderr, "bulkfhirctl load: failed; nothing was "
-                    "committed\n");
+                            "committed\n");
     }
     load_scan_free(&c->scan);
     free(c->cbuf);

@@ -43,11 +43,9 @@ static const char SQL_URNS[] =
  * older server, a build without lz4) and then simply does not apply.
  *   lz4 compresses large resources several times faster than pglz;
  *   a larger GIN pending list merges patient_ids entries in bulk. */
-static const char *const SQL_TUNING[] = {
-    "SET default_toast_compression = lz4",
-    "SET gin_pending_list_limit = '32MB'",
-    NULL
-};
+static const char *const SQL_TUNING[] = {"SET default_toast_compression = lz4",
+                                         "SET gin_pending_list_limit = '32MB'",
+                                         NULL};
 static const char SQL_XID[] = "SELECT pg_current_xact_id()";
 static const char SQL_TS[] =
     "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
@@ -66,8 +64,7 @@ static const char SQL_COPY[] =
 static bool flush(load_ctx *c)
 {
     if (c->clen && PQputCopyData(c->conn, c->cbuf, (int)c->clen) != 1) {
-        bf_log(BF_LOG_ERR, "BF03050: load: COPY: %s",
-               PQerrorMessage(c->conn));
+        bf_log(BF_LOG_ERR, "BF03050: load: COPY: %s", PQerrorMessage(c->conn));
         return false;
     }
     c->clen = 0;
@@ -174,15 +171,15 @@ static bool copy_end(load_ctx *c, const char *errmsg, long *rows)
                 bf_log(BF_LOG_ERR, "BF03054: load: COPY failed: %s", line);
             }
             ok = false;
-        }
-        else if (rows)
+        } else if (rows)
             *rows = atol(PQcmdTuples(res));
         PQclear(res);
     }
     return ok && !errmsg;
 }
 
-/* ---- before pass 2 -------------------------------------------------------- */
+/* ---- before pass 2 --------------------------------------------------------
+ */
 
 static bool lookup_versions(load_ctx *c)
 {
@@ -191,28 +188,28 @@ static bool lookup_versions(load_ctx *c)
     int r;
 
     if (!bf_pq_exec(c->conn, "load: keys", SQL_KEYS_TABLE, 0, NULL, NULL,
-                    NULL)
-        || !copy_start(c, SQL_KEYS_COPY))
+                    NULL) ||
+        !copy_start(c, SQL_KEYS_COPY))
         return false;
     for (hi = apr_hash_first(c->pool, c->keys); hi; hi = apr_hash_next(hi)) {
         load_key *k = apr_hash_this_val(hi);
 
         /* types and ids are validated: nothing to escape */
-        if (!load_db_put(c, k->ref, k->type_len) || !load_db_put(c, "\t", 1)
-            || !load_db_put(c, k->ref + k->type_len + 1,
-                            strlen(k->ref + k->type_len + 1))
-            || !load_db_put(c, "\n", 1)) {
+        if (!load_db_put(c, k->ref, k->type_len) || !load_db_put(c, "\t", 1) ||
+            !load_db_put(c, k->ref + k->type_len + 1,
+                         strlen(k->ref + k->type_len + 1)) ||
+            !load_db_put(c, "\n", 1)) {
             copy_end(c, "client failed", NULL);
             return false;
         }
     }
-    if (!copy_end(c, NULL, NULL)
-        || !bf_pq_exec(c->conn, "load: versions", SQL_KEYS_VERSIONS, 0, NULL,
-                       &res, NULL))
+    if (!copy_end(c, NULL, NULL) ||
+        !bf_pq_exec(c->conn, "load: versions", SQL_KEYS_VERSIONS, 0, NULL, &res,
+                    NULL))
         return false;
     for (r = 0; r < PQntuples(res); r++) {
-        load_key *k = apr_hash_get(c->keys, PQgetvalue(res, r, 0),
-                                   APR_HASH_KEY_STRING);
+        load_key *k =
+            apr_hash_get(c->keys, PQgetvalue(res, r, 0), APR_HASH_KEY_STRING);
 
         if (k) {
             k->store_max = atol(PQgetvalue(res, r, 1));
@@ -248,7 +245,7 @@ static bool arr_add(char **buf, size_t *len, size_t *cap, const char *s,
     sep = *len == 0 ? '{' : ',';
     (*buf)[(*len)++] = sep;
     (*buf)[(*len)++] = '"';
-    memcpy(*buf + *len, s, n);   /* validated ids: no quotes or backslashes */
+    memcpy(*buf + *len, s, n); /* validated ids: no quotes or backslashes */
     *len += n;
     (*buf)[(*len)++] = '"';
     (*buf)[*len] = '\0';
@@ -268,8 +265,8 @@ static bool lookup_urns(load_ctx *c)
     for (hi = apr_hash_first(c->pool, c->wanted); hi; hi = apr_hash_next(hi)) {
         const char *uuid = apr_hash_this_key(hi);
 
-        if (load_valid_id(uuid, strlen(uuid))
-            && !arr_add(&buf, &len, &cap, uuid, strlen(uuid)))
+        if (load_valid_id(uuid, strlen(uuid)) &&
+            !arr_add(&buf, &len, &cap, uuid, strlen(uuid)))
             goto leave;
     }
     if (!buf) {
@@ -285,8 +282,8 @@ static bool lookup_urns(load_ctx *c)
     for (r = 0; r < PQntuples(res); r++) {
         const char *id = PQgetvalue(res, r, 0);
         const char *old = apr_hash_get(c->store_urns, id, APR_HASH_KEY_STRING);
-        const char *ref = apr_pstrcat(c->pool, PQgetvalue(res, r, 1), "/", id,
-                                      NULL);
+        const char *ref =
+            apr_pstrcat(c->pool, PQgetvalue(res, r, 1), "/", id, NULL);
 
         /* an id of two types names neither: "" marks it */
         apr_hash_set(c->store_urns, apr_pstrdup(c->pool, id),
@@ -309,8 +306,8 @@ bool load_db_prepare(load_ctx *c)
     for (i = 0; SQL_TUNING[i]; i++)
         bf_pq_exec_quiet(c->conn, "load: tuning", SQL_TUNING[i], 0, NULL, NULL,
                          NULL);
-    if (!bf_pq_exec(c->conn, "load: lock", SQL_LOCK, 0, NULL, NULL, NULL)
-        || !bf_pq_exec(c->conn, "load: store", SQL_ANY, 0, NULL, &res, NULL))
+    if (!bf_pq_exec(c->conn, "load: lock", SQL_LOCK, 0, NULL, NULL, NULL) ||
+        !bf_pq_exec(c->conn, "load: store", SQL_ANY, 0, NULL, &res, NULL))
         return false;
     any = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
@@ -324,7 +321,8 @@ bool load_db_prepare(load_ctx *c)
     return true;
 }
 
-/* ---- batches ---------------------------------------------------------------- */
+/* ---- batches ----------------------------------------------------------------
+ */
 
 bool load_db_batch_begin(load_ctx *c)
 {
@@ -344,10 +342,10 @@ bool load_db_batch_begin(load_ctx *c)
         if (k->batch_no != c->batch_no) {
             k->batch_no = c->batch_no;
             k->batch_count = k->batch_seen = 0;
-            if ((k->store_current || k->written)
-                && (!arr_add(&types, &tl, &tc, k->ref, k->type_len)
-                    || !arr_add(&ids, &il, &ic, k->ref + k->type_len + 1,
-                                strlen(k->ref + k->type_len + 1)))) {
+            if ((k->store_current || k->written) &&
+                (!arr_add(&types, &tl, &tc, k->ref, k->type_len) ||
+                 !arr_add(&ids, &il, &ic, k->ref + k->type_len + 1,
+                          strlen(k->ref + k->type_len + 1)))) {
                 bf_log(BF_LOG_ERR, "BF03090: load: out of memory");
                 goto leave;
             }
@@ -359,8 +357,8 @@ bool load_db_batch_begin(load_ctx *c)
     if (!bf_pq_begin(c->conn, "load: begin"))
         goto leave;
     c->in_batch = true;
-    if (!bf_pq_exec(c->conn, "load: xid", SQL_XID, 0, NULL, NULL, NULL)
-        || !bf_pq_exec(c->conn, "load: clock", SQL_TS, 0, NULL, &res, NULL))
+    if (!bf_pq_exec(c->conn, "load: xid", SQL_XID, 0, NULL, NULL, NULL) ||
+        !bf_pq_exec(c->conn, "load: clock", SQL_TS, 0, NULL, &res, NULL))
         goto leave;
     snprintf(c->ts, sizeof c->ts, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -399,8 +397,8 @@ bool load_db_batch_end(load_ctx *c)
     c->in_batch = false;
     c->batch_no++;
     if (c->verbose)
-        bf_log(BF_LOG_INFO, "load: committed batch %ld (%ld rows)",
-               c->batch_no, rows);
+        bf_log(BF_LOG_INFO, "load: committed batch %ld (%ld rows)", c->batch_no,
+               rows);
     return true;
 }
 

@@ -54,15 +54,15 @@ static bool add_dir(load_ctx *c, const char *dir)
                apr_strerror(rv, buf, sizeof buf));
         return false;
     }
-    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d)
-           == APR_SUCCESS) {
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d) ==
+           APR_SUCCESS) {
         if (fi.name[0] == '.')
             continue;
-        if (fi.filetype == APR_DIR || (fi.filetype == APR_REG
-                                       && (is_ndjson(fi.name)
-                                           || is_json(fi.name))))
-            APR_ARRAY_PUSH(names, char *) = apr_pstrcat(c->pool, dir, "/",
-                                                        fi.name, NULL);
+        if (fi.filetype == APR_DIR ||
+            (fi.filetype == APR_REG &&
+             (is_ndjson(fi.name) || is_json(fi.name))))
+            APR_ARRAY_PUSH(names, char *) =
+                apr_pstrcat(c->pool, dir, "/", fi.name, NULL);
     }
     apr_dir_close(d);
     qsort(names->elts, names->nelts, sizeof(char *), cmp_str);
@@ -74,8 +74,7 @@ static bool add_dir(load_ctx *c, const char *dir)
         if (fi.filetype == APR_DIR) {
             if (!add_dir(c, path))
                 return false;
-        }
-        else {
+        } else {
             load_file *f = apr_array_push(c->files);
 
             memset(f, 0, sizeof *f);
@@ -110,16 +109,16 @@ bool load_input_expand(load_ctx *c, int argc, char **argv)
         if (fi.filetype == APR_DIR) {
             if (!add_dir(c, path))
                 return false;
-        }
-        else if (is_ndjson(path) || is_json(path)) {
+        } else if (is_ndjson(path) || is_json(path)) {
             load_file *f = apr_array_push(c->files);
 
             memset(f, 0, sizeof *f);
             f->path = path;
-        }
-        else {
-            bf_log(BF_LOG_ERR, "BF03032: load: %s: not a .ndjson, .ndjson.gz "
-                   "or .json file", path);
+        } else {
+            bf_log(BF_LOG_ERR,
+                   "BF03032: load: %s: not a .ndjson, .ndjson.gz "
+                   "or .json file",
+                   path);
             return false;
         }
     }
@@ -201,12 +200,12 @@ static bool walk_ndjson(load_ctx *c, load_file *f, load_item_fn *fn,
         it.text = buf + start;
         it.len = len;
         start += len + (nl ? 1 : 0);
-        while (it.len > 0 && (it.text[it.len - 1] == '\r'
-                              || it.text[it.len - 1] == ' '
-                              || it.text[it.len - 1] == '\t'))
+        while (it.len > 0 &&
+               (it.text[it.len - 1] == '\r' || it.text[it.len - 1] == ' ' ||
+                it.text[it.len - 1] == '\t'))
             it.len--;
         if (it.len == 0)
-            continue;   /* blank line */
+            continue; /* blank line */
         ok = fn(baton, &it);
     }
     free(buf);
@@ -267,16 +266,16 @@ static const char *get_str(json_object *o, const char *key)
 {
     json_object *v;
 
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_string))
+    if (o && json_object_object_get_ex(o, key, &v) &&
+        json_object_is_type(v, json_type_string))
         return json_object_get_string(v);
     return NULL;
 }
 
 static bool bundle_entries_are_resources(const char *type)
 {
-    static const char *const kinds[] = { "transaction", "batch", "collection",
-                                         "searchset", "history", NULL };
+    static const char *const kinds[] = {"transaction", "batch",   "collection",
+                                        "searchset",   "history", NULL};
     int i;
 
     for (i = 0; type && kinds[i]; i++)
@@ -293,7 +292,7 @@ static bool delete_target(apr_pool_t *p, const char *url, const char **type,
     size_t n = strlen(url);
 
     if (strchr(url, '?') || n == 0)
-        return false;   /* conditional delete: not supported */
+        return false; /* conditional delete: not supported */
     while (n > 0 && url[n - 1] == '/')
         n--;
     url = apr_pstrmemdup(p, url, n);
@@ -308,8 +307,7 @@ static bool delete_target(apr_pool_t *p, const char *url, const char **type,
     return bf_r4_is_type(*type) && load_valid_id(*id, strlen(*id));
 }
 
-static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn,
-                      void *baton)
+static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn, void *baton)
 {
     size_t len = 0;
     char *text = slurp(f->path, &len);
@@ -329,10 +327,10 @@ static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn,
     tok = json_tokener_new_ex(256);
     if (tok)
         root = json_tokener_parse_ex(tok, text, (int)len);
-    if (!root || json_tokener_get_error(tok) != json_tokener_success
-        || json_tokener_get_parse_end(tok)
-               + strspn(text + json_tokener_get_parse_end(tok), " \t\r\n")
-               < len) {
+    if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+        json_tokener_get_parse_end(tok) +
+                strspn(text + json_tokener_get_parse_end(tok), " \t\r\n") <
+            len) {
         if (f->from_dir && !root) {
             if (c->pass == 1)
                 bf_log(BF_LOG_NOTICE, "load: skipping %s: not JSON", f->path);
@@ -345,27 +343,30 @@ static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn,
         goto leave;
     }
     rtype = json_object_is_type(root, json_type_object)
-            ? get_str(root, "resourceType") : NULL;
+                ? get_str(root, "resourceType")
+                : NULL;
     if (!rtype) {
         if (f->from_dir) {
             if (c->pass == 1)
-                bf_log(BF_LOG_NOTICE, "load: skipping %s: not a FHIR "
-                       "resource", f->path);
+                bf_log(BF_LOG_NOTICE,
+                       "load: skipping %s: not a FHIR "
+                       "resource",
+                       f->path);
             goto leave;
         }
         load_report(c, &it, "not a FHIR resource (no resourceType)");
         ok = c->skip_invalid;
         goto leave;
     }
-    if (strcmp(rtype, "Bundle") != 0
-        || !bundle_entries_are_resources(get_str(root, "type"))) {
+    if (strcmp(rtype, "Bundle") != 0 ||
+        !bundle_entries_are_resources(get_str(root, "type"))) {
         it.text = text;
         it.len = len;
         ok = fn(baton, &it);
         goto leave;
     }
     if (!json_object_object_get_ex(root, "entry", &entries))
-        goto leave;     /* an empty Bundle */
+        goto leave; /* an empty Bundle */
     if (!json_object_is_type(entries, json_type_array)) {
         load_report(c, &it, "Bundle.entry is not an array");
         ok = c->skip_invalid;
@@ -393,7 +394,8 @@ static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn,
             const char *url = get_str(req, "url");
 
             if (!url || !delete_target(ep, url, &it.del_type, &it.del_id)) {
-                load_report(c, &it, "DELETE needs request.url Type/id of an R4 "
+                load_report(c, &it,
+                            "DELETE needs request.url Type/id of an R4 "
                             "type (conditional delete is not supported)");
                 ok = c->skip_invalid;
                 continue;
@@ -401,17 +403,17 @@ static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn,
             ok = fn(baton, &it);
             continue;
         }
-        if (!json_object_object_get_ex(e, "resource", &res)
-            || !json_object_is_type(res, json_type_object)) {
+        if (!json_object_object_get_ex(e, "resource", &res) ||
+            !json_object_is_type(res, json_type_object)) {
             if (method && strcmp(method, "GET") == 0)
-                continue;   /* a read in a batch: nothing to load */
+                continue; /* a read in a batch: nothing to load */
             load_report(c, &it, "entry has no resource");
             ok = c->skip_invalid;
             continue;
         }
         /* POST of a resource without id: its urn:uuid fullUrl names it */
-        if (!get_str(res, "id") && it.full_url
-            && strncmp(it.full_url, "urn:uuid:", 9) == 0)
+        if (!get_str(res, "id") && it.full_url &&
+            strncmp(it.full_url, "urn:uuid:", 9) == 0)
             json_object_object_add(res, "id",
                                    json_object_new_string(it.full_url + 9));
         it.text = json_object_to_json_string_ext(

@@ -47,14 +47,15 @@ bool load_check_item(load_ctx *c, const load_item *it, char *type,
     *id = it->text + r->id_off;
     *idlen = r->id_len;
     if (r->id_escaped || !load_valid_id(*id, *idlen)) {
-        load_report(c, it, "%s id '%.*s' is not a FHIR id "
-                    "([A-Za-z0-9-.]{1,64})", type,
-                    (int)(*idlen > 80 ? 80 : *idlen), *id);
+        load_report(c, it,
+                    "%s id '%.*s' is not a FHIR id "
+                    "([A-Za-z0-9-.]{1,64})",
+                    type, (int)(*idlen > 80 ? 80 : *idlen), *id);
         return false;
     }
     if (r->meta_present && !r->meta_is_object) {
-        load_report(c, it, "%s/%.*s: meta is not an object", type,
-                    (int)*idlen, *id);
+        load_report(c, it, "%s/%.*s: meta is not an object", type, (int)*idlen,
+                    *id);
         return false;
     }
     return true;
@@ -76,8 +77,7 @@ static const char *resolve_urn(load_ctx *c, const char *uuid, size_t n)
 
 /* The patient id in a reference: Patient/<id>[/_history/n] or an absolute
  * URL ending in .../Patient/<id>[/_history/n]. */
-static bool patient_of(const char *v, size_t n, const char **id,
-                       size_t *idn)
+static bool patient_of(const char *v, size_t n, const char **id, size_t *idn)
 {
     const char *p = NULL, *e;
 
@@ -106,7 +106,7 @@ typedef struct patients {
     const char *id[MAX_PATIENTS];
     size_t len[MAX_PATIENTS];
     int n;
-    bool more;      /* overflow: written from the extra pool instead */
+    bool more; /* overflow: written from the extra pool instead */
 } patients;
 
 static void add_patient(patients *ps, const char *id, size_t n)
@@ -119,8 +119,7 @@ static void add_patient(patients *ps, const char *id, size_t n)
     if (ps->n < MAX_PATIENTS) {
         ps->id[ps->n] = id;
         ps->len[ps->n++] = n;
-    }
-    else
+    } else
         ps->more = true;
 }
 
@@ -148,22 +147,22 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
     bool superseded, meta_done = false;
     int j;
 
-    memcpy(type, k->ref, k->type_len);   /* R4 type names are short */
+    memcpy(type, k->ref, k->type_len); /* R4 type names are short */
     type[k->type_len] = '\0';
     if (!apr_hash_get(c->types, type, APR_HASH_KEY_STRING))
-        apr_hash_set(c->types, apr_pstrdup(c->pool, type),
-                     APR_HASH_KEY_STRING, "");
+        apr_hash_set(c->types, apr_pstrdup(c->pool, type), APR_HASH_KEY_STRING,
+                     "");
     k->batch_seen++;
     superseded = k->batch_seen < k->batch_count;
     k->written = true;
 
     /* resource_type, id, version_id, last_updated, superseded_at, deleted */
     snprintf(num, sizeof num, "%ld", version);
-    if (!load_db_put(c, k->ref, k->type_len) || !put_str(c, "\t")
-        || !put_str(c, k->ref + k->type_len + 1) || !put_str(c, "\t")
-        || !put_str(c, num) || !put_str(c, "\t") || !put_str(c, c->ts)
-        || !put_str(c, "\t") || !put_str(c, superseded ? c->ts : "\\N")
-        || !put_str(c, it->text ? "\tf\t" : "\tt\t"))
+    if (!load_db_put(c, k->ref, k->type_len) || !put_str(c, "\t") ||
+        !put_str(c, k->ref + k->type_len + 1) || !put_str(c, "\t") ||
+        !put_str(c, num) || !put_str(c, "\t") || !put_str(c, c->ts) ||
+        !put_str(c, "\t") || !put_str(c, superseded ? c->ts : "\\N") ||
+        !put_str(c, it->text ? "\tf\t" : "\tt\t"))
         return false;
 
     if (!it->text) {
@@ -178,8 +177,8 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
     ps.n = 0;
     ps.more = false;
     if (strcmp(type, "Patient") == 0)
-        add_patient(&ps, k->ref + k->type_len + 1, strlen(k->ref)
-                                                   - k->type_len - 1);
+        add_patient(&ps, k->ref + k->type_len + 1,
+                    strlen(k->ref) - k->type_len - 1);
     paths = bf_r4_compartment_paths(type);
     for (i = 0; paths && i < r->nrefs; i++) {
         const scan_ref *ref = &r->refs[i];
@@ -187,8 +186,8 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
         size_t vn = ref->val_len, pn;
         char *dec;
 
-        if (ref->path_len == (size_t)-1
-            || !path_in(paths, r->paths + ref->path_off, ref->path_len))
+        if (ref->path_len == (size_t)-1 ||
+            !path_in(paths, r->paths + ref->path_off, ref->path_len))
             continue;
         if (ref->escaped) {
             dec = apr_palloc(c->pool, vn + 1);
@@ -209,14 +208,15 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
             add_patient(&ps, pid, pn);
     }
     if (ps.more)
-        fprintf(stderr, "%s: %s: more than %d patients in its compartment; "
-                "only the first %d are recorded\n", it->file, k->ref,
-                MAX_PATIENTS, MAX_PATIENTS);
+        fprintf(stderr,
+                "%s: %s: more than %d patients in its compartment; "
+                "only the first %d are recorded\n",
+                it->file, k->ref, MAX_PATIENTS, MAX_PATIENTS);
     if (!put_str(c, "{"))
         return false;
     for (j = 0; j < ps.n; j++)
-        if ((j && !put_str(c, ",")) || !put_str(c, "\"")
-            || !load_db_put(c, ps.id[j], ps.len[j]) || !put_str(c, "\""))
+        if ((j && !put_str(c, ",")) || !put_str(c, "\"") ||
+            !load_db_put(c, ps.id[j], ps.len[j]) || !put_str(c, "\""))
             return false;
     if (!put_str(c, "}\t"))
         return false;
@@ -227,8 +227,7 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
         snprintf(meta, sizeof meta,
                  "%s\"versionId\":\"%ld\",\"lastUpdated\":\"%s\"",
                  r->meta_empty ? "" : ",", version, c->ts);
-    }
-    else {
+    } else {
         ins = r->obj_open + 1;
         snprintf(meta, sizeof meta,
                  "\"meta\":{\"versionId\":\"%ld\",\"lastUpdated\":\"%s\"},",
@@ -242,8 +241,8 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
         if (ref) {
             const char *v = it->text + ref->val_off;
 
-            if (ref->escaped || ref->val_len <= 9
-                || memcmp(v, "urn:uuid:", 9) != 0)
+            if (ref->escaped || ref->val_len <= 9 ||
+                memcmp(v, "urn:uuid:", 9) != 0)
                 continue;
             to = resolve_urn(c, v + 9, ref->val_len - 9);
             if (!to) {
@@ -254,19 +253,19 @@ bool load_row_write(load_ctx *c, const load_item *it, load_key *k)
             }
         }
         if (!meta_done && (!ref || ins <= ref->val_off)) {
-            if (!load_db_put_escaped(c, it->text + pos, ins - pos)
-                || !put_str(c, meta))
+            if (!load_db_put_escaped(c, it->text + pos, ins - pos) ||
+                !put_str(c, meta))
                 return false;
             pos = ins;
             meta_done = true;
         }
         if (!ref)
             break;
-        if (!load_db_put_escaped(c, it->text + pos, ref->val_off - pos)
-            || !put_str(c, to))
+        if (!load_db_put_escaped(c, it->text + pos, ref->val_off - pos) ||
+            !put_str(c, to))
             return false;
         pos = ref->val_off + ref->val_len;
     }
-    return load_db_put_escaped(c, it->text + pos, it->len - pos)
-           && put_str(c, "\n");
+    return load_db_put_escaped(c, it->text + pos, it->len - pos) &&
+           put_str(c, "\n");
 }

@@ -22,8 +22,10 @@ typedef struct scanner {
 static bool fail(scanner *sc, const char *what)
 {
     if (sc->i >= sc->n)
-        snprintf(sc->r->err, sizeof sc->r->err, "invalid JSON: %s at end of "
-                 "input", what);
+        snprintf(sc->r->err, sizeof sc->r->err,
+                 "invalid JSON: %s at end of "
+                 "input",
+                 what);
     else
         snprintf(sc->r->err, sizeof sc->r->err, "invalid JSON: %s at byte %zu",
                  what, sc->i + 1);
@@ -79,16 +81,21 @@ static size_t utf8_len(const unsigned char *p, size_t avail)
     if (c >= 0xC2 && c <= 0xDF)
         return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
     if (c >= 0xE0 && c <= 0xEF) {
-        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80,
+                      hi = c == 0xED ? 0x9F : 0xBF;
 
-        return avail >= 3 && p[1] >= lo && p[1] <= hi
-               && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+        return avail >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80
+                   ? 3
+                   : 0;
     }
     if (c >= 0xF0 && c <= 0xF4) {
-        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        unsigned char lo = c == 0xF0 ? 0x90 : 0x80,
+                      hi = c == 0xF4 ? 0x8F : 0xBF;
 
-        return avail >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80
-               && (p[3] & 0xC0) == 0x80 ? 4 : 0;
+        return avail >= 4 && p[1] >= lo && p[1] <= hi &&
+                       (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
     }
     return 0;
 }
@@ -106,8 +113,8 @@ static bool scan_string(scanner *sc, size_t *off, size_t *len, bool *escaped)
         unsigned char c;
 
         /* fast path: plain ASCII */
-        while (sc->i < n && (c = s[sc->i]) >= 0x20 && c < 0x80 && c != '"'
-               && c != '\\')
+        while (sc->i < n && (c = s[sc->i]) >= 0x20 && c < 0x80 && c != '"' &&
+               c != '\\')
             sc->i++;
         if (sc->i >= n)
             return fail(sc, "unterminated string");
@@ -335,8 +342,8 @@ static bool scan_object(scanner *sc, size_t plen, int depth)
                     r->meta_close = sc->i - 1;
                     r->meta_empty = true;
                     for (open++; open < r->meta_close; open++)
-                        if (sc->s[open] != ' ' && sc->s[open] != '\t'
-                            && sc->s[open] != '\n' && sc->s[open] != '\r')
+                        if (sc->s[open] != ' ' && sc->s[open] != '\t' &&
+                            sc->s[open] != '\n' && sc->s[open] != '\r')
                             r->meta_empty = false;
                     continue;
                 }
@@ -396,8 +403,7 @@ static bool scan_value(scanner *sc, size_t plen, int depth, bool is_ref)
             return false;
         if (is_ref) {
             /* the holder's path: drop ".reference" (or "reference") */
-            size_t hl = plen == NO_PATH ? NO_PATH
-                        : plen >= 10 ? plen - 10 : 0;
+            size_t hl = plen == NO_PATH ? NO_PATH : plen >= 10 ? plen - 10 : 0;
 
             return add_ref(sc, hl, off, len, esc);
         }
@@ -474,11 +480,21 @@ bool load_scan_unescape(const char *s, size_t n, char *out, size_t outsz)
         if (c == '\\' && i < n) {
             c = s[i++];
             switch (c) {
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
             case 'u': {
                 /* ASCII only; anything else cannot be part of an id */
                 long v = 0;
@@ -489,7 +505,8 @@ bool load_scan_unescape(const char *s, size_t n, char *out, size_t outsz)
                 c = v > 0 && v < 0x80 ? (char)v : '?';
                 break;
             }
-            default: break; /* " \ / */
+            default:
+                break; /* " \ / */
             }
         }
         if (o + 1 >= outsz)

@@ -18,18 +18,18 @@ typedef struct scan_ref {
 } scan_ref;
 
 typedef struct scan_result {
-    size_t obj_open;                /* offset of the top-level '{' */
+    size_t obj_open; /* offset of the top-level '{' */
     bool have_type, have_id;
     bool type_escaped, id_escaped;
-    size_t type_off, type_len;      /* top-level "resourceType" string */
-    size_t id_off, id_len;          /* top-level "id" string */
+    size_t type_off, type_len; /* top-level "resourceType" string */
+    size_t id_off, id_len;     /* top-level "id" string */
     bool meta_present, meta_is_object, meta_empty;
-    size_t meta_close;              /* offset of the '}' closing meta */
+    size_t meta_close; /* offset of the '}' closing meta */
     scan_ref *refs;
     size_t nrefs, refs_cap;
     char *paths;
     size_t paths_len, paths_cap;
-    char err[128];                  /* why the text is rejected */
+    char err[128]; /* why the text is rejected */
 } scan_result;
 
 /* Scan text[0..len).  Returns false with r->err set when it is not one

@@ -14,7 +14,8 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: bulkfhirctl [--database CONNINFO] [-v] COMMAND [ARGS...]\n"
         "\n"
         "commands:\n"
@@ -45,10 +46,9 @@ static void cli_sink(void *baton, const char *file, int line,
 {
     (void)baton;
     if (isatty(2))
-        fputs("\r\033[K", stderr);  /* over a progress line, if any */
+        fputs("\r\033[K", stderr); /* over a progress line, if any */
     if (level <= BF_LOG_WARN)
-        fprintf(stderr, "bulkfhirctl: %s: %s\n", bf_log_level_name(level),
-                msg);
+        fprintf(stderr, "bulkfhirctl: %s: %s\n", bf_log_level_name(level), msg);
     else if (level >= BF_LOG_DEBUG)
         fprintf(stderr, "bulkfhirctl: debug: %s:%d: %s\n", file, line, msg);
     else
@@ -58,13 +58,12 @@ static void cli_sink(void *baton, const char *file, int line,
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "database", required_argument, NULL, 'd' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 }
-    };
-    ctl_globals g = { "", 0 };
+        {"database", required_argument, NULL, 'd'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    ctl_globals g = {"", 0};
     apr_pool_t *pool = NULL;
     const char *cmd;
     int c, rc;
@@ -96,14 +95,15 @@ int main(int argc, char **argv)
     }
     cmd = argv[optind];
 
-    if (apr_initialize() != APR_SUCCESS
-        || apr_pool_create(&pool, NULL) != APR_SUCCESS) {
+    if (apr_initialize() != APR_SUCCESS ||
+        apr_pool_create(&pool, NULL) != APR_SUCCESS) {
         fprintf(stderr, "bulkfhirctl: cannot initialise APR\n");
         return 1;
     }
     bf_log_set(cli_sink, NULL,
                g.verbose >= 2 ? BF_LOG_DEBUG
-               : g.verbose ? BF_LOG_INFO : BF_LOG_NOTICE);
+               : g.verbose    ? BF_LOG_INFO
+                              : BF_LOG_NOTICE);
 
     /* each sub-command parses argv from its own name with getopt_long;
      * optind = 0 makes glibc re-initialise its state */
@@ -127,8 +127,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         rc = 0;
-    }
-    else {
+    } else {
         fprintf(stderr, "bulkfhirctl: unknown command '%s'\n", cmd);
         fprintf(stderr, "Try 'bulkfhirctl --help'.\n");
         rc = 2;

@@ -43,7 +43,7 @@ static const char SQL_RECORD[] =
 
 typedef struct migration {
     int version;
-    const char *name;  /* file name, e.g. 0001_store.sql */
+    const char *name; /* file name, e.g. 0001_store.sql */
     const char *path;
 } migration;
 
@@ -61,8 +61,8 @@ static bool parse_name(const char *name, int *version)
 
     while (isdigit((unsigned char)*p))
         p++;
-    if (p - name < 4 || p - name > 9 || *p != '_' || n < 6
-        || strcmp(name + n - 4, ".sql") != 0)
+    if (p - name < 4 || p - name > 9 || *p != '_' || n < 6 ||
+        strcmp(name + n - 4, ".sql") != 0)
         return false;
     for (p++; p < name + n - 4; p++)
         if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
@@ -91,12 +91,14 @@ static bool list_migrations(apr_pool_t *p, const char *dir,
     if (rv != APR_SUCCESS) {
         char buf[256];
 
-        bf_log(BF_LOG_ERR, "BF03001: migrate: cannot open sql directory %s: "
-               "%s", dir, apr_strerror(rv, buf, sizeof buf));
+        bf_log(BF_LOG_ERR,
+               "BF03001: migrate: cannot open sql directory %s: "
+               "%s",
+               dir, apr_strerror(rv, buf, sizeof buf));
         return false;
     }
-    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d)
-           == APR_SUCCESS) {
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d) ==
+           APR_SUCCESS) {
         migration *m;
         int v;
 
@@ -113,8 +115,10 @@ static bool list_migrations(apr_pool_t *p, const char *dir,
         migration *m = (migration *)arr->elts;
 
         if (m[i].version == m[i - 1].version) {
-            bf_log(BF_LOG_ERR, "BF03002: migrate: %s and %s have the same "
-                   "version %d", m[i - 1].name, m[i].name, m[i].version);
+            bf_log(BF_LOG_ERR,
+                   "BF03002: migrate: %s and %s have the same "
+                   "version %d",
+                   m[i - 1].name, m[i].name, m[i].version);
             return false;
         }
     }
@@ -157,8 +161,8 @@ static bool apply_one(apr_pool_t *p, PGconn *conn, const migration *m)
     /* the simple-query protocol runs the whole file, statement by
      * statement, inside the open transaction */
     res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK
-        && PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+        PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         const char *msg = PQresultErrorMessage(res);
 
@@ -173,8 +177,8 @@ static bool apply_one(apr_pool_t *p, PGconn *conn, const migration *m)
     snprintf(vbuf, sizeof vbuf, "%d", m->version);
     params[0] = vbuf;
     params[1] = m->name;
-    if (!bf_pq_exec(conn, what, SQL_RECORD, 2, params, NULL, NULL)
-        || !bf_pq_commit(conn, what)) {
+    if (!bf_pq_exec(conn, what, SQL_RECORD, 2, params, NULL, NULL) ||
+        !bf_pq_commit(conn, what)) {
         bf_pq_rollback(conn, what);
         return false;
     }
@@ -183,12 +187,14 @@ static bool apply_one(apr_pool_t *p, PGconn *conn, const migration *m)
 
 static void migrate_usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: bulkfhirctl migrate [--check] [--sql-dir DIR]\n"
         "  --check         change nothing: list the migrations not applied yet\n"
         "                  and exit 3 when there are any (0: up to date)\n"
         "  --sql-dir DIR   migrations directory (default: $BULKFHIR_SQL_DIR,\n"
-        "                  else %s/sql)\n", BF_PKGDATADIR);
+        "                  else %s/sql)\n",
+        BF_PKGDATADIR);
 }
 
 static bool is_applied(PGresult *res, int version)
@@ -238,15 +244,13 @@ static int check_pending(PGconn *conn, const apr_array_header_t *migs)
     return 3;
 }
 
-int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
-                     char **argv)
+int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "sql-dir", required_argument, NULL, 's' },
-        { "check", no_argument, NULL, 'c' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+        {"sql-dir", required_argument, NULL, 's'},
+        {"check", no_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *dir = getenv("BULKFHIR_SQL_DIR");
     apr_array_header_t *migs;
     PGconn *conn = NULL;
@@ -300,11 +304,10 @@ int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc,
     if (!bf_pq_exec(conn, "migrate: lock", SQL_LOCK, 0, NULL, NULL, NULL))
         goto leave;
     locked = true;
-    if (!bf_pq_exec(conn, "migrate: schema", SQL_SCHEMA, 0, NULL, NULL, NULL)
-        || !bf_pq_exec(conn, "migrate: bootstrap", SQL_BOOTSTRAP, 0, NULL, NULL,
-                    NULL)
-        || !bf_pq_exec(conn, "migrate: applied", SQL_APPLIED, 0, NULL, &res,
-                       NULL))
+    if (!bf_pq_exec(conn, "migrate: schema", SQL_SCHEMA, 0, NULL, NULL, NULL) ||
+        !bf_pq_exec(conn, "migrate: bootstrap", SQL_BOOTSTRAP, 0, NULL, NULL,
+                    NULL) ||
+        !bf_pq_exec(conn, "migrate: applied", SQL_APPLIED, 0, NULL, &res, NULL))
         goto leave;
 
     for (i = 0; i < migs->nelts; i++) {

@@ -11,7 +11,7 @@
 #include <apr_tables.h>
 
 typedef struct bf_element {
-    const char *type;   /* NULL for a bare element */
+    const char *type; /* NULL for a bare element */
     const char *name;
 } bf_element;
 

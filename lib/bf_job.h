@@ -29,10 +29,10 @@ typedef struct bf_job_kickoff_t {
     const char *until;     /* instant or NULL */
     const char *request_url;
     bool requires_token;
-    const char *auth_mode; /* none | smart | header (0071); NULL: smart when
-                              requires_token, else none */
-    const char *types; /* text[] literal or NULL (every stored type) */
-    bool separate_status;   /* Prefer: separate-export-status (R15) */
+    const char *auth_mode;   /* none | smart | header (0071); NULL: smart when
+                                requires_token, else none */
+    const char *types;       /* text[] literal or NULL (every stored type) */
+    bool separate_status;    /* Prefer: separate-export-status (R15) */
     long long file_lifetime; /* seconds; expires_at = finished_at + this */
     bool organized;          /* organizeOutputBy=Patient: organized tasks */
 } bf_job_kickoff_t;
@@ -49,7 +49,7 @@ bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
 
 typedef struct bf_job_t {
     const char *id;
-    const char *state; /* queued running completed failed cancelled */
+    const char *state;     /* queued running completed failed cancelled */
     const char *client_id; /* owner key "<auth mode>:<client id>" (0071,
                               bf_auth_may_see), e.g. "smart:app", "none:" */
     const char *request_url;
@@ -58,27 +58,27 @@ typedef struct bf_job_t {
     double finished_at;           /* epoch seconds, 0 when not finished */
     double expires_at;            /* epoch seconds, 0 when not set */
     bool expired;                 /* expires_at has passed */
-    bool separate_status;         /* R16: status answers 200 + X-Export-Status */
-    bool partial_manifests;       /* params.allowPartialManifests (R46) */
-    const char *organized_by;     /* params.organizeOutputBy or NULL */
-    const char *error;            /* OperationOutcome JSON or NULL */
-    long long tasks_total;        /* tasks that are not cancelled */
-    long long tasks_done;         /* done or failed */
+    bool separate_status;     /* R16: status answers 200 + X-Export-Status */
+    bool partial_manifests;   /* params.allowPartialManifests (R46) */
+    const char *organized_by; /* params.organizeOutputBy or NULL */
+    const char *error;        /* OperationOutcome JSON or NULL */
+    long long tasks_total;    /* tasks that are not cancelled */
+    long long tasks_done;     /* done or failed */
     /* queued/running jobs only (bulkfhir.job_progress, else 0) */
-    int progress_pct;             /* 0..99 */
-    long long written;            /* resources written so far */
+    int progress_pct;  /* 0..99 */
+    long long written; /* resources written so far */
     /* bf_job_status only */
-    bool poll_refused;            /* R43: polled sooner than min_ms */
-    int poll_wait_ms;             /* then: how long to wait */
-    const char *manifest;         /* stored manifest for this base or NULL */
+    bool poll_refused;    /* R43: polled sooner than min_ms */
+    int poll_wait_ms;     /* then: how long to wait */
+    const char *manifest; /* stored manifest for this base or NULL */
 } bf_job_t;
 
 typedef struct bf_job_status_q_t {
-    int min_ms;           /* R43 gate (BulkFhirMinPollInterval), 0: none */
-    bool auth;            /* the gate runs only for a job the caller may */
+    int min_ms;            /* R43 gate (BulkFhirMinPollInterval), 0: none */
+    bool auth;             /* the gate runs only for a job the caller may */
     const char *client_id; /* see: !auth or job owner key == client_id (the
                               caller's "<auth mode>:<client id>") */
-    const char *base;     /* FHIR base: the stored manifest must match */
+    const char *base;      /* FHIR base: the stored manifest must match */
 } bf_job_status_q_t;
 
 /* One status poll in one statement (bulkfhir.job_status, 0060): the job,
@@ -94,9 +94,8 @@ bool bf_job_manifest_store(PGconn *conn, const char *job_id, const char *base,
 
 /* Published files of a job (bf_manifest_file_t), ordered kind, type, part,
  * with lo < id <= hi (hi < 0: no upper bound). */
-bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id,
-                  long long lo, long long hi, apr_array_header_t **files,
-                  char sqlstate[6]);
+bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id, long long lo,
+                  long long hi, apr_array_header_t **files, char sqlstate[6]);
 
 /* Page `page` (1..) of a job's partial manifests (R46,
  * bulkfhir.manifest_page_take): recorded on first use, then fixed.
@@ -125,9 +124,8 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
  * *found false when unknown, expired or its client is disabled;
  * *expires_at: the token's expiry, epoch seconds. */
 bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
-                        bool *found, const char **client_id,
-                        const char **scope, double *expires_at,
-                        char sqlstate[6]);
+                        bool *found, const char **client_id, const char **scope,
+                        double *expires_at, char sqlstate[6]);
 
 /* ---- Group read/search (R12), bf_job_group.c ---- */
 
@@ -149,10 +147,9 @@ typedef struct bf_group_hit_t {
 
 /* Matching current Groups ordered by id, at most limit of them
  * (bf_group_hit_t); *total counts all matches. */
-bool bf_job_group_search(PGconn *conn, apr_pool_t *p,
-                         const bf_group_query_t *q, int limit,
-                         apr_array_header_t **found, long long *total,
-                         char sqlstate[6]);
+bool bf_job_group_search(PGconn *conn, apr_pool_t *p, const bf_group_query_t *q,
+                         int limit, apr_array_header_t **found,
+                         long long *total, char sqlstate[6]);
 
 /* True when s is a canonical textual uuid (8-4-4-4-12 hex digits). */
 bool bf_job_is_uuid(const char *s);

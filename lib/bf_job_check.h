@@ -8,8 +8,8 @@
 #include <apr_pools.h>
 #include <libpq-fe.h>
 
-/* params: the normalized kick-off parameters as JSON text (its "patient" array of
- * "Patient/id" references, if any).  group_id: the Group of a Group export,
+/* params: the normalized kick-off parameters as JSON text (its "patient" array
+ * of "Patient/id" references, if any).  group_id: the Group of a Group export,
  * else NULL.  On success *bad is NULL when every listed patient exists (and
  * is an active member of the Group), else the first offending reference and
  * *why the reason.  false on a database error (sqlstate set). */

@@ -15,7 +15,7 @@
 #include <apr_thread_mutex.h>
 #include <curl/curl.h>
 
-#define JWKS_CACHE_MAX_SECONDS 3600   /* never trust a cache longer than this */
+#define JWKS_CACHE_MAX_SECONDS 3600 /* never trust a cache longer than this */
 
 /* Per process: the JWKS URLs being fetched and the ones whose last fetch
  * failed (negative cache).  At most one fetch per URL is in flight in a
@@ -116,8 +116,8 @@ long bf_jwks_cache_seconds(const char *cc)
     if (!cc)
         return 0;
     for (p = cc; *p; p++)
-        if (strncasecmp(p, "no-store", 8) == 0
-            || strncasecmp(p, "no-cache", 8) == 0)
+        if (strncasecmp(p, "no-store", 8) == 0 ||
+            strncasecmp(p, "no-cache", 8) == 0)
             return 0;
     p = strcasestr(cc, "max-age=");
     if (!p)
@@ -143,7 +143,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *baton)
 
     if (f->len + add > BF_JWKS_MAX_BYTES) {
         f->too_big = true;
-        return 0;   /* abort the transfer */
+        return 0; /* abort the transfer */
     }
     if (f->len + add + 1 > f->cap) {
         size_t cap = (f->len + add + 1) * 2;
@@ -190,9 +190,9 @@ static json_object *parse_jwks(apr_pool_t *p, const char *text)
 
     if (!o)
         return NULL;
-    if (!json_object_is_type(o, json_type_object)
-        || !json_object_object_get_ex(o, "keys", &keys)
-        || !json_object_is_type(keys, json_type_array)) {
+    if (!json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, "keys", &keys) ||
+        !json_object_is_type(keys, json_type_array)) {
         json_object_put(o);
         return NULL;
     }
@@ -463,8 +463,8 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
     ttl = bf_jwks_cache_seconds(cc);
     if (ttl > 0) {
         snprintf(ttl_s, sizeof ttl_s, "%ld", ttl);
-        params[1] = json_object_to_json_string_ext(*jwks,
-                                                   JSON_C_TO_STRING_PLAIN);
+        params[1] =
+            json_object_to_json_string_ext(*jwks, JSON_C_TO_STRING_PLAIN);
         params[2] = ttl_s;
         /* a failed cache write only costs a later re-fetch */
         bf_pq_exec(
@@ -475,8 +475,7 @@ bool bf_jwks_get(apr_pool_t *p, const bf_conn_lender *db, const char *url,
             " fetched_at = now(), expires_at = EXCLUDED.expires_at,"
             " failed_until = NULL, failure = NULL",
             3, params, NULL, NULL);
-    }
-    else {
+    } else {
         bf_pq_exec(conn, "jwks cache: drop",
                    "DELETE FROM bulkfhir.jwks_cache WHERE url = $1", 1, params,
                    NULL, NULL);

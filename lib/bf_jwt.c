@@ -9,7 +9,8 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 
-#define JWT_MAX_LEN (16 * 1024)   /* a client assertion is a few hundred bytes */
+/* a client assertion is a few hundred bytes */
+#define JWT_MAX_LEN (16 * 1024)
 #define RSA_MIN_BITS 2048
 
 /* ---- base64url -------------------------------------------------------- */
@@ -38,7 +39,7 @@ bool bf_b64url_decode(apr_pool_t *p, const char *in, size_t in_len,
     int bits = 0, v;
 
     while (in_len > 0 && in[in_len - 1] == '=')
-        in_len--;                       /* tolerate padding */
+        in_len--; /* tolerate padding */
     if (in_len % 4 == 1)
         return false;
     buf = apr_palloc(p, in_len * 3 / 4 + 1);
@@ -71,8 +72,8 @@ const char *bf_b64url_encode(apr_pool_t *p, const unsigned char *in,
     size_t i, o = 0;
 
     for (i = 0; i + 2 < in_len; i += 3) {
-        unsigned int v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8
-                         | in[i + 2];
+        unsigned int v =
+            (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
         out[o++] = tbl[(v >> 18) & 63];
         out[o++] = tbl[(v >> 12) & 63];
         out[o++] = tbl[(v >> 6) & 63];
@@ -82,8 +83,7 @@ const char *bf_b64url_encode(apr_pool_t *p, const unsigned char *in,
         unsigned int v = (unsigned)in[i] << 16;
         out[o++] = tbl[(v >> 18) & 63];
         out[o++] = tbl[(v >> 12) & 63];
-    }
-    else if (in_len - i == 2) {
+    } else if (in_len - i == 2) {
         unsigned int v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
         out[o++] = tbl[(v >> 18) & 63];
         out[o++] = tbl[(v >> 12) & 63];
@@ -117,8 +117,8 @@ static json_object *segment_json(apr_pool_t *p, const char *seg, size_t len)
     if (!tok)
         return NULL;
     obj = json_tokener_parse_ex(tok, (const char *)raw, (int)raw_len);
-    if (obj && (json_tokener_get_error(tok) != json_tokener_success
-                || json_tokener_get_parse_end(tok) != raw_len)) {
+    if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
+                json_tokener_get_parse_end(tok) != raw_len)) {
         json_object_put(obj);
         obj = NULL;
     }
@@ -129,8 +129,7 @@ static json_object *segment_json(apr_pool_t *p, const char *seg, size_t len)
         json_object_put(obj);
         return NULL;
     }
-    apr_pool_cleanup_register(p, obj, json_put_cleanup,
-                              apr_pool_cleanup_null);
+    apr_pool_cleanup_register(p, obj, json_put_cleanup, apr_pool_cleanup_null);
     return obj;
 }
 
@@ -139,8 +138,8 @@ static const char *str_member(json_object *o, const char *name)
 {
     json_object *v;
 
-    if (!json_object_object_get_ex(o, name, &v)
-        || !json_object_is_type(v, json_type_string))
+    if (!json_object_object_get_ex(o, name, &v) ||
+        !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
 }
@@ -194,9 +193,9 @@ bool bf_jwt_parse(apr_pool_t *p, const char *compact, bf_jwt **out,
     jwt->iss = str_member(jwt->claims, "iss");
     jwt->sub = str_member(jwt->claims, "sub");
     jwt->jti = str_member(jwt->claims, "jti");
-    if (json_object_object_get_ex(jwt->claims, "exp", &v)
-        && (json_object_is_type(v, json_type_int)
-            || json_object_is_type(v, json_type_double))) {
+    if (json_object_object_get_ex(jwt->claims, "exp", &v) &&
+        (json_object_is_type(v, json_type_int) ||
+         json_object_is_type(v, json_type_double))) {
         jwt->has_exp = true;
         jwt->exp = json_object_get_int64(v);
     }
@@ -240,8 +239,8 @@ bool bf_jwk_select(json_object *jwks, const char *kid, const char *alg,
         *err = "the JWT header has no kid";
         return false;
     }
-    if (!jwks || !json_object_object_get_ex(jwks, "keys", &keys)
-        || !json_object_is_type(keys, json_type_array)) {
+    if (!jwks || !json_object_object_get_ex(jwks, "keys", &keys) ||
+        !json_object_is_type(keys, json_type_array)) {
         *err = "the client's JWKS has no keys array";
         return false;
     }
@@ -260,8 +259,10 @@ bool bf_jwk_select(json_object *jwks, const char *kid, const char *alg,
         }
     }
     if (matches != 1) {
-        *err = matches ? "more than one key in the client's JWKS matches kid and alg"
-                       : "no key in the client's JWKS matches kid and alg";
+        *err =
+            matches
+                ? "more than one key in the client's JWKS matches kid and alg"
+                : "no key in the client's JWKS matches kid and alg";
         return false;
     }
     *key = found;
@@ -300,12 +301,12 @@ static EVP_PKEY *rsa_key(apr_pool_t *p, json_object *key, const char **err)
         goto leave;
     }
     bld = OSSL_PARAM_BLD_new();
-    if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
-        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)
-        || !(params = OSSL_PARAM_BLD_to_param(bld))
-        || !(ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL))
-        || EVP_PKEY_fromdata_init(ctx) <= 0
-        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+    if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
+        !(params = OSSL_PARAM_BLD_to_param(bld)) ||
+        !(ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) ||
+        EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
         *err = "the RSA key could not be loaded";
         pkey = NULL;
     }
@@ -332,23 +333,22 @@ static EVP_PKEY *ec_key(apr_pool_t *p, json_object *key, const char **err)
         *err = "ES384 needs an EC key on curve P-384";
         return NULL;
     }
-    if (!xs || !ys || !bf_b64url_decode(p, xs, strlen(xs), &x, &xl)
-        || !bf_b64url_decode(p, ys, strlen(ys), &y, &yl) || xl != 48
-        || yl != 48) {
+    if (!xs || !ys || !bf_b64url_decode(p, xs, strlen(xs), &x, &xl) ||
+        !bf_b64url_decode(p, ys, strlen(ys), &y, &yl) || xl != 48 || yl != 48) {
         *err = "the EC key has bad x or y";
         return NULL;
     }
-    pub[0] = 0x04;   /* uncompressed point */
+    pub[0] = 0x04; /* uncompressed point */
     memcpy(pub + 1, x, 48);
     memcpy(pub + 49, y, 48);
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
                                                  (char *)"P-384", 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-                                                  pub, sizeof pub);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub,
+                                                  sizeof pub);
     params[2] = OSSL_PARAM_construct_end();
     ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0
-        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
         *err = "the EC key is not a valid P-384 point";
         pkey = NULL;
     }
@@ -382,7 +382,7 @@ static unsigned char *ecdsa_der(apr_pool_t *p, const unsigned char *sig,
         *der_len = (size_t)len;
     }
     OPENSSL_free(der);
-    ECDSA_SIG_free(es);   /* frees r and s */
+    ECDSA_SIG_free(es); /* frees r and s */
     return out;
 }
 
@@ -393,8 +393,8 @@ bool bf_jwt_verify(apr_pool_t *p, const bf_jwt *jwt, json_object *key,
     EVP_MD_CTX *md = NULL;
     const unsigned char *sig = jwt->sig;
     size_t sig_len = jwt->sig_len;
-    const char *kty = bf_jwt_alg_allowed(jwt->alg) ? kty_for_alg(jwt->alg)
-                                                   : NULL;
+    const char *kty =
+        bf_jwt_alg_allowed(jwt->alg) ? kty_for_alg(jwt->alg) : NULL;
     bool ok = false;
 
     if (!kty) {
@@ -448,8 +448,8 @@ static bool aud_matches(json_object *claims, const char *token_url)
     n = json_object_array_length(aud);
     for (i = 0; i < n; i++) {
         v = json_object_array_get_idx(aud, i);
-        if (json_object_is_type(v, json_type_string)
-            && strcmp(json_object_get_string(v), token_url) == 0)
+        if (json_object_is_type(v, json_type_string) &&
+            strcmp(json_object_get_string(v), token_url) == 0)
             return true;
     }
     return false;

@@ -11,8 +11,8 @@
 #include <json-c/json.h>
 
 typedef struct bf_jwt {
-    json_object *header;   /* owned; released by a cleanup on the pool */
-    json_object *claims;   /* owned; idem */
+    json_object *header; /* owned; released by a cleanup on the pool */
+    json_object *claims; /* owned; idem */
     const char *alg, *kid, *typ, *jku;
     const char *iss, *sub, *jti;
     bool has_exp;
@@ -47,9 +47,10 @@ bool bf_jwk_select(json_object *jwks, const char *kid, const char *alg,
 bool bf_jwt_verify(apr_pool_t *p, const bf_jwt *jwt, json_object *key,
                    const char **err);
 
-/* A4/A6 claims: typ present and JWT, iss == sub == client_id, aud equals token_url (or
- * an array containing it), exp present, not expired (with `skew` seconds of
- * leeway) and at most max_ahead seconds in the future, jti present. */
+/* A4/A6 claims: typ present and JWT, iss == sub == client_id, aud equals
+ * token_url (or an array containing it), exp present, not expired (with `skew`
+ * seconds of leeway) and at most max_ahead seconds in the future, jti present.
+ */
 bool bf_jwt_check_claims(const bf_jwt *jwt, const char *client_id,
                          const char *token_url, int64_t now, int skew,
                          int max_ahead, const char **err);

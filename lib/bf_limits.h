@@ -8,9 +8,9 @@
  * (bulkfhir.admit) and says whether one more job may start: at most
  * max_jobs queued+running jobs (bulkfhir.client.max_jobs for a SMART
  * client, else default_max; anonymous jobs share one budget) and at most
- * rate kick-offs per minute.  On BF_ADMIT_OK the transaction stays open: the caller runs
- * bf_job_kickoff in it and then bf_limits_finish(commit).  On any other
- * outcome the transaction is already rolled back. */
+ * rate kick-offs per minute.  On BF_ADMIT_OK the transaction stays open: the
+ * caller runs bf_job_kickoff in it and then bf_limits_finish(commit).  On any
+ * other outcome the transaction is already rolled back. */
 #ifndef BF_LIMITS_H
 #define BF_LIMITS_H
 
@@ -26,10 +26,10 @@ typedef enum {
 
 typedef struct bf_admit_t {
     bf_admit_e verdict;
-    long long active;   /* queued+running jobs of the client now */
-    int max_jobs;       /* its limit */
-    long long recent;   /* kick-offs in the last minute */
-    int retry_after;    /* seconds (BF_ADMIT_RATE) */
+    long long active; /* queued+running jobs of the client now */
+    int max_jobs;     /* its limit */
+    long long recent; /* kick-offs in the last minute */
+    int retry_after;  /* seconds (BF_ADMIT_RATE) */
 } bf_admit_t;
 
 /* client_id NULL: anonymous.  false: database failure (sqlstate set, no

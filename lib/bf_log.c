@@ -17,11 +17,16 @@ static bf_log_level_e max_level = BF_LOG_INFO;
 const char *bf_log_level_name(bf_log_level_e level)
 {
     switch (level) {
-    case BF_LOG_ERR: return "error";
-    case BF_LOG_WARN: return "warn";
-    case BF_LOG_NOTICE: return "notice";
-    case BF_LOG_INFO: return "info";
-    case BF_LOG_DEBUG: return "debug";
+    case BF_LOG_ERR:
+        return "error";
+    case BF_LOG_WARN:
+        return "warn";
+    case BF_LOG_NOTICE:
+        return "notice";
+    case BF_LOG_INFO:
+        return "info";
+    case BF_LOG_DEBUG:
+        return "debug";
     }
     return "?";
 }
@@ -59,8 +64,8 @@ int bf_log_is_level(bf_log_level_e level)
     return level <= max_level;
 }
 
-void bf_log_v(const char *file, int line, bf_log_level_e level,
-              const char *fmt, va_list ap)
+void bf_log_v(const char *file, int line, bf_log_level_e level, const char *fmt,
+              va_list ap)
 {
     char msg[2048];
 
@@ -70,8 +75,8 @@ void bf_log_v(const char *file, int line, bf_log_level_e level,
     sink(sink_baton, file, line, level, msg);
 }
 
-void bf_log_(const char *file, int line, bf_log_level_e level,
-             const char *fmt, ...)
+void bf_log_(const char *file, int line, bf_log_level_e level, const char *fmt,
+             ...)
 {
     va_list ap;
 

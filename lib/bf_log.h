@@ -22,10 +22,10 @@ typedef void bf_log_fn(void *baton, const char *file, int line,
  * that is passed to it. */
 void bf_log_set(bf_log_fn *fn, void *baton, bf_log_level_e max_level);
 int bf_log_is_level(bf_log_level_e level);
-void bf_log_(const char *file, int line, bf_log_level_e level,
-             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void bf_log_v(const char *file, int line, bf_log_level_e level,
-              const char *fmt, va_list ap);
+void bf_log_(const char *file, int line, bf_log_level_e level, const char *fmt,
+             ...) __attribute__((format(printf, 4, 5)));
+void bf_log_v(const char *file, int line, bf_log_level_e level, const char *fmt,
+              va_list ap);
 const char *bf_log_level_name(bf_log_level_e level);
 
 #define bf_log(level, ...) bf_log_(__FILE__, __LINE__, (level), __VA_ARGS__)

@@ -44,8 +44,7 @@ const char *bf_manifest_json(apr_pool_t *p, const bf_manifest_t *m)
 
     json_object_object_add(root, "transactionTime",
                            json_object_new_string(m->transaction_time));
-    json_object_object_add(root, "request",
-                           json_object_new_string(m->request));
+    json_object_object_add(root, "request", json_object_new_string(m->request));
     json_object_object_add(root, "requiresAccessToken",
                            json_object_new_boolean(m->requires_token));
     if (m->organized_by)
@@ -60,27 +59,23 @@ const char *bf_manifest_json(apr_pool_t *p, const bf_manifest_t *m)
         if (strcmp(f->kind, "deleted") == 0) {
             to = deleted;
             type = "Bundle"; /* R54: transaction Bundles of DELETEs */
-        }
-        else if (strcmp(f->kind, "error") == 0) {
+        } else if (strcmp(f->kind, "error") == 0) {
             to = error;
             type = "OperationOutcome"; /* R56 */
-        }
-        else if (m->organized_by) {
+        } else if (m->organized_by) {
             type = NULL; /* R53: organized items SHALL NOT have type */
         }
         if (type)
             json_object_object_add(item, "type", json_object_new_string(type));
-        json_object_object_add(
-            item, "url",
-            json_object_new_string(
-                bf_manifest_file_url(p, m->base_url, m->job_id, f->name)));
+        json_object_object_add(item, "url",
+                               json_object_new_string(bf_manifest_file_url(
+                                   p, m->base_url, m->job_id, f->name)));
         if (f->continues_in && to == output)
             json_object_object_add(
                 item, "continuesInFile",
                 json_object_new_string(bf_manifest_file_url(
                     p, m->base_url, m->job_id, f->continues_in)));
-        json_object_object_add(item, "count",
-                               json_object_new_int64(f->count));
+        json_object_object_add(item, "count", json_object_new_int64(f->count));
         json_object_array_add(to, item);
     }
     json_object_object_add(root, "output", output);

@@ -35,20 +35,20 @@ struct bf_ndjson {
     char *buf;
     size_t bufsize;
     size_t buflen;
-    int fd;                     /* current part, -1 when none open */
-    apr_array_header_t *parts;  /* bf_ndjson_part_t */
+    int fd;                    /* current part, -1 when none open */
+    apr_array_header_t *parts; /* bf_ndjson_part_t */
     int64_t total_count;
     int64_t total_bytes;
     bool dir_synced;
     const char *error;
     int error_no;
-    const char *kind;           /* bulkfhir.file kind */
-    const char *rtype;          /* bulkfhir.file resource_type (NULL ok) */
+    const char *kind;  /* bulkfhir.file kind */
+    const char *rtype; /* bulkfhir.file resource_type (NULL ok) */
     int first_part;
     bf_ndjson_closed_fn on_closed;
     void *on_closed_ctx;
-    bf_ndjson_t *next;          /* chained writer of the same attempt */
-    char *header;               /* current block's header line */
+    bf_ndjson_t *next; /* chained writer of the same attempt */
+    char *header;      /* current block's header line */
     size_t header_len, header_cap;
     bool in_block;
     int level;           /* gzip level, -1: none */
@@ -66,13 +66,13 @@ struct bf_ndjson {
     bool zthread_on;
     pthread_mutex_t zmu;
     pthread_cond_t zcv;
-    char *spare;       /* bufsize, the buffer handed to the helper */
-    size_t zjob_len;   /* bytes of spare to compress */
-    bool zjob;         /* a job pending or running */
+    char *spare;     /* bufsize, the buffer handed to the helper */
+    size_t zjob_len; /* bytes of spare to compress */
+    bool zjob;       /* a job pending or running */
     bool zquit;
-    int zerr;          /* the helper's failure (errno), 0 while none */
-    const char *zop;   /* "compress" or "write" */
-    int64_t zstored;   /* bytes the helper wrote, not yet counted */
+    int zerr;        /* the helper's failure (errno), 0 while none */
+    const char *zop; /* "compress" or "write" */
+    int64_t zstored; /* bytes the helper wrote, not yet counted */
 };
 
 void bf_ndjson_set_default_compression(int level)
@@ -125,8 +125,7 @@ static bool fail(bf_ndjson_t *w, int err, const char *op, const char *path)
 {
     if (!w->error) {
         w->error_no = err;
-        w->error = apr_psprintf(w->pool, "%s %s: %s", op, path,
-                                strerror(err));
+        w->error = apr_psprintf(w->pool, "%s %s: %s", op, path, strerror(err));
     }
     return false;
 }
@@ -314,8 +313,8 @@ static void *z_helper(void *arg)
         if (!w->zjob)
             break; /* quit, nothing pending */
         pthread_mutex_unlock(&w->zmu);
-        err = z_deflate_write(w, w->spare, w->zjob_len, Z_NO_FLUSH, &op,
-                              &stored);
+        err =
+            z_deflate_write(w, w->spare, w->zjob_len, Z_NO_FLUSH, &op, &stored);
         if (err == 0)
             start_writeback(w->fd);
         pthread_mutex_lock(&w->zmu);
@@ -498,7 +497,8 @@ static bool finish_part(bf_ndjson_t *w)
         if (!w->on_closed(w->on_closed_ctx, w, cur, &err)) {
             if (!w->error) {
                 w->error_no = EIO;
-                w->error = apr_pstrdup(w->pool, err ? err : "part publication failed");
+                w->error =
+                    apr_pstrdup(w->pool, err ? err : "part publication failed");
             }
             return false;
         }
@@ -580,9 +580,9 @@ static bool write_line(bf_ndjson_t *w, const char *line, size_t len,
     if (w->error)
         return false;
     cur = current(w);
-    if (cur && ((w->max_resources > 0 && cur->count >= w->max_resources)
-                || (w->max_bytes > 0 && cur->bytes > 0
-                    && cur->bytes + (int64_t)need > w->max_bytes))) {
+    if (cur && ((w->max_resources > 0 && cur->count >= w->max_resources) ||
+                (w->max_bytes > 0 && cur->bytes > 0 &&
+                 cur->bytes + (int64_t)need > w->max_bytes))) {
         /* a block too large for one part continues in the next one, which
          * starts with the block's header again (R53) */
         bool split = w->in_block && !is_header;
@@ -590,8 +590,8 @@ static bool write_line(bf_ndjson_t *w, const char *line, size_t len,
         if (!finish_part(w) || !open_part(w))
             return false;
         if (split) {
-            bf_ndjson_part_t *prev = &APR_ARRAY_IDX(w->parts, w->parts->nelts - 2,
-                                                    bf_ndjson_part_t);
+            bf_ndjson_part_t *prev =
+                &APR_ARRAY_IDX(w->parts, w->parts->nelts - 2, bf_ndjson_part_t);
 
             prev->continues_in = current(w)->name;
             if (!append(w, w->header, w->header_len))
@@ -618,9 +618,9 @@ bool bf_ndjson_block(bf_ndjson_t *w, const char *header, size_t len,
         return false;
     cur = current(w);
     /* a block that does not fit where we are starts a new part */
-    if (cur && cur->count > 0
-        && ((w->max_resources > 0 && cur->count + lines > w->max_resources)
-            || (w->max_bytes > 0 && cur->bytes + bytes > w->max_bytes))) {
+    if (cur && cur->count > 0 &&
+        ((w->max_resources > 0 && cur->count + lines > w->max_resources) ||
+         (w->max_bytes > 0 && cur->bytes + bytes > w->max_bytes))) {
         if (!finish_part(w))
             return false;
     }
@@ -713,14 +713,15 @@ int bf_ndjson_errno(const bf_ndjson_t *w)
     return w->error_no;
 }
 
-/* ---- binary COPY ---------------------------------------------------------- */
+/* ---- binary COPY ----------------------------------------------------------
+ */
 
 static const char copy_signature[11] = "PGCOPY\n\377\r\n\0";
 
 static uint32_t be32(const unsigned char *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16)
-           | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
 static uint16_t be16(const unsigned char *p)
@@ -788,7 +789,7 @@ bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,
             return bad(st, st->ncols == 1 ? "expected one column"
                                           : "expected three columns");
         {
-            int64_t blk[2] = { -1, -1 };
+            int64_t blk[2] = {-1, -1};
             int c;
 
             for (c = 0; c + 1 < st->ncols; c++) {
@@ -818,7 +819,8 @@ bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,
                 if (!bf_ndjson_block(w, (const char *)p + 1, (size_t)flen - 1,
                                      blk[0], blk[1]))
                     return false;
-            } else if (!bf_ndjson_write(w, (const char *)p + 1, (size_t)flen - 1)) {
+            } else if (!bf_ndjson_write(w, (const char *)p + 1,
+                                        (size_t)flen - 1)) {
                 return false;
             }
             p += flen;

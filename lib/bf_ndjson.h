@@ -30,16 +30,17 @@
 typedef struct bf_ndjson bf_ndjson_t;
 
 typedef struct bf_ndjson_part {
-    int part;          /* 0, 1, ... */
-    const char *name;  /* published name (URL, file row): always .ndjson */
-    const char *file;  /* name on disk: name, or name + ".gz" when gzip */
-    int64_t count;     /* lines */
-    int64_t bytes;     /* NDJSON bytes, newlines included (the identity
-                          representation; what max_bytes and the file row's
-                          bytes count) */
-    int64_t stored;    /* bytes on disk (== bytes when not compressed) */
-    const char *continues_in; /* next part's name when a resource block
-                                 continues there (organizeOutputBy), else NULL */
+    int part;         /* 0, 1, ... */
+    const char *name; /* published name (URL, file row): always .ndjson */
+    const char *file; /* name on disk: name, or name + ".gz" when gzip */
+    int64_t count;    /* lines */
+    int64_t bytes;    /* NDJSON bytes, newlines included (the identity
+                         representation; what max_bytes and the file row's
+                         bytes count) */
+    int64_t stored;   /* bytes on disk (== bytes when not compressed) */
+    const char
+        *continues_in; /* next part's name when a resource block
+                          continues there (organizeOutputBy), else NULL */
     bool closed;       /* flushed, fsynced and closed */
     bool published;    /* its file row is committed (per-part publication) */
 } bf_ndjson_part_t;
@@ -79,7 +80,8 @@ void bf_ndjson_set_first_part(bf_ndjson_t *w, int first);
  * returning false fails the writer with the message in *err. */
 typedef bool (*bf_ndjson_closed_fn)(void *ctx, bf_ndjson_t *w,
                                     bf_ndjson_part_t *part, const char **err);
-void bf_ndjson_on_part_closed(bf_ndjson_t *w, bf_ndjson_closed_fn fn, void *ctx);
+void bf_ndjson_on_part_closed(bf_ndjson_t *w, bf_ndjson_closed_fn fn,
+                              void *ctx);
 /* A chain of writers of one task attempt (output, then deleted, ...):
  * publish walks it, abort removes the parts of every writer in it. */
 void bf_ndjson_chain(bf_ndjson_t *w, bf_ndjson_t *next);
@@ -128,15 +130,15 @@ int bf_ndjson_write_all(int fd, const char *buf, size_t len);
  * written to w as one line.  The header may precede the first row in the
  * first chunk; the trailer (field count -1) ends the stream. */
 typedef struct bf_copybin {
-    int ncols;          /* 1 (jsonb) or 3 (int8 block lines, int8 block
-                           bytes, jsonb: a non-NULL pair starts a block) */
+    int ncols; /* 1 (jsonb) or 3 (int8 block lines, int8 block
+                  bytes, jsonb: a non-NULL pair starts a block) */
     bool header_seen;
     bool trailer_seen;
-    int64_t rows;       /* tuples seen, NULLs included */
-    char err[160];      /* parse error, "" while none */
+    int64_t rows;  /* tuples seen, NULLs included */
+    char err[160]; /* parse error, "" while none */
 } bf_copybin_t;
 
-void bf_copybin_init(bf_copybin_t *st);   /* ncols 1 */
+void bf_copybin_init(bf_copybin_t *st); /* ncols 1 */
 /* False on a malformed stream (st->err) or a writer error
  * (bf_ndjson_error(w)). */
 bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,

@@ -25,8 +25,7 @@ void bf_oo_add(json_object *oo, const char *severity, const char *code,
     json_object_array_add(issues, issue);
 }
 
-json_object *bf_oo_new(const char *severity, const char *code,
-                       const char *text)
+json_object *bf_oo_new(const char *severity, const char *code, const char *text)
 {
     json_object *oo = json_object_new_object();
 
@@ -38,9 +37,9 @@ json_object *bf_oo_new(const char *severity, const char *code,
 
 const char *bf_json_to_pool(apr_pool_t *p, json_object *obj)
 {
-    return apr_pstrdup(p, json_object_to_json_string_ext(
-                              obj, JSON_C_TO_STRING_PLAIN
-                                       | JSON_C_TO_STRING_NOSLASHESCAPE));
+    return apr_pstrdup(
+        p, json_object_to_json_string_ext(
+               obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 const char *bf_oo_json(apr_pool_t *p, const char *severity, const char *code,

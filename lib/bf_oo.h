@@ -16,7 +16,8 @@ void bf_oo_add(json_object *oo, const char *severity, const char *code,
                const char *text);
 /* Convenience: a one-issue OperationOutcome serialised into pool p. */
 const char *bf_oo_json(apr_pool_t *p, const char *severity, const char *code,
-                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                       const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Serialise any json-c object into pool p (compact, no trailing newline). */
 const char *bf_json_to_pool(apr_pool_t *p, json_object *obj);
 

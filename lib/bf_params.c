@@ -30,21 +30,21 @@ static const struct {
     param_kind_e kind;
     bool supported;
 } known[] = {
-    { "_outputFormat", PK_FORMAT, true },
-    { "_since", PK_INSTANT, true },
-    { "_type", PK_TYPES, true },
-    { "_until", PK_INSTANT, true },
-    { "_elements", PK_LIST, true },
-    { "_typeFilter", PK_QUERY, true },
-    { "patient", PK_REF, true },
+    {"_outputFormat", PK_FORMAT, true},
+    {"_since", PK_INSTANT, true},
+    {"_type", PK_TYPES, true},
+    {"_until", PK_INSTANT, true},
+    {"_elements", PK_LIST, true},
+    {"_typeFilter", PK_QUERY, true},
+    {"patient", PK_REF, true},
     /* R25, R26: the two Provenance values of the IG's ValueSet; others
      * (and _custom values) are refused unless lenient */
-    { "includeAssociatedData", PK_LIST, true },
+    {"includeAssociatedData", PK_LIST, true},
     /* organizeOutputBy: only Patient (the workers' resource blocks) */
-    { "organizeOutputBy", PK_RTYPE, true },
+    {"organizeOutputBy", PK_RTYPE, true},
     /* the module serves partial manifests of the files published so far
      * (R46); the workers publish per part when the job asks */
-    { "allowPartialManifests", PK_BOOL, true },
+    {"allowPartialManifests", PK_BOOL, true},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
@@ -128,8 +128,8 @@ static void ignore(ctx_t *c, const char *fmt, ...)
     if (c->ignored++ >= BF_PARAMS_MAX_WARNINGS)
         return; /* counted; finish() says how many more */
     va_start(ap, fmt);
-    APR_ARRAY_PUSH(c->prm->ignored, const char *) = apr_pvsprintf(c->p, fmt,
-                                                                  ap);
+    APR_ARRAY_PUSH(c->prm->ignored, const char *) =
+        apr_pvsprintf(c->p, fmt, ap);
     va_end(ap);
 }
 
@@ -175,8 +175,8 @@ static long item_limit(const ctx_t *c, const char *name, const char **dir)
 
 static const char *normal_format(const char *v)
 {
-    static const char *const ok[] = { NDJSON, "application/fhir ndjson",
-                                      "application/ndjson", "ndjson", NULL };
+    static const char *const ok[] = {NDJSON, "application/fhir ndjson",
+                                     "application/ndjson", "ndjson", NULL};
     int i;
 
     for (i = 0; ok[i]; i++)
@@ -199,15 +199,14 @@ static bool item_ok(ctx_t *c, int k, const char *item, const char **why)
                    "resource type";
             return false;
         }
-    }
-    else if (!strcmp(name, "patient")) {
+    } else if (!strcmp(name, "patient")) {
         *why = "is not a reference Patient/[id]";
-        if (strncmp(item, "Patient/", 8) != 0 || !item[8]
-            || strlen(item + 8) > 64)
+        if (strncmp(item, "Patient/", 8) != 0 || !item[8] ||
+            strlen(item + 8) > 64)
             return false;
         for (i = 8; item[i]; i++)
-            if (!isalnum((unsigned char)item[i]) && item[i] != '-'
-                && item[i] != '.')
+            if (!isalnum((unsigned char)item[i]) && item[i] != '-' &&
+                item[i] != '.')
                 return false;
     }
     return true;
@@ -349,9 +348,9 @@ static bool add_value(ctx_t *c, int k, const char *v)
             if (dir && ++c->items[k] > limit)
                 return too_costly(c, dir, limit, "more than %ld %s values",
                                   limit, name);
-            if (!strcmp(name, "includeAssociatedData")
-                && strcmp(item, "LatestProvenanceResources") != 0
-                && strcmp(item, "RelevantProvenanceResources") != 0) {
+            if (!strcmp(name, "includeAssociatedData") &&
+                strcmp(item, "LatestProvenanceResources") != 0 &&
+                strcmp(item, "RelevantProvenanceResources") != 0) {
                 if (!c->lenient)
                     return fail(c, "not-supported",
                                 "includeAssociatedData: '%s' is not supported "
@@ -359,16 +358,17 @@ static bool add_value(ctx_t *c, int k, const char *v)
                                 "RelevantProvenanceResources are; send Prefer: "
                                 "handling=lenient to ignore it)",
                                 shown(c->p, item));
-                ignore(c, "includeAssociatedData: '%s' is not supported and "
-                          "was ignored", shown(c->p, item));
+                ignore(c,
+                       "includeAssociatedData: '%s' is not supported and "
+                       "was ignored",
+                       shown(c->p, item));
                 continue;
             }
             if (!item_ok(c, k, item, &bad)) {
                 if (!c->lenient)
                     return fail(c, "invalid", "%s: '%s' %s", name,
                                 shown(c->p, item), bad);
-                ignore(c, "%s: '%s' ignored: %s", name, shown(c->p, item),
-                       bad);
+                ignore(c, "%s: '%s' ignored: %s", name, shown(c->p, item), bad);
                 continue;
             }
             if (known[k].kind == PK_TYPES && !bf_r4_is_type(item)) {
@@ -418,17 +418,17 @@ static bool finish(ctx_t *c)
     size_t i, n;
     bf_params_t *prm = c->prm;
 
-    if (c->level && !strcmp(c->level, "system")
-        && json_object_object_get_ex(c->obj, "patient", NULL)) {
+    if (c->level && !strcmp(c->level, "system") &&
+        json_object_object_get_ex(c->obj, "patient", NULL)) {
         if (!c->lenient)
-            return fail(c, "invalid", "parameter patient applies to "
-                                      "Patient/$export and Group/[id]/$export "
-                                      "only");
+            return fail(c, "invalid",
+                        "parameter patient applies to "
+                        "Patient/$export and Group/[id]/$export "
+                        "only");
         ignore(c, "parameter patient ignored at system level");
         json_object_object_del(c->obj, "patient");
-    }
-    else if (c->from_query
-             && json_object_object_get_ex(c->obj, "patient", NULL)) {
+    } else if (c->from_query &&
+               json_object_object_get_ex(c->obj, "patient", NULL)) {
         /* v2/v3: "POST requests only"; lenient honours it anyway */
         if (!c->lenient)
             return fail(c, "not-supported",
@@ -483,15 +483,14 @@ static bool finish(ctx_t *c)
         int j;
 
         for (j = 0; j < prm->ignored->nelts; j++)
-            json_object_array_add(
-                w, json_object_new_string(
-                       APR_ARRAY_IDX(prm->ignored, j, const char *)));
+            json_object_array_add(w, json_object_new_string(APR_ARRAY_IDX(
+                                         prm->ignored, j, const char *)));
         json_object_object_add(c->obj, "_warnings", w);
     }
-    prm->json = apr_pstrdup(
-        c->p, json_object_to_json_string_ext(
-                  c->obj, JSON_C_TO_STRING_PLAIN
-                              | JSON_C_TO_STRING_NOSLASHESCAPE));
+    prm->json =
+        apr_pstrdup(c->p, json_object_to_json_string_ext(
+                              c->obj, JSON_C_TO_STRING_PLAIN |
+                                          JSON_C_TO_STRING_NOSLASHESCAPE));
     return true;
 }
 
@@ -516,13 +515,12 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
     for (i = 0; i < len; i++) {
         if (s[i] == '+') {
             *o++ = ' ';
-        }
-        else if (s[i] == '%') {
-            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1])
-                || !isxdigit((unsigned char)s[i + 2]))
+        } else if (s[i] == '%') {
+            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]))
                 return NULL;
             {
-                char hex[3] = { s[i + 1], s[i + 2], 0 };
+                char hex[3] = {s[i + 1], s[i + 2], 0};
                 int ch = (int)strtol(hex, NULL, 16);
 
                 if (ch == 0)
@@ -530,8 +528,7 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
                 *o++ = (char)ch;
             }
             i += 2;
-        }
-        else {
+        } else {
             *o++ = s[i];
         }
     }
@@ -539,8 +536,8 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
     return out;
 }
 
-bool bf_params_from_query(apr_pool_t *p, const char *query,
-                          const char *level, bool lenient, bf_params_t **out)
+bool bf_params_from_query(apr_pool_t *p, const char *query, const char *level,
+                          bool lenient, bf_params_t **out)
 {
     return bf_params_from_query_lim(p, query, level, lenient, NULL, out);
 }
@@ -565,8 +562,9 @@ bool bf_params_from_query_lim(apr_pool_t *p, const char *query,
         if (!eq)
             eq = end;
         name = bf_params_form_decode(p, seg, (size_t)(eq - seg));
-        value = bf_params_form_decode(p, eq < end ? eq + 1 : end,
-                                      (size_t)(end - (eq < end ? eq + 1 : end)));
+        value =
+            bf_params_form_decode(p, eq < end ? eq + 1 : end,
+                                  (size_t)(end - (eq < end ? eq + 1 : end)));
         if (!name || !value) {
             fail(&c, "invalid", "malformed %%-escape in the query string");
             goto leave;
@@ -587,10 +585,10 @@ leave:
 /* The string form of a Parameters.parameter value for known kind k. */
 static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
 {
-    static const char *const vx[] = { "valueString", "valueInstant",
-                                      "valueDateTime", "valueCode",
-                                      "valueBoolean", "valueReference",
-                                      "valueCoding", "valueUri", NULL };
+    static const char *const vx[] = {
+        "valueString", "valueInstant", "valueDateTime",
+        "valueCode",   "valueBoolean", "valueReference",
+        "valueCoding", "valueUri",     NULL};
     const char *name = known[k].name, *which = NULL;
     json_object *val = NULL, *sub;
     int i;
@@ -600,8 +598,10 @@ static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
 
         if (json_object_object_get_ex(e, vx[i], &o)) {
             if (which)
-                return fail(c, "invalid", "parameter %s has more than one "
-                                          "value[x]", name);
+                return fail(c, "invalid",
+                            "parameter %s has more than one "
+                            "value[x]",
+                            name);
             which = vx[i];
             val = o;
         }
@@ -611,41 +611,43 @@ static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
 
     switch (known[k].kind) {
     case PK_BOOL:
-        if (strcmp(which, "valueBoolean") != 0
-            || !json_object_is_type(val, json_type_boolean))
+        if (strcmp(which, "valueBoolean") != 0 ||
+            !json_object_is_type(val, json_type_boolean))
             return fail(c, "invalid", "parameter %s needs valueBoolean", name);
         *v = json_object_get_boolean(val) ? "true" : "false";
         return true;
     case PK_REF:
-        if (strcmp(which, "valueReference") != 0
-            || !json_object_is_type(val, json_type_object)
-            || !json_object_object_get_ex(val, "reference", &sub)
-            || !json_object_is_type(sub, json_type_string))
+        if (strcmp(which, "valueReference") != 0 ||
+            !json_object_is_type(val, json_type_object) ||
+            !json_object_object_get_ex(val, "reference", &sub) ||
+            !json_object_is_type(sub, json_type_string))
             return fail(c, "invalid",
                         "parameter %s needs valueReference with a reference",
                         name);
         *v = json_object_get_string(sub);
         return true;
     case PK_INSTANT:
-        if (strcmp(which, "valueInstant") != 0
-            && strcmp(which, "valueDateTime") != 0
-            && strcmp(which, "valueString") != 0)
+        if (strcmp(which, "valueInstant") != 0 &&
+            strcmp(which, "valueDateTime") != 0 &&
+            strcmp(which, "valueString") != 0)
             return fail(c, "invalid", "parameter %s needs valueInstant", name);
         break;
     case PK_LIST:
         if (strcmp(which, "valueCoding") == 0) {
-            if (!json_object_is_type(val, json_type_object)
-                || !json_object_object_get_ex(val, "code", &sub)
-                || !json_object_is_type(sub, json_type_string))
-                return fail(c, "invalid", "parameter %s: valueCoding needs a "
-                                          "code", name);
+            if (!json_object_is_type(val, json_type_object) ||
+                !json_object_object_get_ex(val, "code", &sub) ||
+                !json_object_is_type(sub, json_type_string))
+                return fail(c, "invalid",
+                            "parameter %s: valueCoding needs a "
+                            "code",
+                            name);
             *v = json_object_get_string(sub);
             return true;
         }
         /* fall through */
     default:
-        if (strcmp(which, "valueString") != 0 && strcmp(which, "valueCode") != 0
-            && strcmp(which, "valueUri") != 0)
+        if (strcmp(which, "valueString") != 0 &&
+            strcmp(which, "valueCode") != 0 && strcmp(which, "valueUri") != 0)
             return fail(c, "invalid", "parameter %s needs valueString", name);
         break;
     }
@@ -682,30 +684,30 @@ bool bf_params_from_body_lim(apr_pool_t *p, const char *body, size_t len,
     off = len > 0 ? json_tokener_get_parse_end(tok) : 0;
     while (off < len && isspace((unsigned char)body[off]))
         off++;
-    if (!root || json_tokener_get_error(tok) != json_tokener_success
-        || off != len) {
+    if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+        off != len) {
         fail(&c, "invalid", "the body is not a JSON document");
         goto leave;
     }
-    if (!json_object_is_type(root, json_type_object)
-        || !json_object_object_get_ex(root, "resourceType", &rt)
-        || !json_object_is_type(rt, json_type_string)
-        || strcmp(json_object_get_string(rt), "Parameters") != 0) {
+    if (!json_object_is_type(root, json_type_object) ||
+        !json_object_object_get_ex(root, "resourceType", &rt) ||
+        !json_object_is_type(rt, json_type_string) ||
+        strcmp(json_object_get_string(rt), "Parameters") != 0) {
         fail(&c, "invalid", "the body must be a FHIR Parameters resource");
         goto leave;
     }
-    if (json_object_object_get_ex(root, "parameter", &list)
-        && !json_object_is_type(list, json_type_array)) {
+    if (json_object_object_get_ex(root, "parameter", &list) &&
+        !json_object_is_type(list, json_type_array)) {
         fail(&c, "invalid", "Parameters.parameter must be an array");
         goto leave;
     }
     count = list ? json_object_array_length(list) : 0;
     for (i = 0; i < count; i++) {
         e = json_object_array_get_idx(list, i);
-        if (!json_object_is_type(e, json_type_object)
-            || !json_object_object_get_ex(e, "name", &n)
-            || !json_object_is_type(n, json_type_string)
-            || !*json_object_get_string(n)) {
+        if (!json_object_is_type(e, json_type_object) ||
+            !json_object_object_get_ex(e, "name", &n) ||
+            !json_object_is_type(n, json_type_string) ||
+            !*json_object_get_string(n)) {
             fail(&c, "invalid", "Parameters.parameter[%d] needs a name",
                  (int)i);
             goto leave;
@@ -746,12 +748,12 @@ const char *bf_params_types_literal(apr_pool_t *p, const bf_params_t *prm)
     /* the names are validated R4 type names: letters only, safe to quote */
     for (i = 0; i < prm->types->nelts; i++)
         s = apr_pstrcat(p, s, i ? "," : "", "\"",
-                        APR_ARRAY_IDX(prm->types, i, const char *), "\"",
-                        NULL);
+                        APR_ARRAY_IDX(prm->types, i, const char *), "\"", NULL);
     return apr_pstrcat(p, s, "}", NULL);
 }
 
-/* ---- Prefer (RFC 7240) ---------------------------------------------------- */
+/* ---- Prefer (RFC 7240) ----------------------------------------------------
+ */
 
 static const char *skip_ws(const char *s)
 {
@@ -776,8 +778,7 @@ static void pref_word(const char **s, char *buf, size_t size)
         }
         if (*p == '"')
             p++;
-    }
-    else {
+    } else {
         for (; *p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t'; p++)
             if (n + 1 < size)
                 buf[n++] = *p;
@@ -795,8 +796,8 @@ void bf_params_prefer_add(bf_prefer_t *pref, const char *value)
     while (*s) {
         s = skip_ws(s);
         n = 0;
-        while (*s && *s != ',' && *s != ';' && *s != '=' && *s != ' '
-               && *s != '\t') {
+        while (*s && *s != ',' && *s != ';' && *s != '=' && *s != ' ' &&
+               *s != '\t') {
             if (n + 1 < sizeof name)
                 name[n++] = *s;
             s++;

@@ -11,8 +11,8 @@
  * (code "not-supported" or "invalid") unless the client sent
  * Prefer: handling=lenient; then they are dropped from the normalized form
  * and listed in `ignored` and in the JSON's `_warnings` (the worker writes
- * them to an error file, R60).  Malformed values of single-valued parameters are
- * refused even when lenient. */
+ * them to an error file, R60).  Malformed values of single-valued parameters
+ * are refused even when lenient. */
 #ifndef BF_PARAMS_H
 #define BF_PARAMS_H
 
@@ -60,22 +60,22 @@ extern const bf_params_limits_t bf_params_default_limits;
 #define BF_PARAMS_MAX_WARNINGS 50
 
 typedef struct bf_params_t {
-    const char *output_format;     /* always application/fhir+ndjson */
-    const char *since;             /* FHIR instant or NULL */
-    const char *until;             /* FHIR instant or NULL (when supported) */
-    apr_array_header_t *types;     /* const char *; NULL: no _type given */
-    const char *organize_by;       /* organizeOutputBy (Patient) or NULL */
-    bool associated;               /* includeAssociatedData has a supported
-                                    * value (Latest/RelevantProvenanceResources):
-                                    * the kick-off adds a Provenance task */
-    const char *json;              /* normalized params, serialised */
-    apr_array_header_t *ignored;   /* const char *: messages, lenient only;
-                                    * also stored as params._warnings */
+    const char *output_format;   /* always application/fhir+ndjson */
+    const char *since;           /* FHIR instant or NULL */
+    const char *until;           /* FHIR instant or NULL (when supported) */
+    apr_array_header_t *types;   /* const char *; NULL: no _type given */
+    const char *organize_by;     /* organizeOutputBy (Patient) or NULL */
+    bool associated;             /* includeAssociatedData has a supported
+                                  * value (Latest/RelevantProvenanceResources):
+                                  * the kick-off adds a Provenance task */
+    const char *json;            /* normalized params, serialised */
+    apr_array_header_t *ignored; /* const char *: messages, lenient only;
+                                  * also stored as params._warnings */
     /* on failure */
-    const char *error;             /* human readable, names the parameter */
-    const char *error_code;        /* OperationOutcome issue code */
-    const char *limit;             /* too-costly: the directive, else NULL */
-    long limit_value;              /* too-costly: its value */
+    const char *error;      /* human readable, names the parameter */
+    const char *error_code; /* OperationOutcome issue code */
+    const char *limit;      /* too-costly: the directive, else NULL */
+    long limit_value;       /* too-costly: its value */
 } bf_params_t;
 
 /* Parse a raw (not yet decoded) query string; NULL or "" is no
@@ -86,8 +86,8 @@ typedef struct bf_params_t {
  * too (the IG allows it in POST bodies only) unless lenient: then it is
  * honoured and a warning says so.  Returns false with prm->error/error_code set
  * on bad input. */
-bool bf_params_from_query(apr_pool_t *p, const char *query,
-                          const char *level, bool lenient, bf_params_t **out);
+bool bf_params_from_query(apr_pool_t *p, const char *query, const char *level,
+                          bool lenient, bf_params_t **out);
 
 /* Parse a FHIR Parameters resource (JSON text of len bytes). */
 bool bf_params_from_body(apr_pool_t *p, const char *body, size_t len,

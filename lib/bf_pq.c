@@ -62,8 +62,8 @@ static bool exec_at(bf_log_level_e level, PGconn *conn, const char *what,
         /* debug: every statement with its time (no parameter values) */
         clock_gettime(CLOCK_MONOTONIC, &t1);
         bf_log(BF_LOG_DEBUG, "%s: SQL %.2f ms, %s, %d row(s)", what,
-               (double)(t1.tv_sec - t0.tv_sec) * 1e3
-                   + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+               (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
                PQresStatus(st), res ? PQntuples(res) : 0);
     }
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
@@ -124,8 +124,8 @@ bool bf_pq_commit(PGconn *conn, const char *what)
 
 void bf_pq_rollback(PGconn *conn, const char *what)
 {
-    if (conn && PQstatus(conn) == CONNECTION_OK
-        && PQtransactionStatus(conn) != PQTRANS_IDLE)
+    if (conn && PQstatus(conn) == CONNECTION_OK &&
+        PQtransactionStatus(conn) != PQTRANS_IDLE)
         bf_pq_exec_quiet(conn, what, "ROLLBACK", 0, NULL, NULL, NULL);
 }
 
@@ -145,9 +145,9 @@ PGconn *bf_pq_connect(const char *conninfo, const char *appname,
                       int connect_timeout_s)
 {
     /* connect_timeout comes first so that a value in conninfo overrides it */
-    const char *keys[] = { "connect_timeout", "dbname", "application_name",
-                           NULL };
-    const char *vals[] = { NULL, conninfo ? conninfo : "", appname, NULL };
+    const char *keys[] = {"connect_timeout", "dbname", "application_name",
+                          NULL};
+    const char *vals[] = {NULL, conninfo ? conninfo : "", appname, NULL};
     char timeout[16];
     PGconn *conn;
 

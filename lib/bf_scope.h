@@ -10,13 +10,17 @@
 #include <apr_tables.h>
 
 enum {
-    BF_PERM_C = 1, BF_PERM_R = 2, BF_PERM_U = 4, BF_PERM_D = 8, BF_PERM_S = 16
+    BF_PERM_C = 1,
+    BF_PERM_R = 2,
+    BF_PERM_U = 4,
+    BF_PERM_D = 8,
+    BF_PERM_S = 16
 };
 
 typedef struct bf_scope {
-    const char *text;   /* the scope as written */
-    const char *type;   /* resource type or "*" */
-    unsigned perms;     /* BF_PERM_* after mapping v1 to v2 */
+    const char *text; /* the scope as written */
+    const char *type; /* resource type or "*" */
+    unsigned perms;   /* BF_PERM_* after mapping v1 to v2 */
 } bf_scope;
 
 /* Parse one scope; false for anything that is not a well-formed, unqualified

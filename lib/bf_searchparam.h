@@ -15,8 +15,8 @@ typedef enum {
 } bf_sp_type_e;
 
 typedef struct bf_searchparam {
-    const char *base;    /* resource type */
-    const char *code;    /* parameter name */
+    const char *base; /* resource type */
+    const char *code; /* parameter name */
     bf_sp_type_e type;
     const char *paths;
 } bf_searchparam;

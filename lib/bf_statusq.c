@@ -9,37 +9,37 @@
 /* Per-job figures: task counts by state, progress (finished tasks / tasks),
  * what is published so far (bulkfhir.file rows: a part counts once its row
  * is committed) and the throughput since the job started. */
-#define JOB_OBJECT                                                           \
-    "jsonb_build_object("                                                    \
-    "  'id', j.id, 'client_id', j.client_id, 'level', j.level,"             \
-    "  'group_id', j.group_id, 'state', j.state,"                           \
-    "  'created_at', j.created_at, 'started_at', j.started_at,"             \
-    "  'finished_at', j.finished_at,"                                        \
-    "  'age_seconds', round(extract(epoch FROM now() - j.created_at), 1),"  \
-    "  'tasks', jsonb_build_object('queued', t.queued, 'running', t.running," \
-    "     'done', t.done, 'failed', t.failed, 'cancelled', t.cancelled),"   \
-    "  'tasks_total', t.total,"                                              \
-    "  'progress', CASE WHEN t.total = 0 THEN 1 ELSE"                        \
+#define JOB_OBJECT                                                             \
+    "jsonb_build_object("                                                      \
+    "  'id', j.id, 'client_id', j.client_id, 'level', j.level,"                \
+    "  'group_id', j.group_id, 'state', j.state,"                              \
+    "  'created_at', j.created_at, 'started_at', j.started_at,"                \
+    "  'finished_at', j.finished_at,"                                          \
+    "  'age_seconds', round(extract(epoch FROM now() - j.created_at), 1),"     \
+    "  'tasks', jsonb_build_object('queued', t.queued, 'running', t.running,"  \
+    "     'done', t.done, 'failed', t.failed, 'cancelled', t.cancelled),"      \
+    "  'tasks_total', t.total,"                                                \
+    "  'progress', CASE WHEN t.total = 0 THEN 1 ELSE"                          \
     "     round((t.done + t.failed + t.cancelled)::numeric / t.total, 4) END," \
-    "  'resources', f.resources, 'bytes', f.bytes, 'files', f.files,"      \
-    "  'resources_per_second', CASE WHEN j.started_at IS NULL THEN NULL"     \
-    "     WHEN extract(epoch FROM coalesce(j.finished_at, now())"            \
-    "                   - j.started_at) <= 0 THEN NULL"                      \
-    "     ELSE round(f.resources / extract(epoch FROM"                       \
+    "  'resources', f.resources, 'bytes', f.bytes, 'files', f.files,"          \
+    "  'resources_per_second', CASE WHEN j.started_at IS NULL THEN NULL"       \
+    "     WHEN extract(epoch FROM coalesce(j.finished_at, now())"              \
+    "                   - j.started_at) <= 0 THEN NULL"                        \
+    "     ELSE round(f.resources / extract(epoch FROM"                         \
     "          coalesce(j.finished_at, now()) - j.started_at), 1) END)"
 
-#define JOB_FROM                                                             \
-    " FROM bulkfhir.job j"                                                   \
-    " CROSS JOIN LATERAL (SELECT count(*) AS total,"                         \
-    "     count(*) FILTER (WHERE state = 'queued') AS queued,"               \
-    "     count(*) FILTER (WHERE state = 'running') AS running,"             \
-    "     count(*) FILTER (WHERE state = 'done') AS done,"                   \
-    "     count(*) FILTER (WHERE state = 'failed') AS failed,"               \
-    "     count(*) FILTER (WHERE state = 'cancelled') AS cancelled"          \
-    "   FROM bulkfhir.task WHERE job_id = j.id) t"                           \
-    " CROSS JOIN LATERAL (SELECT"                                            \
+#define JOB_FROM                                                                \
+    " FROM bulkfhir.job j"                                                      \
+    " CROSS JOIN LATERAL (SELECT count(*) AS total,"                            \
+    "     count(*) FILTER (WHERE state = 'queued') AS queued,"                  \
+    "     count(*) FILTER (WHERE state = 'running') AS running,"                \
+    "     count(*) FILTER (WHERE state = 'done') AS done,"                      \
+    "     count(*) FILTER (WHERE state = 'failed') AS failed,"                  \
+    "     count(*) FILTER (WHERE state = 'cancelled') AS cancelled"             \
+    "   FROM bulkfhir.task WHERE job_id = j.id) t"                              \
+    " CROSS JOIN LATERAL (SELECT"                                               \
     "     coalesce(sum(count) FILTER (WHERE kind = 'output'), 0) AS resources," \
-    "     coalesce(sum(bytes), 0) AS bytes, count(*) AS files"               \
+    "     coalesce(sum(bytes), 0) AS bytes, count(*) AS files"                  \
     "   FROM bulkfhir.file WHERE job_id = j.id) f"
 
 static const char status_sql[] =
@@ -80,14 +80,12 @@ static const char status_sql[] =
     "   FROM bulkfhir.worker w"
     "   LEFT JOIN bulkfhir.task t ON t.id = w.current_task),"
     " 'active_jobs', (SELECT coalesce(jsonb_agg(o ORDER BY created_at, id),"
-    "     '[]') FROM (SELECT " JOB_OBJECT " AS o, j.created_at, j.id"
-    JOB_FROM
+    "     '[]') FROM (SELECT " JOB_OBJECT " AS o, j.created_at, j.id" JOB_FROM
     "   WHERE j.state IN ('queued', 'running')"
     "   ORDER BY j.created_at, j.id LIMIT $1::integer) a),"
     " 'recent_jobs', (SELECT coalesce(jsonb_agg(o ORDER BY fin DESC, id),"
     "     '[]') FROM (SELECT " JOB_OBJECT " AS o,"
-    "     coalesce(j.finished_at, j.created_at) AS fin, j.id"
-    JOB_FROM
+    "     coalesce(j.finished_at, j.created_at) AS fin, j.id" JOB_FROM
     "   WHERE j.state IN ('completed', 'failed', 'cancelled')"
     "   ORDER BY coalesce(j.finished_at, j.created_at) DESC, j.id"
     "   LIMIT $2::integer) r)"
@@ -97,7 +95,7 @@ bool bf_statusq_fetch(PGconn *conn, apr_pool_t *p, int max_active,
                       int max_recent, const char **json, char sqlstate[6])
 {
     char a[16], b[16];
-    const char *v[2] = { a, b };
+    const char *v[2] = {a, b};
     PGresult *res = NULL;
     bool ok = false;
 

@@ -12,7 +12,8 @@
 #include <apr_strings.h>
 #include <json-c/json.h>
 
-#define I64(buf, v) (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
+#define I64(buf, v)                                                            \
+    (snprintf((buf), sizeof(buf), "%" PRId64, (int64_t)(v)), (buf))
 
 static const char *dup_or_null(apr_pool_t *p, PGresult *res, int row, int col)
 {
@@ -50,17 +51,18 @@ bool bf_task_valid_type(const char *s)
     return true;
 }
 
-/* ---- worker rows ------------------------------------------------------------ */
+/* ---- worker rows ------------------------------------------------------------
+ */
 
-bool bf_task_worker_beat(PGconn *conn, const char *worker_id,
-                         const char *host, int pid, const char *version,
-                         int64_t task_id)
+bool bf_task_worker_beat(PGconn *conn, const char *worker_id, const char *host,
+                         int pid, const char *version, int64_t task_id)
 {
     char b_pid[24], b_task[24];
-    const char *v[] = { worker_id, host, I64(b_pid, pid), version,
-                        I64(b_task, task_id) };
+    const char *v[] = {worker_id, host, I64(b_pid, pid), version,
+                       I64(b_task, task_id)};
 
-    return bf_pq_exec(conn, "worker heartbeat",
+    return bf_pq_exec(
+        conn, "worker heartbeat",
         "INSERT INTO bulkfhir.worker (id, host, pid, version, heartbeat_at, current_task)"
         " VALUES ($1, $2, $3::int, $4, now(), NULLIF($5::bigint, 0))"
         " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(),"
@@ -72,9 +74,10 @@ bool bf_task_register(PGconn *conn, const char *worker_id, const char *host,
                       int pid, const char *version)
 {
     char b_pid[24];
-    const char *v[] = { worker_id, host, I64(b_pid, pid), version };
+    const char *v[] = {worker_id, host, I64(b_pid, pid), version};
 
-    return bf_pq_exec(conn, "worker register",
+    return bf_pq_exec(
+        conn, "worker register",
         "INSERT INTO bulkfhir.worker (id, host, pid, version)"
         " VALUES ($1, $2, $3::int, $4)"
         " ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,"
@@ -85,39 +88,41 @@ bool bf_task_register(PGconn *conn, const char *worker_id, const char *host,
 
 bool bf_task_unregister(PGconn *conn, const char *worker_id)
 {
-    const char *v[] = { worker_id };
+    const char *v[] = {worker_id};
 
     return bf_pq_exec(conn, "worker unregister",
                       "DELETE FROM bulkfhir.worker WHERE id = $1", 1, v, NULL,
                       NULL);
 }
 
-/* ---- claim, job --------------------------------------------------------------- */
+/* ---- claim, job
+ * --------------------------------------------------------------- */
 
 bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
                    int lease_seconds, bf_task_t **out)
 {
     char b_lease[24];
-    const char *v[] = { worker_id, I64(b_lease, lease_seconds) };
+    const char *v[] = {worker_id, I64(b_lease, lease_seconds)};
     PGresult *res;
     bf_task_t *t;
 
     *out = NULL;
-    if (!bf_pq_exec(conn, "claim task",
-        "UPDATE bulkfhir.task t SET state = 'running', attempt = t.attempt + 1,"
-        "   fencing = t.fencing + 1, locked_by = $1,"
-        "   lease_until = now() + make_interval(secs => $2::int),"
-        "   started_at = now()"
-        " WHERE t.id = (SELECT k.id FROM bulkfhir.task k"
-        "                 JOIN bulkfhir.job j ON j.id = k.job_id"
-        "                WHERE k.state = 'queued' AND k.run_after <= now()"
-        "                  AND j.state IN ('queued', 'running')"
-        "                ORDER BY k.id"
-        "                  FOR UPDATE OF k SKIP LOCKED LIMIT 1)"
-        "   AND t.state = 'queued'"
-        " RETURNING t.id, t.job_id, t.resource_type, t.shard, t.shard_count,"
-        "   t.attempt, t.max_attempts, t.fencing, t.kind",
-        2, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "claim task",
+            "UPDATE bulkfhir.task t SET state = 'running', attempt = t.attempt + 1,"
+            "   fencing = t.fencing + 1, locked_by = $1,"
+            "   lease_until = now() + make_interval(secs => $2::int),"
+            "   started_at = now()"
+            " WHERE t.id = (SELECT k.id FROM bulkfhir.task k"
+            "                 JOIN bulkfhir.job j ON j.id = k.job_id"
+            "                WHERE k.state = 'queued' AND k.run_after <= now()"
+            "                  AND j.state IN ('queued', 'running')"
+            "                ORDER BY k.id"
+            "                  FOR UPDATE OF k SKIP LOCKED LIMIT 1)"
+            "   AND t.state = 'queued'"
+            " RETURNING t.id, t.job_id, t.resource_type, t.shard, t.shard_count,"
+            "   t.attempt, t.max_attempts, t.fencing, t.kind",
+            2, v, &res, NULL))
         return false;
     if (PQntuples(res) == 1) {
         t = apr_pcalloc(p, sizeof *t);
@@ -139,21 +144,22 @@ bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
 bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                        bf_task_job_t **out)
 {
-    const char *v[] = { task->job_id };
+    const char *v[] = {task->job_id};
     PGresult *res;
     bf_task_job_t *j;
 
     *out = NULL;
-    if (!bf_pq_exec(conn, "job fetch",
-        "WITH s AS (UPDATE bulkfhir.job SET state = 'running',"
-        "             started_at = coalesce(started_at, now())"
-        "            WHERE id = $1 AND state = 'queued' RETURNING id)"
-        " SELECT j.id, j.level, j.group_id, j.params::text, j.since::text,"
-        "   j.until::text, j.transaction_time::text, j.snapshot::text,"
-        "   CASE WHEN EXISTS (SELECT 1 FROM s) THEN 'running' ELSE j.state END,"
-        "   j.xid_horizon::text"
-        " FROM bulkfhir.job j WHERE j.id = $1",
-        1, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "job fetch",
+            "WITH s AS (UPDATE bulkfhir.job SET state = 'running',"
+            "             started_at = coalesce(started_at, now())"
+            "            WHERE id = $1 AND state = 'queued' RETURNING id)"
+            " SELECT j.id, j.level, j.group_id, j.params::text, j.since::text,"
+            "   j.until::text, j.transaction_time::text, j.snapshot::text,"
+            "   CASE WHEN EXISTS (SELECT 1 FROM s) THEN 'running' ELSE j.state END,"
+            "   j.xid_horizon::text"
+            " FROM bulkfhir.job j WHERE j.id = $1",
+            1, v, &res, NULL))
         return false;
     if (PQntuples(res) == 1) {
         j = apr_pcalloc(p, sizeof *j);
@@ -176,18 +182,19 @@ bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
 bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
                               char horizon[32], long *pending)
 {
-    const char *v[] = { job->snapshot, horizon[0] ? horizon : NULL };
+    const char *v[] = {job->snapshot, horizon[0] ? horizon : NULL};
     PGresult *res;
 
     *pending = 0;
     if (job->xid_horizon) {
         /* every xid below the kick-off's own has ended (0006) */
-        const char *vh[] = { job->xid_horizon };
+        const char *vh[] = {job->xid_horizon};
 
-        if (!bf_pq_exec(conn, "snapshot wait",
-            "SELECT CASE WHEN pg_snapshot_xmin(pg_current_snapshot()) < $1::xid8"
-            "   THEN 1 ELSE 0 END",
-            1, vh, &res, NULL))
+        if (!bf_pq_exec(
+                conn, "snapshot wait",
+                "SELECT CASE WHEN pg_snapshot_xmin(pg_current_snapshot()) < $1::xid8"
+                "   THEN 1 ELSE 0 END",
+                1, vh, &res, NULL))
             return false;
         *pending = atol(PQgetvalue(res, 0, 0));
         snprintf(horizon, 32, "%s", job->xid_horizon);
@@ -198,15 +205,16 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
      * (xmax is latestCompletedXid + 1, not the next xid to assign); they are
      * covered by waiting until the oldest running xid has passed a horizon
      * taken after the kick-off committed (the first call's xmax) */
-    if (!bf_pq_exec(conn, "snapshot wait",
-        "WITH c AS (SELECT pg_current_snapshot() AS s)"
-        " SELECT (SELECT count(*) FROM pg_snapshot_xip($1::pg_snapshot) x"
-        "          WHERE pg_xact_status(x) = 'in progress')"
-        "   + CASE WHEN pg_snapshot_xmin(c.s)"
-        "          < coalesce($2::xid8, pg_snapshot_xmax(c.s)) THEN 1 ELSE 0 END,"
-        "   coalesce($2::xid8, pg_snapshot_xmax(c.s))::text"
-        " FROM c",
-        2, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "snapshot wait",
+            "WITH c AS (SELECT pg_current_snapshot() AS s)"
+            " SELECT (SELECT count(*) FROM pg_snapshot_xip($1::pg_snapshot) x"
+            "          WHERE pg_xact_status(x) = 'in progress')"
+            "   + CASE WHEN pg_snapshot_xmin(c.s)"
+            "          < coalesce($2::xid8, pg_snapshot_xmax(c.s)) THEN 1 ELSE 0 END,"
+            "   coalesce($2::xid8, pg_snapshot_xmax(c.s))::text"
+            " FROM c",
+            2, v, &res, NULL))
         return false;
     *pending = atol(PQgetvalue(res, 0, 0));
     snprintf(horizon, 32, "%s", PQgetvalue(res, 0, 1));
@@ -225,34 +233,36 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        bool *job_ended)
 {
     char b_id[24], b_f[24], b_l[24];
-    const char *v[] = { I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
-                        I64(b_l, lease_seconds) };
-    const char *vj[] = { task->job_id };
+    const char *v[] = {I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
+                       I64(b_l, lease_seconds)};
+    const char *vj[] = {task->job_id};
     PGresult *res;
     long rows;
 
     *held = false;
     *job_ended = false;
-    if (!bf_pq_exec_rows(conn, "lease heartbeat",
-        "UPDATE bulkfhir.task SET lease_until = now() + make_interval(secs => $4::int)"
-        " WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
-        "   AND state = 'running'",
-        4, v, &rows, NULL))
+    if (!bf_pq_exec_rows(
+            conn, "lease heartbeat",
+            "UPDATE bulkfhir.task SET lease_until = now() + make_interval(secs => $4::int)"
+            " WHERE id = $1::bigint AND locked_by = $2 AND fencing = $3::bigint"
+            "   AND state = 'running'",
+            4, v, &rows, NULL))
         return false;
     *held = rows == 1;
     if (*held)
         return true;
     /* lost: because the job ended, or taken over (a fault)? */
     if (!bf_pq_exec(conn, "lease heartbeat",
-                    "SELECT state FROM bulkfhir.job WHERE id = $1::uuid",
-                    1, vj, &res, NULL))
+                    "SELECT state FROM bulkfhir.job WHERE id = $1::uuid", 1, vj,
+                    &res, NULL))
         return false;
     *job_ended = PQntuples(res) == 0 || !job_live(PQgetvalue(res, 0, 0));
     PQclear(res);
     return true;
 }
 
-/* ---- publish, fail, release ------------------------------------------------------ */
+/* ---- publish, fail, release
+ * ------------------------------------------------------ */
 
 /* Inside a transaction: lock the job row, then the task row if it is still
  * held by locked_by with this fencing token.  *state gets the job state. */
@@ -261,8 +271,9 @@ static bool lock_job_task(PGconn *conn, const bf_task_t *task,
                           const char *what, bool *ours, char state[16])
 {
     char b_id[24], b_f[24];
-    const char *vj[] = { task->job_id };
-    const char *vt[] = { I64(b_id, task->id), locked_by, I64(b_f, task->fencing) };
+    const char *vj[] = {task->job_id};
+    const char *vt[] = {I64(b_id, task->id), locked_by,
+                        I64(b_f, task->fencing)};
     PGresult *res;
 
     *ours = false;
@@ -276,13 +287,15 @@ static bool lock_job_task(PGconn *conn, const bf_task_t *task,
     PQclear(res);
     if (!state[0])
         return true; /* job deleted */
-    if (!bf_pq_exec(conn, what, expired_only
-        ? "SELECT 1 FROM bulkfhir.task WHERE id = $1::bigint AND locked_by = $2"
-          " AND fencing = $3::bigint AND state = 'running' AND lease_until < now()"
-          " FOR UPDATE"
-        : "SELECT 1 FROM bulkfhir.task WHERE id = $1::bigint AND locked_by = $2"
-          " AND fencing = $3::bigint AND state = 'running' FOR UPDATE",
-        3, vt, &res, NULL))
+    if (!bf_pq_exec(
+            conn, what,
+            expired_only
+                ? "SELECT 1 FROM bulkfhir.task WHERE id = $1::bigint AND locked_by = $2"
+                  " AND fencing = $3::bigint AND state = 'running' AND lease_until < now()"
+                  " FOR UPDATE"
+                : "SELECT 1 FROM bulkfhir.task WHERE id = $1::bigint AND locked_by = $2"
+                  " AND fencing = $3::bigint AND state = 'running' FOR UPDATE",
+            3, vt, &res, NULL))
         return false;
     *ours = PQntuples(res) == 1;
     PQclear(res);
@@ -293,11 +306,13 @@ static bool insert_file(PGconn *conn, const bf_task_t *task, const char *kind,
                         const char *resource_type, const bf_ndjson_part_t *pt)
 {
     char b_id[24], b_n[24], b_b[24], b_part[24];
-    const char *v[] = { task->job_id, I64(b_id, task->id), kind, resource_type,
-                        I64(b_part, pt->part), pt->name, I64(b_n, pt->count),
-                        I64(b_b, pt->bytes), pt->continues_in };
+    const char *v[] = {
+        task->job_id,        I64(b_id, task->id),   kind,
+        resource_type,       I64(b_part, pt->part), pt->name,
+        I64(b_n, pt->count), I64(b_b, pt->bytes),   pt->continues_in};
 
-    return bf_pq_exec(conn, "publish file",
+    return bf_pq_exec(
+        conn, "publish file",
         "INSERT INTO bulkfhir.file (job_id, task_id, kind, resource_type, part,"
         "   name, count, bytes, continues_in)"
         " VALUES ($1::uuid, $2::bigint, $3, $4, $5::int, $6, $7::bigint,"
@@ -308,22 +323,24 @@ static bool insert_file(PGconn *conn, const bf_task_t *task, const char *kind,
 /* The job's lenient warnings (R60) as an OperationOutcome error file, written
  * and published inside the transaction that completes the job.  *ew gets the
  * writer (to remove the file when the transaction does not commit). */
-static bool publish_warnings(PGconn *conn, apr_pool_t *tp, const bf_task_t *task,
-                             const char *dir, bf_ndjson_t **ew)
+static bool publish_warnings(PGconn *conn, apr_pool_t *tp,
+                             const bf_task_t *task, const char *dir,
+                             bf_ndjson_t **ew)
 {
-    const char *v[] = { task->job_id };
+    const char *v[] = {task->job_id};
     const char *err = NULL;
     PGresult *res;
     int i, n;
     bool ok = false;
 
     *ew = NULL;
-    if (!bf_pq_exec(conn, "lenient warnings",
-        "SELECT w #>> '{}' FROM bulkfhir.job j,"
-        "   jsonb_array_elements(CASE jsonb_typeof(j.params->'_warnings')"
-        "     WHEN 'array' THEN j.params->'_warnings' ELSE '[]'::jsonb END) w"
-        " WHERE j.id = $1::uuid",
-        1, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "lenient warnings",
+            "SELECT w #>> '{}' FROM bulkfhir.job j,"
+            "   jsonb_array_elements(CASE jsonb_typeof(j.params->'_warnings')"
+            "     WHEN 'array' THEN j.params->'_warnings' ELSE '[]'::jsonb END) w"
+            " WHERE j.id = $1::uuid",
+            1, v, &res, NULL))
         return false;
     n = PQntuples(res);
     if (n == 0) {
@@ -333,46 +350,52 @@ static bool publish_warnings(PGconn *conn, apr_pool_t *tp, const bf_task_t *task
     /* "error.": never the name of a resource type's output */
     if (!bf_ndjson_open(ew, tp, dir, "error", task->id, task->fencing, 0, 0,
                         64 * 1024, &err)) {
-        bf_log(BF_LOG_ERR, "BF06001: job %s: task %" PRId64 ": warnings file: %s",
+        bf_log(BF_LOG_ERR,
+               "BF06001: job %s: task %" PRId64 ": warnings file: %s",
                task->job_id, task->id, err);
         goto leave;
     }
     bf_ndjson_set_publish(*ew, "error", "OperationOutcome");
     for (i = 0; i < n; i++) {
-        json_object *oo = json_object_new_object(), *issues = json_object_new_array(),
+        json_object *oo = json_object_new_object(),
+                    *issues = json_object_new_array(),
                     *issue = json_object_new_object();
         const char *line;
         bool wrote;
 
-        json_object_object_add(issue, "severity", json_object_new_string("warning"));
-        json_object_object_add(issue, "code", json_object_new_string("not-supported"));
+        json_object_object_add(issue, "severity",
+                               json_object_new_string("warning"));
+        json_object_object_add(issue, "code",
+                               json_object_new_string("not-supported"));
         json_object_object_add(issue, "diagnostics",
                                json_object_new_string(PQgetvalue(res, i, 0)));
         json_object_array_add(issues, issue);
         json_object_object_add(oo, "resourceType",
                                json_object_new_string("OperationOutcome"));
         json_object_object_add(oo, "issue", issues);
-        line = json_object_to_json_string_ext(oo, JSON_C_TO_STRING_PLAIN
-                                                  | JSON_C_TO_STRING_NOSLASHESCAPE);
+        line = json_object_to_json_string_ext(
+            oo, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         wrote = bf_ndjson_write(*ew, line, strlen(line));
         json_object_put(oo);
         if (!wrote)
             break;
     }
     if (!bf_ndjson_close(*ew)) {
-        bf_log(BF_LOG_ERR, "BF06002: job %s: task %" PRId64 ": warnings file: %s",
+        bf_log(BF_LOG_ERR,
+               "BF06002: job %s: task %" PRId64 ": warnings file: %s",
                task->job_id, task->id, bf_ndjson_error(*ew));
         goto leave;
     }
-    ok = insert_file(conn, task, "error", "OperationOutcome", bf_ndjson_part_at(*ew, 0));
+    ok = insert_file(conn, task, "error", "OperationOutcome",
+                     bf_ndjson_part_at(*ew, 0));
 leave:
     PQclear(res);
     return ok;
 }
 
-bool bf_task_publish(PGconn *conn, const bf_task_t *task,
-                     const char *worker_id, const bf_ndjson_t *w,
-                     bool *published, bool *job_ended, bool *job_completed)
+bool bf_task_publish(PGconn *conn, const bf_task_t *task, const char *worker_id,
+                     const bf_ndjson_t *w, bool *published, bool *job_ended,
+                     bool *job_completed)
 {
     char b_id[24], b_n[24], b_b[24];
     char state[16];
@@ -401,7 +424,8 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
 
             if (pt->published)
                 continue;
-            if (!insert_file(conn, task, bf_ndjson_kind(x), bf_ndjson_resource_type(x), pt))
+            if (!insert_file(conn, task, bf_ndjson_kind(x),
+                             bf_ndjson_resource_type(x), pt))
                 goto fail;
         }
         if (strcmp(bf_ndjson_kind(x), "output") == 0) {
@@ -410,24 +434,27 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task,
         }
     }
     {
-        const char *v[] = { I64(b_id, task->id), I64(b_n, total_n), I64(b_b, total_b) };
-        if (!bf_pq_exec(conn, "publish task",
-            "UPDATE bulkfhir.task SET state = 'done', resources = $2::bigint,"
-            "   bytes = $3::bigint, finished_at = now(), lease_until = NULL"
-            " WHERE id = $1::bigint",
-            3, v, NULL, NULL))
+        const char *v[] = {I64(b_id, task->id), I64(b_n, total_n),
+                           I64(b_b, total_b)};
+        if (!bf_pq_exec(
+                conn, "publish task",
+                "UPDATE bulkfhir.task SET state = 'done', resources = $2::bigint,"
+                "   bytes = $3::bigint, finished_at = now(), lease_until = NULL"
+                " WHERE id = $1::bigint",
+                3, v, NULL, NULL))
             goto fail;
     }
     {
-        const char *v[] = { task->job_id };
+        const char *v[] = {task->job_id};
         long rows;
 
-        if (!bf_pq_exec_rows(conn, "complete job",
-            "UPDATE bulkfhir.job SET state = 'completed', finished_at = now()"
-            " WHERE id = $1 AND state IN ('queued', 'running')"
-            "   AND NOT EXISTS (SELECT 1 FROM bulkfhir.task"
-            "                    WHERE job_id = $1 AND state <> 'done')",
-            1, v, &rows, NULL))
+        if (!bf_pq_exec_rows(
+                conn, "complete job",
+                "UPDATE bulkfhir.job SET state = 'completed', finished_at = now()"
+                " WHERE id = $1 AND state IN ('queued', 'running')"
+                "   AND NOT EXISTS (SELECT 1 FROM bulkfhir.task"
+                "                    WHERE job_id = $1 AND state <> 'done')",
+                1, v, &rows, NULL))
             goto fail;
         *job_completed = rows == 1;
     }
@@ -464,7 +491,8 @@ bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
     *ours = false;
     if (!bf_pq_begin(conn, "publish part"))
         return false;
-    if (!lock_job_task(conn, task, worker_id, false, "publish part", ours, state))
+    if (!lock_job_task(conn, task, worker_id, false, "publish part", ours,
+                       state))
         goto fail;
     if (!*ours || !job_live(state)) {
         *ours = false;
@@ -486,15 +514,16 @@ bool bf_task_published_so_far(PGconn *conn, const bf_task_t *task,
                               int64_t *rows, int *parts)
 {
     char b_id[24];
-    const char *v[] = { I64(b_id, task->id) };
+    const char *v[] = {I64(b_id, task->id)};
     PGresult *res;
 
     *rows = 0;
     *parts = 0;
-    if (!bf_pq_exec(conn, "published parts",
-        "SELECT coalesce(sum(count), 0), coalesce(max(part) + 1, 0)"
-        " FROM bulkfhir.file WHERE task_id = $1::bigint AND kind = 'output'",
-        1, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "published parts",
+            "SELECT coalesce(sum(count), 0), coalesce(max(part) + 1, 0)"
+            " FROM bulkfhir.file WHERE task_id = $1::bigint AND kind = 'output'",
+            1, v, &res, NULL))
         return false;
     *rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     *parts = atoi(PQgetvalue(res, 0, 1));
@@ -523,49 +552,52 @@ bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
         return true;
     }
     {
-        const char *v[] = { I64(b_id, task->id),
-                            f->detail ? f->detail : "failed", locked_by,
-                            f->final ? "t" : "f" };
+        const char *v[] = {I64(b_id, task->id),
+                           f->detail ? f->detail : "failed", locked_by,
+                           f->final ? "t" : "f"};
         /* a final failure (too costly) is not retried: it would fail again */
-        if (!bf_pq_exec(conn, "fail task",
-            "UPDATE bulkfhir.task SET"
-            "   errors = errors || jsonb_build_array(jsonb_build_object("
-            "     'attempt', attempt, 'at', now(), 'message', $2::text,"
-            "     'worker', $3::text, 'final', $4::boolean)),"
-            "   state = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
-            "     THEN 'queued' ELSE 'failed' END,"
-            "   run_after = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
-            "     THEN now() + make_interval(secs => power(2, least(attempt, 16)))"
-            "     ELSE run_after END,"
-            "   finished_at = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
-            "     THEN NULL ELSE now() END,"
-            "   locked_by = NULL, lease_until = NULL"
-            " WHERE id = $1::bigint RETURNING state, attempt",
-            4, v, &res, NULL))
+        if (!bf_pq_exec(
+                conn, "fail task",
+                "UPDATE bulkfhir.task SET"
+                "   errors = errors || jsonb_build_array(jsonb_build_object("
+                "     'attempt', attempt, 'at', now(), 'message', $2::text,"
+                "     'worker', $3::text, 'final', $4::boolean)),"
+                "   state = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
+                "     THEN 'queued' ELSE 'failed' END,"
+                "   run_after = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
+                "     THEN now() + make_interval(secs => power(2, least(attempt, 16)))"
+                "     ELSE run_after END,"
+                "   finished_at = CASE WHEN attempt < max_attempts AND NOT $4::boolean"
+                "     THEN NULL ELSE now() END,"
+                "   locked_by = NULL, lease_until = NULL"
+                " WHERE id = $1::bigint RETURNING state, attempt",
+                4, v, &res, NULL))
             goto fail;
-        *job_failed = PQntuples(res) == 1
-                      && strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
+        *job_failed =
+            PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
         PQclear(res);
     }
     if (*job_failed) {
         /* what the client reads: the caller's outcome, never the detail
          * (SQL, SQLSTATE, task ids and paths stay in errors[] and the log) */
-        const char *v[] = { task->job_id,
-                            f->outcome ? f->outcome : "the export failed",
-                            f->code ? f->code : "exception" };
+        const char *v[] = {task->job_id,
+                           f->outcome ? f->outcome : "the export failed",
+                           f->code ? f->code : "exception"};
 
-        if (!bf_pq_exec(conn, "fail job",
-            "UPDATE bulkfhir.job SET state = 'failed', finished_at = now(),"
-            "   error = jsonb_build_object('resourceType', 'OperationOutcome',"
-            "     'issue', jsonb_build_array(jsonb_build_object('severity', 'error',"
-            "       'code', $3::text, 'diagnostics', $2::text)))"
-            " WHERE id = $1 AND state IN ('queued', 'running')",
-            3, v, NULL, NULL)
-            || !bf_pq_exec(conn, "fail job",
-            "UPDATE bulkfhir.task SET state = 'cancelled', finished_at = now(),"
-            "   lease_until = NULL"
-            " WHERE job_id = $1 AND state IN ('queued', 'running')",
-            1, v, NULL, NULL))
+        if (!bf_pq_exec(
+                conn, "fail job",
+                "UPDATE bulkfhir.job SET state = 'failed', finished_at = now(),"
+                "   error = jsonb_build_object('resourceType', 'OperationOutcome',"
+                "     'issue', jsonb_build_array(jsonb_build_object('severity', 'error',"
+                "       'code', $3::text, 'diagnostics', $2::text)))"
+                " WHERE id = $1 AND state IN ('queued', 'running')",
+                3, v, NULL, NULL) ||
+            !bf_pq_exec(
+                conn, "fail job",
+                "UPDATE bulkfhir.task SET state = 'cancelled', finished_at = now(),"
+                "   lease_until = NULL"
+                " WHERE job_id = $1 AND state IN ('queued', 'running')",
+                1, v, NULL, NULL))
             goto fail;
     }
     if (!bf_pq_commit(conn, "fail task"))
@@ -578,45 +610,48 @@ fail:
     return false;
 }
 
-bool bf_task_release(PGconn *conn, const bf_task_t *task,
-                     const char *worker_id, bool *released)
+bool bf_task_release(PGconn *conn, const bf_task_t *task, const char *worker_id,
+                     bool *released)
 {
     char b_id[24], b_f[24];
-    const char *v[] = { I64(b_id, task->id), worker_id, I64(b_f, task->fencing) };
+    const char *v[] = {I64(b_id, task->id), worker_id, I64(b_f, task->fencing)};
     PGresult *res;
 
     *released = false;
-    if (!bf_pq_exec(conn, "release task",
-        "WITH r AS (UPDATE bulkfhir.task SET state = 'queued', locked_by = NULL,"
-        "             lease_until = NULL, attempt = greatest(attempt - 1, 0),"
-        "             run_after = now()"
-        "            WHERE id = $1::bigint AND locked_by = $2"
-        "              AND fencing = $3::bigint AND state = 'running'"
-        "            RETURNING job_id)"
-        " SELECT pg_notify('bulkfhir_task', job_id::text) FROM r",
-        3, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "release task",
+            "WITH r AS (UPDATE bulkfhir.task SET state = 'queued', locked_by = NULL,"
+            "             lease_until = NULL, attempt = greatest(attempt - 1, 0),"
+            "             run_after = now()"
+            "            WHERE id = $1::bigint AND locked_by = $2"
+            "              AND fencing = $3::bigint AND state = 'running'"
+            "            RETURNING job_id)"
+            " SELECT pg_notify('bulkfhir_task', job_id::text) FROM r",
+            3, v, &res, NULL))
         return false;
     *released = PQntuples(res) == 1;
     PQclear(res);
     return true;
 }
 
-/* ---- sweeper ------------------------------------------------------------------------ */
+/* ---- sweeper
+ * ------------------------------------------------------------------------ */
 
 bool bf_task_expired(PGconn *conn, apr_pool_t *p, int limit,
                      apr_array_header_t **out)
 {
     char b_l[24];
-    const char *v[] = { I64(b_l, limit) };
+    const char *v[] = {I64(b_l, limit)};
     PGresult *res;
     int i;
 
     *out = apr_array_make(p, 4, sizeof(bf_task_swept_t));
-    if (!bf_pq_exec(conn, "sweep expired leases",
-        "SELECT id, job_id, resource_type, attempt, max_attempts, fencing, locked_by"
-        " FROM bulkfhir.task WHERE state = 'running' AND lease_until < now()"
-        " ORDER BY id LIMIT $1::int",
-        1, v, &res, NULL))
+    if (!bf_pq_exec(
+            conn, "sweep expired leases",
+            "SELECT id, job_id, resource_type, attempt, max_attempts, fencing, locked_by"
+            " FROM bulkfhir.task WHERE state = 'running' AND lease_until < now()"
+            " ORDER BY id LIMIT $1::int",
+            1, v, &res, NULL))
         return false;
     for (i = 0; i < PQntuples(res); i++) {
         bf_task_swept_t *s = apr_array_push(*out);
@@ -640,7 +675,7 @@ static bool id_list(PGconn *conn, apr_pool_t *p, const char *what,
                     const char *sql, int limit, apr_array_header_t **out)
 {
     char b_l[24];
-    const char *v[] = { I64(b_l, limit) };
+    const char *v[] = {I64(b_l, limit)};
     PGresult *res;
     int i;
 
@@ -648,7 +683,8 @@ static bool id_list(PGconn *conn, apr_pool_t *p, const char *what,
     if (!bf_pq_exec(conn, what, sql, 1, v, &res, NULL))
         return false;
     for (i = 0; i < PQntuples(res); i++)
-        APR_ARRAY_PUSH(*out, const char *) = apr_pstrdup(p, PQgetvalue(res, i, 0));
+        APR_ARRAY_PUSH(*out, const char *) =
+            apr_pstrdup(p, PQgetvalue(res, i, 0));
     PQclear(res);
     return true;
 }
@@ -656,7 +692,8 @@ static bool id_list(PGconn *conn, apr_pool_t *p, const char *what,
 bool bf_task_cancelled_jobs(PGconn *conn, apr_pool_t *p, int limit,
                             apr_array_header_t **out)
 {
-    return id_list(conn, p, "sweep cancelled jobs",
+    return id_list(
+        conn, p, "sweep cancelled jobs",
         "SELECT j.id FROM bulkfhir.job j WHERE j.state = 'cancelled'"
         "   AND NOT EXISTS (SELECT 1 FROM bulkfhir.task t"
         "                    WHERE t.job_id = j.id AND t.state = 'running')"
@@ -666,16 +703,18 @@ bool bf_task_cancelled_jobs(PGconn *conn, apr_pool_t *p, int limit,
 
 bool bf_task_forget_files(PGconn *conn, const char *job_id)
 {
-    const char *v[] = { job_id };
+    const char *v[] = {job_id};
 
     return bf_pq_exec(conn, "forget files",
-        "DELETE FROM bulkfhir.file WHERE job_id = $1::uuid", 1, v, NULL, NULL);
+                      "DELETE FROM bulkfhir.file WHERE job_id = $1::uuid", 1, v,
+                      NULL, NULL);
 }
 
 bool bf_task_live_jobs(PGconn *conn, apr_pool_t *p, int limit,
                        apr_array_header_t **out)
 {
-    return id_list(conn, p, "sweep live jobs",
+    return id_list(
+        conn, p, "sweep live jobs",
         "SELECT id FROM bulkfhir.job WHERE state IN ('queued', 'running')"
         " ORDER BY created_at LIMIT $1::int",
         limit, out);
@@ -684,7 +723,7 @@ bool bf_task_live_jobs(PGconn *conn, apr_pool_t *p, int limit,
 static bool string_set(PGconn *conn, apr_pool_t *p, const char *what,
                        const char *sql, const char *job_id, apr_hash_t **out)
 {
-    const char *v[] = { job_id };
+    const char *v[] = {job_id};
     PGresult *res;
     int i;
 
@@ -699,10 +738,11 @@ static bool string_set(PGconn *conn, apr_pool_t *p, const char *what,
     return true;
 }
 
-bool bf_task_running_attempts(PGconn *conn, apr_pool_t *p,
-                              const char *job_id, apr_hash_t **out)
+bool bf_task_running_attempts(PGconn *conn, apr_pool_t *p, const char *job_id,
+                              apr_hash_t **out)
 {
-    return string_set(conn, p, "sweep running attempts",
+    return string_set(
+        conn, p, "sweep running attempts",
         "SELECT id::text || '.' || fencing::text FROM bulkfhir.task"
         " WHERE job_id = $1::uuid AND state = 'running'",
         job_id, out);
@@ -712,21 +752,24 @@ bool bf_task_file_names(PGconn *conn, apr_pool_t *p, const char *job_id,
                         apr_hash_t **out)
 {
     return string_set(conn, p, "sweep file names",
-        "SELECT name FROM bulkfhir.file WHERE job_id = $1::uuid", job_id, out);
+                      "SELECT name FROM bulkfhir.file WHERE job_id = $1::uuid",
+                      job_id, out);
 }
 
 bool bf_task_prune_workers(PGconn *conn, int lease_seconds, long *deleted)
 {
     char b_l[24];
-    const char *v[] = { I64(b_l, lease_seconds) };
+    const char *v[] = {I64(b_l, lease_seconds)};
 
-    return bf_pq_exec_rows(conn, "prune workers",
+    return bf_pq_exec_rows(
+        conn, "prune workers",
         "DELETE FROM bulkfhir.worker"
         " WHERE heartbeat_at < now() - 3 * make_interval(secs => $1::int)",
         1, v, deleted, NULL);
 }
 
-/* ---- limits (sql/0070_task_limits.sql) ------------------------------------------ */
+/* ---- limits (sql/0070_task_limits.sql)
+ * ------------------------------------------ */
 
 bool bf_task_limits_set(PGconn *conn, bf_task_limits_t *out, bool *fallback)
 {

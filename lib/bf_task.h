@@ -29,7 +29,7 @@ typedef struct bf_task {
     int attempt;
     int max_attempts;
     int64_t fencing;
-    const char *kind;             /* 'type' | 'organized' (0020) */
+    const char *kind; /* 'type' | 'organized' (0020) */
 } bf_task_t;
 
 typedef struct bf_task_job {
@@ -51,9 +51,8 @@ bool bf_task_register(PGconn *conn, const char *worker_id, const char *host,
 bool bf_task_unregister(PGconn *conn, const char *worker_id);
 /* heartbeat_at = now(), current_task = task_id (0: NULL); re-inserts the row
  * when a sweeper removed it. */
-bool bf_task_worker_beat(PGconn *conn, const char *worker_id,
-                         const char *host, int pid, const char *version,
-                         int64_t task_id);
+bool bf_task_worker_beat(PGconn *conn, const char *worker_id, const char *host,
+                         int pid, const char *version, int64_t task_id);
 
 /* Claim the next queued task of a live job: one UPDATE ... WHERE id =
  * (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING, bumping attempt and
@@ -94,8 +93,7 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
  * published); -1: no order. */
 bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                         const bf_task_job_t *job, int64_t skip,
-                        const char **sql, const char **err,
-                        char sqlstate[6]);
+                        const char **sql, const char **err, char sqlstate[6]);
 /* The deleted versions of a 'type' task (R54, R55): one transaction Bundle
  * per line; *sql NULL when the job has no _since. */
 bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
@@ -118,9 +116,9 @@ bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
  * ours any more (the caller deletes the parts), and *job_ended true when
  * that is because the job was cancelled, failed or deleted meanwhile;
  * *job_completed true when this completed the job. */
-bool bf_task_publish(PGconn *conn, const bf_task_t *task,
-                     const char *worker_id, const bf_ndjson_t *w,
-                     bool *published, bool *job_ended, bool *job_completed);
+bool bf_task_publish(PGconn *conn, const bf_task_t *task, const char *worker_id,
+                     const bf_ndjson_t *w, bool *published, bool *job_ended,
+                     bool *job_completed);
 
 /* Per-part publication (allowPartialManifests, R46): commit one file row
  * for a closed part while the task is still ours (fencing checked).
@@ -162,7 +160,7 @@ bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
 typedef struct bf_task_limits {
     int64_t statement_timeout_ms; /* 0: none */
     int64_t work_mem_kb;
-    int64_t backend_memory_mb;    /* reconnect bound, 0: never */
+    int64_t backend_memory_mb; /* reconnect bound, 0: never */
 } bf_task_limits_t;
 bool bf_task_limits_set(PGconn *conn, bf_task_limits_t *out, bool *fallback);
 bool bf_task_limits_reset(PGconn *conn);
@@ -172,8 +170,8 @@ bool bf_task_backend_memory(PGconn *conn, int64_t *bytes);
 
 /* Give the task back (shutdown): queued again at once, the attempt not
  * counted, a NOTIFY so another worker takes it. */
-bool bf_task_release(PGconn *conn, const bf_task_t *task,
-                     const char *worker_id, bool *released);
+bool bf_task_release(PGconn *conn, const bf_task_t *task, const char *worker_id,
+                     bool *released);
 
 /* Sweeper: up to `limit` running tasks whose lease expired, with their
  * holder (array of bf_task_swept_t); the caller passes each to
@@ -194,8 +192,8 @@ bool bf_task_forget_files(PGconn *conn, const char *job_id);
 bool bf_task_live_jobs(PGconn *conn, apr_pool_t *p, int limit,
                        apr_array_header_t **out);
 /* Running attempts of a job: "task.fencing" strings in a set (hash). */
-bool bf_task_running_attempts(PGconn *conn, apr_pool_t *p,
-                              const char *job_id, apr_hash_t **out);
+bool bf_task_running_attempts(PGconn *conn, apr_pool_t *p, const char *job_id,
+                              apr_hash_t **out);
 /* Published file names of a job, as a set. */
 bool bf_task_file_names(PGconn *conn, apr_pool_t *p, const char *job_id,
                         apr_hash_t **out);

@@ -114,13 +114,15 @@ static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
 
 /* FHIR date/dateTime text (possibly partial) as the first / the first
  * instant after the end of the interval it denotes. */
-#define FHIR_START(x) \
-    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz" \
-    " WHEN 7 THEN (" x " || '-01')::timestamptz ELSE (" x ")::timestamptz END)"
-#define FHIR_END(x) \
-    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz + interval '1 year'" \
-    " WHEN 7 THEN (" x " || '-01')::timestamptz + interval '1 month'" \
-    " WHEN 10 THEN (" x ")::timestamptz + interval '1 day'" \
+#define FHIR_START(x)                                                          \
+    "(CASE length(" x ") WHEN 4 THEN (" x " || '-01-01')::timestamptz"         \
+    " WHEN 7 THEN (" x " || '-01')::timestamptz ELSE (" x                      \
+    ")::timestamptz END)"
+#define FHIR_END(x)                                                            \
+    "(CASE length(" x ") WHEN 4 THEN (" x                                      \
+    " || '-01-01')::timestamptz + interval '1 year'"                           \
+    " WHEN 7 THEN (" x " || '-01')::timestamptz + interval '1 month'"          \
+    " WHEN 10 THEN (" x ")::timestamptz + interval '1 day'"                    \
     " ELSE (" x ")::timestamptz END)"
 /* A reference `[...]/Type/id[/_history/v]`: m[1] the type, m[2] the id, or
  * no match.  The type is [A-Z][A-Za-z]{0,63} and the id [A-Za-z0-9.-]{1,64};
@@ -131,15 +133,16 @@ static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
 #define REF_OK(m) "length(" m "[1]) <= 64 AND length(" m "[2]) <= 64"
 /* FROM items tm, tr(rt, rid): type and id of reference x (text), NULL when
  * it is not a `Type/id` reference (regexp_match in FROM: evaluated once) */
-#define TARGET_REF(x) \
-    "regexp_match(" x ", " REF_RE ") tm(m)," \
-    " LATERAL (SELECT CASE WHEN " REF_OK("tm.m") " THEN tm.m[1] END AS rt," \
-    " CASE WHEN " REF_OK("tm.m") " THEN tm.m[2] END AS rid) tr"
+#define TARGET_REF(x)                                                          \
+    "regexp_match(" x ", " REF_RE ") tm(m),"                                   \
+    " LATERAL (SELECT CASE WHEN " REF_OK(                                      \
+        "tm.m") " THEN tm.m[1] END AS rt,"                                     \
+                " CASE WHEN " REF_OK("tm.m") " THEN tm.m[2] END AS rid) tr"
 /* the id of a `[...]/Patient/id[/_history/v]` reference x, else NULL (the
  * {1,64} bound checked with length(), as for REF_RE) */
 #define PATIENT_REF_RE "'(?:^|/)Patient/([A-Za-z0-9.-]+)(?:/_history/[^/]*)?$'"
-#define PATIENT_REF_ID(x) \
-    "(CASE WHEN length(substring(" x " from " PATIENT_REF_RE ")) <= 64" \
+#define PATIENT_REF_ID(x)                                                      \
+    "(CASE WHEN length(substring(" x " from " PATIENT_REF_RE ")) <= 64"        \
     " THEN substring(" x " from " PATIENT_REF_RE ") END)"
 
 /* The strings of params[key] (an array of strings, or one string), each
@@ -154,10 +157,12 @@ static apr_array_header_t *param_strings(apr_pool_t *p, json_object *params,
     if (!params || !json_object_object_get_ex(params, key, &v))
         return NULL;
     out = apr_array_make(p, 4, sizeof(const char *));
-    n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+    n = json_object_is_type(v, json_type_array) ? json_object_array_length(v)
+                                                : 1;
     for (i = 0; i < n; i++) {
         json_object *e = json_object_is_type(v, json_type_array)
-                             ? json_object_array_get_idx(v, i) : v;
+                             ? json_object_array_get_idx(v, i)
+                             : v;
         char *copy, *tok, *last;
 
         if (!json_object_is_type(e, json_type_string))
@@ -168,7 +173,8 @@ static apr_array_header_t *param_strings(apr_pool_t *p, json_object *params,
             APR_ARRAY_PUSH(out, const char *) = copy;
             continue;
         }
-        for (tok = apr_strtok(copy, ",", &last); tok; tok = apr_strtok(NULL, ",", &last)) {
+        for (tok = apr_strtok(copy, ",", &last); tok;
+             tok = apr_strtok(NULL, ",", &last)) {
             apr_collapse_spaces(tok, tok); /* returns the end, not tok */
             if (*tok)
                 APR_ARRAY_PUSH(out, const char *) = tok;
@@ -181,16 +187,18 @@ static apr_array_header_t *param_strings(apr_pool_t *p, json_object *params,
  * _since / _until */
 static const char *valid_at(const xq_t *x, const char *a, bool changed)
 {
-    const char *s = apr_psprintf(x->p,
+    const char *s = apr_psprintf(
+        x->p,
         "%s.last_updated <= %s::timestamptz AND (%s.superseded_at IS NULL OR"
-        " %s.superseded_at > %s::timestamptz)", a, x->T, a, a, x->T);
+        " %s.superseded_at > %s::timestamptz)",
+        a, x->T, a, a, x->T);
 
     if (changed && x->since)
         s = apr_psprintf(x->p, "%s AND %s.last_updated > %s::timestamptz", s, a,
                          x->since);
     if (changed && x->until)
-        s = apr_psprintf(x->p, "%s AND %s.last_updated <= %s::timestamptz", s, a,
-                         x->until);
+        s = apr_psprintf(x->p, "%s AND %s.last_updated <= %s::timestamptz", s,
+                         a, x->until);
     return s;
 }
 
@@ -202,7 +210,8 @@ static const char *valid_at(const xq_t *x, const char *a, bool changed)
 static const char *member_of(const xq_t *x, const char *a, bool is_patient)
 {
     if (is_patient)
-        return x->members ? apr_psprintf(x->p, "%s.id = ANY(%s::text[])", a, x->members)
+        return x->members ? apr_psprintf(x->p, "%s.id = ANY(%s::text[])", a,
+                                         x->members)
                           : "true";
     if (x->members && x->members_n > MEMBERS_OVERLAP_MAX)
         /* `&&` compares every element with every member (no hashing): with
@@ -210,11 +219,13 @@ static const char *member_of(const xq_t *x, const char *a, bool is_patient)
          * `= ANY (constant)`, and with `&&` only the rows in several
          * compartments; true exactly where `&&` is.  (No subquery: that
          * would keep the R32 reference scan from running in parallel.) */
-        return apr_psprintf(x->p, "coalesce(%s.patient_ids[1] = ANY(%s::text[])"
+        return apr_psprintf(x->p,
+                            "coalesce(%s.patient_ids[1] = ANY(%s::text[])"
                             " OR (cardinality(%s.patient_ids) > 1 AND"
                             " %s.patient_ids && %s::text[]), false)",
                             a, x->members, a, a, x->members);
-    return x->members ? apr_psprintf(x->p, "%s.patient_ids && %s::text[]", a, x->members)
+    return x->members ? apr_psprintf(x->p, "%s.patient_ids && %s::text[]", a,
+                                     x->members)
                       : apr_psprintf(x->p, "%s.patient_ids <> '{}'", a);
 }
 
@@ -301,7 +312,8 @@ static const char *column_for(const xq_t *x, const char *type)
         return "resource";
     apr_pool_create(&sp, x->p);
     n = x->elements->nelts;
-    keeps = apr_array_make(sp, 2 * (n / ELEMENTS_CHUNK + 1), sizeof(const char *));
+    keeps =
+        apr_array_make(sp, 2 * (n / ELEMENTS_CHUNK + 1), sizeof(const char *));
     for (i = 0; i == 0 || i < n; i += ELEMENTS_CHUNK) {
         int m = n - i < ELEMENTS_CHUNK ? n - i : ELEMENTS_CHUNK;
 
@@ -311,7 +323,8 @@ static const char *column_for(const xq_t *x, const char *type)
                 APR_ARRAY_IDX(x->elements, i + j, bf_element);
         if (i > 0)
             APR_ARRAY_PUSH(keeps, const char *) = " || ";
-        APR_ARRAY_PUSH(keeps, const char *) = bf_elements_keep_sql(sp, chunk, type);
+        APR_ARRAY_PUSH(keeps, const char *) =
+            bf_elements_keep_sql(sp, chunk, type);
     }
     col = apr_pstrcat(x->p, "bulkfhir.fhir_subset(resource, (",
                       apr_array_pstrcat(sp, keeps, 0), "))", NULL);
@@ -327,11 +340,12 @@ static bool materialize_members(xq_t *x, const char **err)
     PGresult *res = NULL;
     const char *sql, *arr;
 
-    sql = apr_pstrcat(x->p, "SELECT m::text, coalesce(cardinality(m), 0) FROM (SELECT (",
-                      x->members, ") AS m) s", NULL);
+    sql = apr_pstrcat(
+        x->p, "SELECT m::text, coalesce(cardinality(m), 0) FROM (SELECT (",
+        x->members, ") AS m) s", NULL);
     if (!bf_pq_exec(x->conn, "export: compartment members", sql, 0, NULL, &res,
-                    x->sqlstate)
-        || PQntuples(res) != 1) {
+                    x->sqlstate) ||
+        PQntuples(res) != 1) {
         PQclear(res);
         *err = "cannot read the compartment members";
         return false;
@@ -349,7 +363,8 @@ static bool materialize_members(xq_t *x, const char **err)
 }
 
 static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
-                    const bf_task_job_t *job, const char **err, char sqlstate[6])
+                    const bf_task_job_t *job, const char **err,
+                    char sqlstate[6])
 {
     json_object *params = NULL;
     apr_array_header_t *vals, *plist_vals;
@@ -373,9 +388,9 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         *err = "job without transaction time";
         return false;
     }
-    if (!(x->T = lit(conn, p, job->transaction_time))
-        || (job->since && !(x->since = lit(conn, p, job->since)))
-        || (job->until && !(x->until = lit(conn, p, job->until)))) {
+    if (!(x->T = lit(conn, p, job->transaction_time)) ||
+        (job->since && !(x->since = lit(conn, p, job->since))) ||
+        (job->until && !(x->until = lit(conn, p, job->until)))) {
         *err = "cannot quote a literal";
         return false;
     }
@@ -388,7 +403,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         for (i = 0; i < vals->nelts; i++) {
             bf_typefilter *tf;
 
-            if (!bf_typefilter_parse(p, APR_ARRAY_IDX(vals, i, const char *), &tf, err))
+            if (!bf_typefilter_parse(p, APR_ARRAY_IDX(vals, i, const char *),
+                                     &tf, err))
                 goto leave;
             APR_ARRAY_PUSH(x->filters, bf_typefilter *) = tf;
         }
@@ -396,8 +412,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     /* R25-R27: associated Provenance only when the client's _type omits
      * Provenance (otherwise every Provenance is exported as usual); R26:
      * Relevant is the least restrictive and wins */
-    if ((vals = param_strings(p, params, "includeAssociatedData")) != NULL
-        && x->types && !is_requested(x, "Provenance")) {
+    if ((vals = param_strings(p, params, "includeAssociatedData")) != NULL &&
+        x->types && !is_requested(x, "Provenance")) {
         for (i = 0; i < vals->nelts; i++) {
             const char *v = APR_ARRAY_IDX(vals, i, const char *);
 
@@ -407,8 +423,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                 x->assoc = ASSOC_LATEST;
         }
     }
-    if ((vals = param_strings(p, params, "_elements")) != NULL && vals->nelts > 0
-        && !bf_elements_parse(p, vals, &x->elements, err))
+    if ((vals = param_strings(p, params, "_elements")) != NULL &&
+        vals->nelts > 0 && !bf_elements_parse(p, vals, &x->elements, err))
         goto leave;
 
     /* the kick-off's `patient` list as text[] (NULL when absent) */
@@ -421,37 +437,45 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
             goto leave;
         }
         plist_vals = apr_array_make(p, 1, sizeof(const char *));
-        APR_ARRAY_PUSH(plist_vals, const char *) = apr_pstrcat(p,
-            "(SELECT array_agg(DISTINCT " PATIENT_REF_ID("coalesce(e->>'reference', e #>> '{}')") ")"
-            "   FROM bulkfhir.job j,"
-            "        jsonb_array_elements(CASE jsonb_typeof(j.params->'patient')"
-            "          WHEN 'array' THEN j.params->'patient' ELSE '[]'::jsonb END) e"
-            "  WHERE j.id = ", jid, "::uuid)", NULL);
+        APR_ARRAY_PUSH(plist_vals, const char *) = apr_pstrcat(
+            p,
+            "(SELECT array_agg(DISTINCT " PATIENT_REF_ID(
+                "coalesce(e->>'reference', e #>> '{}')") ")"
+                                                         "   FROM bulkfhir.job j,"
+                                                         "        jsonb_array_elements(CASE jsonb_typeof(j.params->'patient')"
+                                                         "          WHEN 'array' THEN j.params->'patient' ELSE '[]'::jsonb END) e"
+                                                         "  WHERE j.id = ",
+            jid, "::uuid)", NULL);
     }
     if (job->level && strcmp(job->level, "group") == 0) {
         const char *g;
 
-        if (!valid_fhir_id(job->group_id) || !(g = lit(conn, p, job->group_id))) {
+        if (!valid_fhir_id(job->group_id) ||
+            !(g = lit(conn, p, job->group_id))) {
             *err = "invalid group id";
             goto leave;
         }
         /* members of the Group version valid at T: Patient entities, not
          * inactive, whose period covers T (other members are ignored) */
-        x->members = apr_pstrcat(p,
+        x->members = apr_pstrcat(
+            p,
             "(SELECT coalesce(array_agg(DISTINCT gm.pid), '{}'::text[]) FROM ("
-            " SELECT " PATIENT_REF_ID("m->'entity'->>'reference'") " AS pid, m"
-            "   FROM fhir.resource_version g,"
-            "        jsonb_array_elements(CASE jsonb_typeof(g.resource->'member')"
-            "          WHEN 'array' THEN g.resource->'member' ELSE '[]'::jsonb END) m"
-            "  WHERE g.resource_type = 'Group' AND g.id = ", g,
-            "    AND NOT g.deleted AND ", valid_at(x, "g", false),
+            " SELECT " PATIENT_REF_ID(
+                "m->'entity'->>'reference'") " AS pid, m"
+                                             "   FROM fhir.resource_version g,"
+                                             "        jsonb_array_elements(CASE jsonb_typeof(g.resource->'member')"
+                                             "          WHEN 'array' THEN g.resource->'member' ELSE '[]'::jsonb END) m"
+                                             "  WHERE g.resource_type = 'Group' AND g.id = ",
+            g, "    AND NOT g.deleted AND ", valid_at(x, "g", false),
             ") gm WHERE gm.pid IS NOT NULL"
             "  AND coalesce(gm.m->>'inactive', 'false') <> 'true'"
-            "  AND (gm.m->'period'->>'start' IS NULL OR "
-                FHIR_START("gm.m->'period'->>'start'") " <= ", x->T, "::timestamptz)"
-            "  AND (gm.m->'period'->>'end' IS NULL OR "
-                FHIR_END("gm.m->'period'->>'end'") " > ", x->T, "::timestamptz))",
-            NULL);
+            "  AND (gm.m->'period'->>'start' IS NULL OR " FHIR_START(
+                "gm.m->'period'->>'start'") " <= ",
+            x->T,
+            "::timestamptz)"
+            "  AND (gm.m->'period'->>'end' IS NULL OR " FHIR_END(
+                "gm.m->'period'->>'end'") " > ",
+            x->T, "::timestamptz))", NULL);
         /* R24: with a patient list, only listed members */
         if (plist_vals)
             x->members = apr_pstrcat(p, "ARRAY(SELECT unnest(", x->members,
@@ -463,7 +487,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
             goto leave;
     } else if (job->level && strcmp(job->level, "patient") == 0) {
         /* NULL (no patient parameter): every compartment */
-        x->members = plist_vals ? APR_ARRAY_IDX(plist_vals, 0, const char *) : NULL;
+        x->members =
+            plist_vals ? APR_ARRAY_IDX(plist_vals, 0, const char *) : NULL;
         x->compartment = true;
         if (x->members && !materialize_members(x, err))
             goto leave;
@@ -483,8 +508,9 @@ static const char *shard_of(const xq_t *x, const char *a)
 {
     if (x->task->shard_count <= 1)
         return "";
-    return apr_psprintf(x->p, " AND (hashtext(%s.id)::bigint & 2147483647) %% %d = %d",
-                        a, x->task->shard_count, x->task->shard);
+    return apr_psprintf(
+        x->p, " AND (hashtext(%s.id)::bigint & 2147483647) %% %d = %d", a,
+        x->task->shard_count, x->task->shard);
 }
 
 /* Whether rows of `type` outside every compartment are exported by this
@@ -496,13 +522,15 @@ static bool has_outside_rows(const xq_t *x, const char *type, bool *has,
     PGresult *res = NULL;
     const char *sql;
 
-    sql = apr_pstrcat(x->p, "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r"
-                      " WHERE r.resource_type = ", lit(x->conn, x->p, type),
+    sql = apr_pstrcat(x->p,
+                      "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r"
+                      " WHERE r.resource_type = ",
+                      lit(x->conn, x->p, type),
                       " AND r.patient_ids = '{}' AND NOT r.deleted AND ",
                       valid_at(x, "r", true), ")", NULL);
-    if (!bf_pq_exec(x->conn, "export: rows outside compartments", sql, 0,
-                    NULL, &res, x->sqlstate)
-        || PQntuples(res) != 1) {
+    if (!bf_pq_exec(x->conn, "export: rows outside compartments", sql, 0, NULL,
+                    &res, x->sqlstate) ||
+        PQntuples(res) != 1) {
         PQclear(res);
         *err = "cannot look for resources outside compartments";
         return false;
@@ -526,19 +554,23 @@ static bool has_outside_rows(const xq_t *x, const char *type, bool *has,
  * distinct (source type, string). */
 static const char *referenced_sql(const xq_t *x, const char *types)
 {
-    return apr_pstrcat(x->p,
+    return apr_pstrcat(
+        x->p,
         "SELECT coalesce(array_agg(s.t), '{}')::text, coalesce(array_agg(s.i), '{}')::text"
         "  FROM (SELECT DISTINCT m[1] AS t, m[2] AS i"
         "   FROM (SELECT DISTINCT c.resource_type AS st, rf.v #>> '{}' AS ref"
         "     FROM fhir.resource_version c,"
         "          jsonb_path_query(c.resource, 'strict $.**.reference') rf(v)"
-        "    WHERE NOT c.deleted AND ", valid_at(x, "c", false),
-        "      AND ", requested(x, "c"), " AND ", in_compartment(x, "c"),
-        "      AND EXISTS (SELECT 1 FROM unnest(", types, "::text[]) tt(t)"
+        "    WHERE NOT c.deleted AND ",
+        valid_at(x, "c", false), "      AND ", requested(x, "c"), " AND ",
+        in_compartment(x, "c"), "      AND EXISTS (SELECT 1 FROM unnest(",
+        types,
+        "::text[]) tt(t)"
         "                   WHERE strpos(rf.v #>> '{}', tt.t || '/') > 0)) d,"
         "   regexp_match(d.ref, " REF_RE ") m"
         "  WHERE " REF_OK("m") " AND m[1] <> d.st"
-        "    AND m[1] = ANY (", types, "::text[])) s", NULL);
+                               "    AND m[1] = ANY (",
+        types, "::text[])) s", NULL);
 }
 
 /* Fill the job's referenced-resource set unless another task did
@@ -557,9 +589,11 @@ static bool refs_fill(const xq_t *x, const char **err)
     v[0] = x->job->id; /* a checked uuid (xq_init) */
     if (!bf_pq_begin(x->conn, "export: referenced ids"))
         goto leave;
-    if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
+    if (!bf_pq_exec_rows(
+            x->conn, "export: referenced ids",
             "INSERT INTO bulkfhir.job_refset (job_id) VALUES ($1::uuid)"
-            " ON CONFLICT DO NOTHING", 1, v, &rows, x->sqlstate))
+            " ON CONFLICT DO NOTHING",
+            1, v, &rows, x->sqlstate))
         goto leave;
     if (rows == 0) { /* filled by another task */
         ok = bf_pq_commit(x->conn, "export: referenced ids");
@@ -567,17 +601,20 @@ static bool refs_fill(const xq_t *x, const char **err)
     }
     /* the cost estimates of jsonb_path_query make JIT compile this
      * statement for longer than it runs */
-    if (!bf_pq_exec(x->conn, "export: referenced ids", "SET LOCAL jit = off",
-                    0, NULL, NULL, x->sqlstate))
+    if (!bf_pq_exec(x->conn, "export: referenced ids", "SET LOCAL jit = off", 0,
+                    NULL, NULL, x->sqlstate))
         goto leave;
     /* the requested types with rows outside every compartment (the
      * has_outside_rows() test of each of them, in one scan) */
-    sql = apr_pstrcat(x->p, "SELECT coalesce(array_agg(DISTINCT r.resource_type), '{}')::text"
-                      " FROM fhir.resource_version r WHERE r.patient_ids = '{}'"
-                      " AND r.resource_type <> 'Patient' AND NOT r.deleted AND ",
-                      valid_at(x, "r", true), " AND ", requested(x, "r"), NULL);
+    sql = apr_pstrcat(
+        x->p,
+        "SELECT coalesce(array_agg(DISTINCT r.resource_type), '{}')::text"
+        " FROM fhir.resource_version r WHERE r.patient_ids = '{}'"
+        " AND r.resource_type <> 'Patient' AND NOT r.deleted AND ",
+        valid_at(x, "r", true), " AND ", requested(x, "r"), NULL);
     if (!bf_pq_exec(x->conn, "export: types outside compartments", sql, 0, NULL,
-                    &res, x->sqlstate) || PQntuples(res) != 1)
+                    &res, x->sqlstate) ||
+        PQntuples(res) != 1)
         goto leave;
     types = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -585,20 +622,24 @@ static bool refs_fill(const xq_t *x, const char **err)
     if (!types)
         goto leave;
     if (!bf_pq_exec(x->conn, "export: referenced ids", referenced_sql(x, types),
-                    0, NULL, &res, x->sqlstate) || PQntuples(res) != 1)
+                    0, NULL, &res, x->sqlstate) ||
+        PQntuples(res) != 1)
         goto leave;
     v[1] = PQgetvalue(res, 0, 0);
     v[2] = PQgetvalue(res, 0, 1);
-    if (!bf_pq_exec_rows(x->conn, "export: referenced ids",
+    if (!bf_pq_exec_rows(
+            x->conn, "export: referenced ids",
             "INSERT INTO bulkfhir.job_ref (job_id, resource_type, id)"
             " SELECT $1::uuid, u.t, u.i FROM unnest($2::text[], $3::text[]) u(t, i)",
             3, v, &rows, x->sqlstate))
         goto leave;
     snprintf(n, sizeof n, "%ld", rows);
     v[1] = n;
-    if (!bf_pq_exec(x->conn, "export: referenced ids",
+    if (!bf_pq_exec(
+            x->conn, "export: referenced ids",
             "UPDATE bulkfhir.job_refset SET refs = $2::bigint, filled_at = now()"
-            " WHERE job_id = $1::uuid", 2, v, NULL, x->sqlstate))
+            " WHERE job_id = $1::uuid",
+            2, v, NULL, x->sqlstate))
         goto leave;
     ok = bf_pq_commit(x->conn, "export: referenced ids");
 leave:
@@ -613,21 +654,25 @@ leave:
 /* Row r is in the job's referenced-resource set (filled by refs_fill). */
 static const char *referenced(const xq_t *x, const char *type)
 {
-    return apr_psprintf(x->p,
+    return apr_psprintf(
+        x->p,
         "EXISTS (SELECT 1 FROM bulkfhir.job_ref f WHERE f.job_id = '%s'::uuid"
-        " AND f.resource_type = %s AND f.id = r.id)", x->job->id, type);
+        " AND f.resource_type = %s AND f.id = r.id)",
+        x->job->id, type);
 }
 
 /* Provenance whose target is an exported compartment resource (R27). */
 static const char *provenance_of_compartment(const xq_t *x)
 {
-    return apr_psprintf(x->p,
+    return apr_psprintf(
+        x->p,
         "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(r.resource->'target')"
         "          WHEN 'array' THEN r.resource->'target' ELSE '[]'::jsonb END) tg(v),"
-        "        " TARGET_REF("tg.v->>'reference'") ","
-        "        fhir.resource_version c"
-        "  WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted"
-        "    AND %s AND %s AND %s)",
+        "        " TARGET_REF(
+            "tg.v->>'reference'") ","
+                                  "        fhir.resource_version c"
+                                  "  WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted"
+                                  "    AND %s AND %s AND %s)",
         valid_at(x, "c", false), requested(x, "c"), in_compartment(x, "c"));
 }
 
@@ -636,7 +681,8 @@ static const char *provenance_of_compartment(const xq_t *x)
  * T and changed in _since/_until, its _typeFilter, in an exported
  * compartment).  Latest: per target only the Provenance with the greatest
  * `recorded` (ties keep all); Relevant: all.  A predicate on r. */
-static bool associated_provenance(const xq_t *x, const char **pred, const char **err)
+static bool associated_provenance(const xq_t *x, const char **pred,
+                                  const char **err)
 {
     const char *filter;
     sb_t fcase;
@@ -655,7 +701,8 @@ static bool associated_provenance(const xq_t *x, const char **pred, const char *
     }
     /* the exported target rows: c is the only relation with `resource` in
      * that scope, so the _typeFilter SQL binds to it */
-    *pred = apr_pstrcat(x->p,
+    *pred = apr_pstrcat(
+        x->p,
         "r.id IN (SELECT a.pid FROM (SELECT pv.id AS pid, tr.rt, tr.rid,"
         "   lower(bulkfhir.fhir_date_range(pv.resource->>'recorded')) AS rec,"
         "   max(lower(bulkfhir.fhir_date_range(pv.resource->>'recorded')))"
@@ -663,18 +710,22 @@ static bool associated_provenance(const xq_t *x, const char **pred, const char *
         "  FROM fhir.resource_version pv,"
         "       jsonb_array_elements(CASE jsonb_typeof(pv.resource->'target')"
         "         WHEN 'array' THEN pv.resource->'target' ELSE '[]'::jsonb END) tg(v),"
-        "       " TARGET_REF("tg.v->>'reference'")
-        "  WHERE pv.resource_type = 'Provenance' AND NOT pv.deleted AND ",
+        "       " TARGET_REF(
+            "tg.v->>'reference'") "  WHERE pv.resource_type = 'Provenance' AND NOT pv.deleted AND ",
         valid_at(x, "pv", false),
         "    AND EXISTS (SELECT 1 FROM fhir.resource_version c"
         "      WHERE c.resource_type = tr.rt AND c.id = tr.rid AND NOT c.deleted AND ",
         valid_at(x, "c", true), " AND ", requested(x, "c"),
-        x->compartment ? apr_pstrcat(x->p, " AND ", in_compartment(x, "c"), NULL) : "",
-        !sb_empty(&fcase) ? apr_pstrcat(x->p, " AND coalesce(CASE c.resource_type",
-                                        sb_join(&fcase), " ELSE true END, false)",
-                                        NULL) : "",
+        x->compartment
+            ? apr_pstrcat(x->p, " AND ", in_compartment(x, "c"), NULL)
+            : "",
+        !sb_empty(&fcase)
+            ? apr_pstrcat(x->p, " AND coalesce(CASE c.resource_type",
+                          sb_join(&fcase), " ELSE true END, false)", NULL)
+            : "",
         ")) a",
-        x->assoc == ASSOC_LATEST ? " WHERE a.rec IS NOT DISTINCT FROM a.mx" : "",
+        x->assoc == ASSOC_LATEST ? " WHERE a.rec IS NOT DISTINCT FROM a.mx"
+                                 : "",
         ")", NULL);
     return true;
 }
@@ -708,20 +759,19 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         if (!associated_provenance(&x, &pred, err))
             return false;
         sb_add(&q, " AND ", pred, NULL);
-    }
-    else if (x.compartment) {
+    } else if (x.compartment) {
         if (is_patient) {
             sb_add(&q, " AND ", member_of(&x, "r", true), NULL);
         } else {
             bool outside;
 
-            if (!has_outside_rows(&x, task->resource_type, &outside, err)
-                || (outside && !refs_fill(&x, err)))
+            if (!has_outside_rows(&x, task->resource_type, &outside, err) ||
+                (outside && !refs_fill(&x, err)))
                 return false;
             sb_add(&q, " AND (", member_of(&x, "r", false), NULL);
             if (outside)
-                sb_add(&q, " OR (r.patient_ids = '{}' AND ", referenced(&x, type), ")",
-                       NULL);
+                sb_add(&q, " OR (r.patient_ids = '{}' AND ",
+                       referenced(&x, type), ")", NULL);
             if (strcmp(task->resource_type, "Provenance") == 0)
                 sb_add(&q, " OR ", provenance_of_compartment(&x), NULL);
             sb_add(&q, ")", NULL);
@@ -730,8 +780,10 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     if (skip >= 0)
         /* per-part publication: a deterministic order to resume after the
          * rows already published by an earlier attempt */
-        sb_add(&q, apr_psprintf(p, " ORDER BY r.id OFFSET %" APR_INT64_T_FMT,
-                                (apr_int64_t)skip), NULL);
+        sb_add(&q,
+               apr_psprintf(p, " ORDER BY r.id OFFSET %" APR_INT64_T_FMT,
+                            (apr_int64_t)skip),
+               NULL);
     sb_add(&q, ") TO STDOUT (FORMAT binary)", NULL);
     *sql = sb_join(&q);
     return true;
@@ -759,7 +811,8 @@ bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     type = lit(conn, p, task->resource_type);
     /* r: the deleted version valid at T, with the patient_ids and resource
      * of the last version before it that was not deleted */
-    q = apr_psprintf(p,
+    q = apr_psprintf(
+        p,
         "SELECT d.id, lv.patient_ids, lv.resource FROM fhir.resource_version d"
         " LEFT JOIN LATERAL (SELECT pv.patient_ids, pv.resource"
         "   FROM fhir.resource_version pv WHERE pv.resource_type = d.resource_type"
@@ -768,18 +821,24 @@ bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         " WHERE d.resource_type = %s AND d.deleted AND %s%s",
         type, valid_at(&x, "d", true), shard_of(&x, "d"));
     sb_init(&b, p, 16);
-    sb_add(&b,
+    sb_add(
+        &b,
         "COPY (SELECT jsonb_build_object('resourceType', 'Bundle', 'type', 'transaction',"
         "   'entry', jsonb_agg(jsonb_build_object('request', jsonb_build_object("
-        "     'method', 'DELETE', 'url', ", type, " || '/' || s.id)) ORDER BY s.id))"
+        "     'method', 'DELETE', 'url', ",
+        type,
+        " || '/' || s.id)) ORDER BY s.id))"
         " FROM (SELECT r.id, (row_number() OVER (ORDER BY r.id) - 1) / ",
-        apr_itoa(p, DELETED_PER_BUNDLE), " AS b FROM (", q, ") r WHERE true", NULL);
+        apr_itoa(p, DELETED_PER_BUNDLE), " AS b FROM (", q, ") r WHERE true",
+        NULL);
     if (filter)
         sb_add(&b, " AND coalesce((", filter, "), false)", NULL);
     if (x.compartment)
         sb_add(&b, " AND ",
-               member_of(&x, "r", strcmp(task->resource_type, "Patient") == 0), NULL);
-    sb_add(&b, ") s GROUP BY s.b ORDER BY s.b) TO STDOUT (FORMAT binary)", NULL);
+               member_of(&x, "r", strcmp(task->resource_type, "Patient") == 0),
+               NULL);
+    sb_add(&b, ") s GROUP BY s.b ORDER BY s.b) TO STDOUT (FORMAT binary)",
+           NULL);
     *sql = sb_join(&b);
     return true;
 }
@@ -814,21 +873,25 @@ bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     if (!filter_for(&x, "Patient", &pfilter, err))
         return false;
     /* the patients of this shard: every Patient at system level */
-    rows = apr_pstrcat(p,
+    rows = apr_pstrcat(
+        p,
         "WITH pts AS (SELECT r.id FROM fhir.resource_version r"
         "  WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ",
         valid_at(&x, "r", false), shard_of(&x, "r"),
-        x.compartment ? apr_pstrcat(p, " AND ", member_of(&x, "r", true), NULL) : "",
+        x.compartment ? apr_pstrcat(p, " AND ", member_of(&x, "r", true), NULL)
+                      : "",
         "), rws AS (",
         is_requested(&x, "Patient")
-            ? apr_pstrcat(p,
-                "SELECT r.id AS pid, 0 AS ord, r.resource_type AS rt, r.id AS rid, ",
-                column_for(&x, "Patient"), " AS line"
-                " FROM fhir.resource_version r JOIN pts ON pts.id = r.id"
-                " WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ",
-                valid_at(&x, "r", true),
-                pfilter ? apr_pstrcat(p, " AND (", pfilter, ")", NULL) : "",
-                " UNION ALL ", NULL)
+            ? apr_pstrcat(
+                  p,
+                  "SELECT r.id AS pid, 0 AS ord, r.resource_type AS rt, r.id AS rid, ",
+                  column_for(&x, "Patient"),
+                  " AS line"
+                  " FROM fhir.resource_version r JOIN pts ON pts.id = r.id"
+                  " WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ",
+                  valid_at(&x, "r", true),
+                  pfilter ? apr_pstrcat(p, " AND (", pfilter, ")", NULL) : "",
+                  " UNION ALL ", NULL)
             : "",
         "SELECT u.pid, 1, r.resource_type, r.id, ",
         x.elements ? apr_pstrcat(p, "CASE r.resource_type", sb_join(&ecase),
@@ -838,13 +901,14 @@ bool bf_task_organized_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         " JOIN pts ON pts.id = u.pid"
         " WHERE r.resource_type <> 'Patient' AND NOT r.deleted AND ",
         valid_at(&x, "r", true), " AND ", requested(&x, "r"),
-        !sb_empty(&fcase) ? apr_pstrcat(p, " AND coalesce(CASE r.resource_type",
-                                        sb_join(&fcase), " ELSE true END, false)",
-                                        NULL) : "",
+        !sb_empty(&fcase)
+            ? apr_pstrcat(p, " AND coalesce(CASE r.resource_type",
+                          sb_join(&fcase), " ELSE true END, false)", NULL)
+            : "",
         ")", NULL);
     /* one header per block (R53) carrying the block's lines and bytes */
-    *sql = apr_pstrcat(p,
-        "COPY (", rows,
+    *sql = apr_pstrcat(
+        p, "COPY (", rows,
         ", hdr AS (SELECT w.pid, jsonb_build_object('resourceType', 'Parameters',"
         "   'parameter', jsonb_build_array(jsonb_build_object('name', 'header',"
         "     'valueReference', jsonb_build_object('reference', 'Patient/' || w.pid))))"

@@ -41,17 +41,16 @@ static long long days_from_civil(int y, int m, int d)
 
 bool bf_time_parse_instant(const char *s, apr_time_t *out)
 {
-    static const int mdays[] = { 31, 28, 31, 30, 31, 30,
-                                 31, 31, 30, 31, 30, 31 };
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
     long long usec = 0, scale = 100000, secs;
 
     if (!s)
         return false;
-    if (!digits(&s, 4, &y) || *s++ != '-' || !digits(&s, 2, &mo)
-        || *s++ != '-' || !digits(&s, 2, &d) || *s++ != 'T'
-        || !digits(&s, 2, &h) || *s++ != ':' || !digits(&s, 2, &mi)
-        || *s++ != ':' || !digits(&s, 2, &sec))
+    if (!digits(&s, 4, &y) || *s++ != '-' || !digits(&s, 2, &mo) ||
+        *s++ != '-' || !digits(&s, 2, &d) || *s++ != 'T' ||
+        !digits(&s, 2, &h) || *s++ != ':' || !digits(&s, 2, &mi) ||
+        *s++ != ':' || !digits(&s, 2, &sec))
         return false;
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60)
         return false;
@@ -69,22 +68,20 @@ bool bf_time_parse_instant(const char *s, apr_time_t *out)
     }
     if (*s == 'Z') {
         s++;
-    }
-    else if (*s == '+' || *s == '-') {
+    } else if (*s == '+' || *s == '-') {
         sign = *s++ == '-' ? -1 : 1;
-        if (!digits(&s, 2, &oh) || *s++ != ':' || !digits(&s, 2, &om)
-            || oh > 14 || om > 59)
+        if (!digits(&s, 2, &oh) || *s++ != ':' || !digits(&s, 2, &om) ||
+            oh > 14 || om > 59)
             return false;
-    }
-    else {
+    } else {
         return false;
     }
     if (*s)
         return false;
     if (sec == 60)
         sec = 59; /* leap second: close enough for a filter */
-    secs = days_from_civil(y, mo, d) * 86400LL + h * 3600 + mi * 60 + sec
-           - sign * (oh * 3600 + om * 60);
+    secs = days_from_civil(y, mo, d) * 86400LL + h * 3600 + mi * 60 + sec -
+           sign * (oh * 3600 + om * 60);
     if (out)
         *out = (apr_time_t)secs * APR_USEC_PER_SEC + usec;
     return true;

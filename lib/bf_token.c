@@ -41,9 +41,9 @@ static void fail(apr_pool_t *p, bf_token_response *res, int status,
     json_object_object_add(o, "error_description",
                            json_object_new_string(description));
     res->status = status;
-    res->body = apr_pstrdup(p, json_object_to_json_string_ext(
-                                   o, JSON_C_TO_STRING_PLAIN
-                                          | JSON_C_TO_STRING_NOSLASHESCAPE));
+    res->body = apr_pstrdup(
+        p, json_object_to_json_string_ext(
+               o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     res->reason = description;
     json_object_put(o);
 }
@@ -56,7 +56,7 @@ static void unavailable(apr_pool_t *p, bf_token_response *res)
 
 typedef struct client_row {
     const char *id, *scopes, *jwks_uri;
-    json_object *jwks;   /* inline JWKS or NULL */
+    json_object *jwks; /* inline JWKS or NULL */
 } client_row;
 
 static apr_status_t json_put_cleanup(void *data)
@@ -69,14 +69,15 @@ static apr_status_t json_put_cleanup(void *data)
 static int load_client(apr_pool_t *p, PGconn *conn, const char *id,
                        client_row *c)
 {
-    const char *params[1] = { id };
+    const char *params[1] = {id};
     PGresult *res;
     char state[6];
 
-    if (!bf_pq_exec(conn, "token: client lookup",
-                    "SELECT id, scopes, jwks_uri, jwks::text FROM bulkfhir.client"
-                    " WHERE id = $1 AND enabled",
-                    1, params, &res, state))
+    if (!bf_pq_exec(
+            conn, "token: client lookup",
+            "SELECT id, scopes, jwks_uri, jwks::text FROM bulkfhir.client"
+            " WHERE id = $1 AND enabled",
+            1, params, &res, state))
         return -1;
     if (PQntuples(res) != 1) {
         PQclear(res);
@@ -84,8 +85,8 @@ static int load_client(apr_pool_t *p, PGconn *conn, const char *id,
     }
     c->id = apr_pstrdup(p, PQgetvalue(res, 0, 0));
     c->scopes = apr_pstrdup(p, PQgetvalue(res, 0, 1));
-    c->jwks_uri = PQgetisnull(res, 0, 2) ? NULL
-                                         : apr_pstrdup(p, PQgetvalue(res, 0, 2));
+    c->jwks_uri =
+        PQgetisnull(res, 0, 2) ? NULL : apr_pstrdup(p, PQgetvalue(res, 0, 2));
     c->jwks = NULL;
     if (!PQgetisnull(res, 0, 3)) {
         c->jwks = json_tokener_parse(PQgetvalue(res, 0, 3));
@@ -142,11 +143,11 @@ static bool jti_fresh(apr_pool_t *p, PGconn *conn, const char *client,
     params[2] = apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)jwt->exp);
     /* expired rows are removed by the workers' sweeper (bf_sweepq_auth) */
     if (!bf_pq_exec_rows(conn, "token: jti insert",
-                    "INSERT INTO bulkfhir.jti (client_id, jti, expires_at)"
-                    " VALUES ($1, $2, greatest(to_timestamp($3::bigint),"
-                    " now()) + interval '5 minutes')"
-                    " ON CONFLICT DO NOTHING",
-                    3, params, &rows, NULL)) {
+                         "INSERT INTO bulkfhir.jti (client_id, jti, expires_at)"
+                         " VALUES ($1, $2, greatest(to_timestamp($3::bigint),"
+                         " now()) + interval '5 minutes')"
+                         " ON CONFLICT DO NOTHING",
+                         3, params, &rows, NULL)) {
         *dberr = true;
         return false;
     }
@@ -166,10 +167,11 @@ static bool store_token(apr_pool_t *p, PGconn *conn, const char *client,
     params[1] = client;
     params[2] = scope;
     params[3] = apr_itoa(p, lifetime);
-    return bf_pq_exec(conn, "token: store",
-                      "INSERT INTO bulkfhir.token (hash, client_id, scope, expires_at)"
-                      " VALUES ($1::bytea, $2, $3, now() + make_interval(secs => $4::int))",
-                      4, params, NULL, NULL);
+    return bf_pq_exec(
+        conn, "token: store",
+        "INSERT INTO bulkfhir.token (hash, client_id, scope, expires_at)"
+        " VALUES ($1::bytea, $2, $3, now() + make_interval(secs => $4::int))",
+        4, params, NULL, NULL);
 }
 
 void bf_token_issue(apr_pool_t *p, const bf_conn_lender *db,
@@ -194,8 +196,8 @@ void bf_token_issue(apr_pool_t *p, const bf_conn_lender *db,
              "only grant_type=client_credentials is supported");
         return;
     }
-    if (!req->client_assertion_type
-        || strcmp(req->client_assertion_type, BF_ASSERTION_TYPE) != 0) {
+    if (!req->client_assertion_type ||
+        strcmp(req->client_assertion_type, BF_ASSERTION_TYPE) != 0) {
         fail(p, res, 400, "invalid_request",
              "client_assertion_type must be " BF_ASSERTION_TYPE);
         return;
@@ -279,8 +281,8 @@ void bf_token_issue(apr_pool_t *p, const bf_conn_lender *db,
     json_object_object_add(ok, "scope", json_object_new_string(granted));
     res->status = 200;
     res->scope = granted;
-    res->body = apr_pstrdup(p, json_object_to_json_string_ext(
-                                   ok, JSON_C_TO_STRING_PLAIN
-                                           | JSON_C_TO_STRING_NOSLASHESCAPE));
+    res->body = apr_pstrdup(
+        p, json_object_to_json_string_ext(
+               ok, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(ok);
 }

@@ -10,15 +10,16 @@
 
 #include "bf_jwks.h"
 
-#define BF_ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-#define BF_TOKEN_MAX_LIFETIME 300   /* A12: expires_in SHOULD NOT exceed 300 */
-#define BF_JWT_MAX_AHEAD 300        /* exp at most 5 minutes in the future */
+#define BF_ASSERTION_TYPE                                                      \
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#define BF_TOKEN_MAX_LIFETIME 300 /* A12: expires_in SHOULD NOT exceed 300 */
+#define BF_JWT_MAX_AHEAD 300      /* exp at most 5 minutes in the future */
 
 typedef struct bf_token_config {
-    const char *token_url;          /* absolute; the required aud */
-    int lifetime;                   /* seconds, 1..300 */
-    int jwks_timeout;               /* seconds for a jwks_uri fetch */
-    bool jwks_allow_http_loopback;  /* http://127.0.0.1 JWKS URLs (tests) */
+    const char *token_url;         /* absolute; the required aud */
+    int lifetime;                  /* seconds, 1..300 */
+    int jwks_timeout;              /* seconds for a jwks_uri fetch */
+    bool jwks_allow_http_loopback; /* http://127.0.0.1 JWKS URLs (tests) */
 } bf_token_config;
 
 typedef struct bf_token_request {
@@ -29,13 +30,13 @@ typedef struct bf_token_request {
 } bf_token_request;
 
 typedef struct bf_token_response {
-    int status;              /* 200, 400, 401 or 503 */
-    const char *body;        /* JSON: the token, or an RFC 6749 §5.2 error */
-    const char *client_id;   /* the client, once known (for the log) */
-    const char *claimed_id;  /* the assertion's iss, once parsed (may be
-                                unregistered: escape before logging) */
-    const char *scope;       /* the granted scopes on success */
-    const char *reason;      /* why it failed, for the log; never a secret */
+    int status;             /* 200, 400, 401 or 503 */
+    const char *body;       /* JSON: the token, or an RFC 6749 §5.2 error */
+    const char *client_id;  /* the client, once known (for the log) */
+    const char *claimed_id; /* the assertion's iss, once parsed (may be
+                               unregistered: escape before logging) */
+    const char *scope;      /* the granted scopes on success */
+    const char *reason;     /* why it failed, for the log; never a secret */
 } bf_token_response;
 
 /* Validate the request and, when it is good, issue a token stored only as

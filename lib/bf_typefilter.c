@@ -21,10 +21,9 @@
 
 /* Result parameters are never criteria (SPEC §1.4 _typeFilter). */
 static const char *const result_params[] = {
-    "_sort", "_count", "_include", "_revinclude", "_summary", "_total",
-    "_elements", "_contained", "_containedType", "_format", "_pretty",
-    NULL
-};
+    "_sort",          "_count",  "_include",  "_revinclude",
+    "_summary",       "_total",  "_elements", "_contained",
+    "_containedType", "_format", "_pretty",   NULL};
 
 const char *bf_sql_literal(apr_pool_t *p, const char *s)
 {
@@ -113,8 +112,7 @@ static bool pct_decode(char *s)
                 return false;
             *o++ = (char)(h * 16 + l);
             s += 2;
-        }
-        else
+        } else
             *o++ = *s;
     }
     *o = '\0';
@@ -145,8 +143,8 @@ static bool split_values(apr_pool_t *p, const char *v, apr_array_header_t *out)
     char *o = apr_palloc(p, strlen(v) + 1), *buf = o;
 
     for (;; v++) {
-        if (*v == '\\' && (v[1] == ',' || v[1] == '\\' || v[1] == '$'
-                           || v[1] == '|')) {
+        if (*v == '\\' &&
+            (v[1] == ',' || v[1] == '\\' || v[1] == '$' || v[1] == '|')) {
             *o++ = *++v;
             continue;
         }
@@ -183,11 +181,13 @@ static bool valid_date(const char *s)
     if (i >= 16 && (atoi(s + 11) > 23 || atoi(s + 14) > 59))
         return false;
     if (!s[i])
-        return i != 16;   /* hh:mm needs a zone in FHIR, but accept seconds below */
+        return i !=
+               16; /* hh:mm needs a zone in FHIR, but accept seconds below */
     if (i != 16)
         return false;
     s += 16;
-    if (s[0] == ':' && isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2])) {
+    if (s[0] == ':' && isdigit((unsigned char)s[1]) &&
+        isdigit((unsigned char)s[2])) {
         s += 3;
         if (*s == '.') {
             s++;
@@ -199,18 +199,18 @@ static bool valid_date(const char *s)
     }
     if (*s == '\0' || (s[0] == 'Z' && s[1] == '\0'))
         return true;
-    if ((s[0] == '+' || s[0] == '-' || s[0] == ' ')
-        && isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2])
-        && s[3] == ':' && isdigit((unsigned char)s[4])
-        && isdigit((unsigned char)s[5]) && s[6] == '\0')
+    if ((s[0] == '+' || s[0] == '-' || s[0] == ' ') &&
+        isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2]) &&
+        s[3] == ':' && isdigit((unsigned char)s[4]) &&
+        isdigit((unsigned char)s[5]) && s[6] == '\0')
         return true;
     return false;
 }
 
 static const char *date_prefix(const char *v, const char **rest)
 {
-    static const char *const prefixes[] = { "eq", "ne", "gt", "lt", "ge",
-                                            "le", "sa", "eb", NULL };
+    static const char *const prefixes[] = {"eq", "ne", "gt", "lt", "ge",
+                                           "le", "sa", "eb", NULL};
     int i;
 
     for (i = 0; prefixes[i]; i++) {
@@ -223,8 +223,7 @@ static const char *date_prefix(const char *v, const char **rest)
     return "eq";
 }
 
-static bool check_values(apr_pool_t *p, const bf_tf_clause *c,
-                         const char **err)
+static bool check_values(apr_pool_t *p, const bf_tf_clause *c, const char **err)
 {
     int i;
 
@@ -307,7 +306,7 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
     for (pair = apr_strtok(copy, "&", &last); pair;
          pair = apr_strtok(NULL, "&", &last)) {
         char *eq = strchr(pair, '='), *name, *colon;
-        bf_tf_clause c = { 0 };
+        bf_tf_clause c = {0};
 
         if (!eq || eq == pair || !eq[1]) {
             *err = apr_psprintf(p, "_typeFilter: '%s' is not param=value",
@@ -328,8 +327,10 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
         }
         for (i = 0; result_params[i]; i++) {
             if (strcmp(name, result_params[i]) == 0) {
-                *err = apr_psprintf(p, "_typeFilter: %s is a result parameter, "
-                                    "not a search criterion", name);
+                *err = apr_psprintf(p,
+                                    "_typeFilter: %s is a result parameter, "
+                                    "not a search criterion",
+                                    name);
                 return false;
             }
         }
@@ -425,8 +426,9 @@ static const char *path_to_jsonpath(apr_pool_t *p, const char *path,
             if (eqs && end) {
                 *eqs = '\0';
                 *end = '\0';
-                jp = apr_psprintf(p, "%s.%s ? (@.%s == %s)", jp, jp_string(p, seg),
-                                  jp_string(p, br + 1), jp_string(p, eqs + 1));
+                jp = apr_psprintf(p, "%s.%s ? (@.%s == %s)", jp,
+                                  jp_string(p, seg), jp_string(p, br + 1),
+                                  jp_string(p, eqs + 1));
                 continue;
             }
         }

@@ -18,14 +18,14 @@
 
 typedef struct bf_tf_clause {
     const bf_searchparam *sp;
-    const char *modifier;          /* NULL, missing, not, exact, contains, or a type */
-    apr_array_header_t *values;    /* const char *, ORed */
+    const char *modifier; /* NULL, missing, not, exact, contains, or a type */
+    apr_array_header_t *values; /* const char *, ORed */
 } bf_tf_clause;
 
 typedef struct bf_typefilter {
-    const char *text;              /* as given */
-    const char *type;              /* the resource type before '?' */
-    apr_array_header_t *clauses;   /* bf_tf_clause, ANDed */
+    const char *text;            /* as given */
+    const char *type;            /* the resource type before '?' */
+    apr_array_header_t *clauses; /* bf_tf_clause, ANDed */
 } bf_typefilter;
 
 /* Parse and validate one filter.  On failure *err names the problem in words

@@ -25,9 +25,9 @@
 static int login_required(bf_req_t *rq, const char *error, const char *text)
 {
     apr_table_setn(rq->r->headers_out, "WWW-Authenticate",
-                   error ? apr_psprintf(rq->r->pool,
-                                        "Bearer error=\"%s\"", error)
-                         : "Bearer");
+                   error
+                       ? apr_psprintf(rq->r->pool, "Bearer error=\"%s\"", error)
+                       : "Bearer");
     return bf_http_oo(rq, HTTP_UNAUTHORIZED, "login", "%s", text);
 }
 
@@ -64,8 +64,8 @@ static bool auth_header(bf_req_t *rq, int *rc)
 
 /* BulkFhirAuth smart, the token not in the cache: PostgreSQL decides, and
  * a token it accepts is cached. */
-static bool token_from_db(bf_req_t *rq, const char *hash,
-                          const char **client, const char **scope, int *rc)
+static bool token_from_db(bf_req_t *rq, const char *hash, const char **client,
+                          const char **scope, int *rc)
 {
     char sqlstate[6];
     double expires_at;
@@ -75,8 +75,8 @@ static bool token_from_db(bf_req_t *rq, const char *hash,
         *rc = bf_http_unavailable(rq, "authorization");
         return false;
     }
-    if (!bf_job_token_check(rq->conn, rq->r->pool, hash, &found, client,
-                            scope, &expires_at, sqlstate)) {
+    if (!bf_job_token_check(rq->conn, rq->r->pool, hash, &found, client, scope,
+                            &expires_at, sqlstate)) {
         *rc = bf_http_db_error(rq, sqlstate, "authorization");
         return false;
     }
@@ -117,8 +117,8 @@ bool bf_auth_request(bf_req_t *rq, int *rc)
         return false;
     }
     hash = bf_token_hash_hex(rq->r->pool, token);
-    if (!bf_statuscache_token_get(rq, hash, &client, &scope)
-        && !token_from_db(rq, hash, &client, &scope, rc))
+    if (!bf_statuscache_token_get(rq, hash, &client, &scope) &&
+        !token_from_db(rq, hash, &client, &scope, rc))
         return false;
     rq->client_id = client;
     rq->scope = scope;
@@ -151,8 +151,7 @@ bool bf_auth_may_see(const bf_req_t *rq, const char *job_owner)
 }
 
 bool bf_auth_scope_covers(apr_pool_t *p, const char *scope,
-                          const apr_array_header_t *types,
-                          const char **missing)
+                          const apr_array_header_t *types, const char **missing)
 {
     int i;
 
@@ -274,8 +273,8 @@ bool bf_auth_file_scope(bf_req_t *rq, const char *name, const char *types_json,
         return false;
     }
     /* error and deleted-resource files go with the export itself */
-    if (!strcmp(type, "OperationOutcome") || !strcmp(type, "Bundle")
-        || bf_scope_can_export(rq->r->pool, rq->scope, type))
+    if (!strcmp(type, "OperationOutcome") || !strcmp(type, "Bundle") ||
+        bf_scope_can_export(rq->r->pool, rq->scope, type))
         return true;
     *rc = bf_http_oo(rq, HTTP_FORBIDDEN, "forbidden",
                      "the access token's scopes do not allow reading %s "

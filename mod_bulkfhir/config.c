@@ -47,12 +47,11 @@ static const char *int_arg(cmd_parms *cmd, const char *arg, long long lo,
     errno = 0;
     v = apr_strtoi64(arg, &end, 10);
     if (errno || end == arg || *end || v < lo || v > hi)
-        return apr_psprintf(cmd->pool,
-                            "%s: expected an integer number of %s from "
-                            "%" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
-                            ", got '%s'",
-                            cmd->cmd->name, unit, (apr_int64_t)lo,
-                            (apr_int64_t)hi, arg);
+        return apr_psprintf(
+            cmd->pool,
+            "%s: expected an integer number of %s from "
+            "%" APR_INT64_T_FMT " to %" APR_INT64_T_FMT ", got '%s'",
+            cmd->cmd->name, unit, (apr_int64_t)lo, (apr_int64_t)hi, arg);
     *out = v;
     return NULL;
 }
@@ -63,9 +62,9 @@ static const char *set_database(cmd_parms *cmd, void *dc, const char *arg)
     PQconninfoOption *opts = PQconninfoParse(arg, &err);
 
     if (!opts) {
-        char *msg = apr_psprintf(
-            cmd->pool, "%s: not a valid libpq conninfo or URI: %s",
-            cmd->cmd->name, err ? err : "out of memory");
+        char *msg =
+            apr_psprintf(cmd->pool, "%s: not a valid libpq conninfo or URI: %s",
+                         cmd->cmd->name, err ? err : "out of memory");
         size_t n = strlen(msg);
 
         while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
@@ -163,16 +162,13 @@ static const char *set_auth(cmd_parms *cmd, void *dconf, const char *arg)
 
     if (strcasecmp(arg, "none") == 0) {
         dc->auth = BF_AUTH_NONE;
-    }
-    else if (strcasecmp(arg, "smart") == 0) {
+    } else if (strcasecmp(arg, "smart") == 0) {
         dc->auth = BF_AUTH_SMART;
         auth_smart_seen++;
-    }
-    else if (strcasecmp(arg, "header") == 0) {
+    } else if (strcasecmp(arg, "header") == 0) {
         dc->auth = BF_AUTH_HEADER; /* another module authenticates */
         auth_smart_seen++;
-    }
-    else {
+    } else {
         return apr_psprintf(cmd->pool,
                             "%s: expected none, smart or header, got '%s'",
                             cmd->cmd->name, arg);
@@ -180,8 +176,7 @@ static const char *set_auth(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
-static const char *set_retry_after(cmd_parms *cmd, void *dconf,
-                                   const char *arg)
+static const char *set_retry_after(cmd_parms *cmd, void *dconf, const char *arg)
 {
     long long v;
     const char *err = int_arg(cmd, arg, 1, 86400, "seconds", &v);
@@ -205,8 +200,8 @@ static const char *set_file_lifetime(cmd_parms *cmd, void *dconf,
 static const char *set_max_body(cmd_parms *cmd, void *dconf, const char *arg)
 {
     long long v;
-    const char *err = int_arg(cmd, arg, 1024, 1024LL * 1024 * 1024, "bytes",
-                              &v);
+    const char *err =
+        int_arg(cmd, arg, 1024, 1024LL * 1024 * 1024, "bytes", &v);
 
     if (!err)
         ((bf_dir_conf_t *)dconf)->max_body = v;
@@ -282,8 +277,8 @@ static const char *set_min_poll_interval(cmd_parms *cmd, void *dconf,
 static const char *set_auth_scope_source(cmd_parms *cmd, void *dconf,
                                          const char *arg)
 {
-    if ((strncasecmp(arg, "header:", 7) != 0 || !arg[7])
-        && (strncasecmp(arg, "env:", 4) != 0 || !arg[4]))
+    if ((strncasecmp(arg, "header:", 7) != 0 || !arg[7]) &&
+        (strncasecmp(arg, "env:", 4) != 0 || !arg[4]))
         return apr_psprintf(cmd->pool,
                             "%s: expected header:NAME or env:NAME, got '%s'",
                             cmd->cmd->name, arg);
@@ -322,8 +317,7 @@ const command_rec bf_cmds[] = {
                   RSRC_CONF,
                   "Seconds a cached job status answers polls before "
                   "PostgreSQL is asked again (default 1)"),
-    AP_INIT_TAKE1(BF_CMD_BASE_URL, set_base_url, NULL,
-                  RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1(BF_CMD_BASE_URL, set_base_url, NULL, RSRC_CONF | ACCESS_CONF,
                   "Absolute FHIR base URL used in Content-Location and "
                   "manifests, and for the token URL (required with "
                   "BulkFhirAuth smart; else built from the request)"),
@@ -367,8 +361,7 @@ const command_rec bf_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "Seconds export files stay available after completion "
                   "(Expires; default 3600)"),
-    AP_INIT_TAKE1(BF_CMD_MAX_BODY, set_max_body, NULL,
-                  RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1(BF_CMD_MAX_BODY, set_max_body, NULL, RSRC_CONF | ACCESS_CONF,
                   "Largest kick-off Parameters body in bytes "
                   "(default 1048576)"),
     AP_INIT_TAKE1(BF_CMD_MAX_TYPE_FILTERS, set_cost,
@@ -407,13 +400,12 @@ const command_rec bf_cmds[] = {
                    "Download and manifest records a child buffers before "
                    "writing them, and their maximum age in seconds "
                    "(default 64 2)"),
-    { NULL }
-};
+    {NULL}};
 
 const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo)
 {
-    static const char *const shown[] = { "host", "hostaddr", "port",
-                                         "dbname", "user", NULL };
+    static const char *const shown[] = {"host",   "hostaddr", "port",
+                                        "dbname", "user",     NULL};
     PQconninfoOption *opts, *o;
     const char *s = "";
     int i;
@@ -428,8 +420,8 @@ const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo)
             continue;
         for (i = 0; shown[i]; i++)
             if (strcmp(o->keyword, shown[i]) == 0)
-                s = apr_psprintf(p, "%s%s%s=%s", s, *s ? " " : "",
-                                 o->keyword, o->val);
+                s = apr_psprintf(p, "%s%s%s=%s", s, *s ? " " : "", o->keyword,
+                                 o->val);
     }
     PQconninfoFree(opts);
     return *s ? s : "(libpq defaults)";
@@ -487,11 +479,10 @@ int bf_config_check(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 
     for (v = s; v; v = v->next) {
         dc = ap_get_module_config(v->lookup_defaults, &bulkfhir_module);
-        if (!smart_has_base(v, dc,
-                            apr_psprintf(ptemp, "(server %s)",
-                                         v->server_hostname
-                                             ? v->server_hostname
-                                             : "*")))
+        if (!smart_has_base(
+                v, dc,
+                apr_psprintf(ptemp, "(server %s)",
+                             v->server_hostname ? v->server_hostname : "*")))
             ok = false;
         core = ap_get_core_module_config(v->module_config);
         if (!core || !core->sec_url)
@@ -501,10 +492,10 @@ int bf_config_check(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             sec = ap_get_module_config(secs[i], &bulkfhir_module);
             if (!sec)
                 continue;
-            if (!smart_has_base(v, bf_dir_conf_merge(ptemp, dc, sec),
-                                apr_psprintf(ptemp, "(in <Location %s>)",
-                                             sec->location ? sec->location
-                                                           : "?")))
+            if (!smart_has_base(
+                    v, bf_dir_conf_merge(ptemp, dc, sec),
+                    apr_psprintf(ptemp, "(in <Location %s>)",
+                                 sec->location ? sec->location : "?")))
                 ok = false;
         }
     }
@@ -527,27 +518,26 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         dc = ap_get_module_config(v->lookup_defaults, &bulkfhir_module);
         if (!sc->conninfo && v != s)
             continue;
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
-                     "mod_bulkfhir: server %s:%u: database %s, export root "
-                     "%s, %s %d, %s %ds; server defaults: %s %s, %s %d, "
-                     "%s %" APR_INT64_T_FMT ", %s %" APR_INT64_T_FMT ", %s %s; "
-                     "%s %s, %s %ds",
-                     v->server_hostname ? v->server_hostname : "*",
-                     (unsigned)v->port,
-                     bf_config_conninfo_safe(ptemp, sc->conninfo),
-                     sc->export_root ? sc->export_root : "(not set)",
-                     BF_CMD_POOL_MAX, bf_srv_pool_max(sc), BF_CMD_DB_TIMEOUT,
-                     bf_srv_db_timeout(sc), BF_CMD_AUTH,
-                     bf_dir_auth(dc) == BF_AUTH_SMART    ? "smart"
-                     : bf_dir_auth(dc) == BF_AUTH_HEADER ? "header"
-                                                         : "none",
-                     BF_CMD_RETRY_AFTER, bf_dir_retry_after(dc),
-                     BF_CMD_FILE_LIFETIME, (apr_int64_t)bf_dir_file_lifetime(dc),
-                     BF_CMD_MAX_BODY, (apr_int64_t)bf_dir_max_body(dc), BF_CMD_BASE_URL,
-                     dc->base_url ? dc->base_url : "(from the request)",
-                     BF_CMD_STATUS_CACHE, bf_statuscache_describe(),
-                     BF_CMD_STATUS_CACHE_TIMEOUT,
-                     bf_srv_status_cache_timeout(sc));
+        ap_log_error(
+            APLOG_MARK, APLOG_NOTICE, 0, v,
+            "mod_bulkfhir: server %s:%u: database %s, export root "
+            "%s, %s %d, %s %ds; server defaults: %s %s, %s %d, "
+            "%s %" APR_INT64_T_FMT ", %s %" APR_INT64_T_FMT ", %s %s; "
+            "%s %s, %s %ds",
+            v->server_hostname ? v->server_hostname : "*", (unsigned)v->port,
+            bf_config_conninfo_safe(ptemp, sc->conninfo),
+            sc->export_root ? sc->export_root : "(not set)", BF_CMD_POOL_MAX,
+            bf_srv_pool_max(sc), BF_CMD_DB_TIMEOUT, bf_srv_db_timeout(sc),
+            BF_CMD_AUTH,
+            bf_dir_auth(dc) == BF_AUTH_SMART    ? "smart"
+            : bf_dir_auth(dc) == BF_AUTH_HEADER ? "header"
+                                                : "none",
+            BF_CMD_RETRY_AFTER, bf_dir_retry_after(dc), BF_CMD_FILE_LIFETIME,
+            (apr_int64_t)bf_dir_file_lifetime(dc), BF_CMD_MAX_BODY,
+            (apr_int64_t)bf_dir_max_body(dc), BF_CMD_BASE_URL,
+            dc->base_url ? dc->base_url : "(from the request)",
+            BF_CMD_STATUS_CACHE, bf_statuscache_describe(),
+            BF_CMD_STATUS_CACHE_TIMEOUT, bf_srv_status_cache_timeout(sc));
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, v,
                      "mod_bulkfhir: server %s:%u: security defaults: %s %d, "
                      "%s %d, %s %s, %s %d, %s %d/min, %s %s, %s %dms",
@@ -576,9 +566,9 @@ int bf_config_post(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                          "cannot be served",
                          v->server_hostname ? v->server_hostname : "*",
                          BF_CMD_EXPORT_ROOT);
-        else if (apr_stat(&fi, sc->export_root, APR_FINFO_TYPE, ptemp)
-                     != APR_SUCCESS
-                 || fi.filetype != APR_DIR)
+        else if (apr_stat(&fi, sc->export_root, APR_FINFO_TYPE, ptemp) !=
+                     APR_SUCCESS ||
+                 fi.filetype != APR_DIR)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, v,
                          "BF01003: server %s: %s %s is not a directory "
                          "(yet)",

@@ -42,13 +42,15 @@
 #define BF_DEFAULT_RETRY_AFTER 2
 #define BF_DEFAULT_FILE_LIFETIME 3600
 #define BF_DEFAULT_MAX_BODY (1024 * 1024)
-#define BF_DEFAULT_TOKEN_LIFETIME 300   /* A12: at most 300 */
+#define BF_DEFAULT_TOKEN_LIFETIME 300 /* A12: at most 300 */
 #define BF_DEFAULT_JWKS_TIMEOUT 5
-#define BF_DEFAULT_MAX_ACTIVE_JOBS 5    /* clients without bulkfhir.client.max_jobs */
-#define BF_DEFAULT_KICKOFF_RATE 60      /* kick-offs per client per minute */
-#define BF_DEFAULT_MIN_POLL_INTERVAL 500 /* ms between status polls of a job (R43) */
+#define BF_DEFAULT_MAX_ACTIVE_JOBS                                             \
+    5 /* clients without bulkfhir.client.max_jobs */
+#define BF_DEFAULT_KICKOFF_RATE 60 /* kick-offs per client per minute */
+#define BF_DEFAULT_MIN_POLL_INTERVAL                                           \
+    500 /* ms between status polls of a job (R43) */
 #define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
-#define BF_DEFAULT_STATUS_CACHE "none" /* httpd's caches are opt-in */
+#define BF_DEFAULT_STATUS_CACHE "none"    /* httpd's caches are opt-in */
 #define BF_DEFAULT_STATUS_CACHE_TIMEOUT 1 /* s a cached status may be old */
 #define BF_DEFAULT_MAX_TYPE_FILTERS 8
 #define BF_DEFAULT_MAX_FILTER_VALUES 64
@@ -88,19 +90,19 @@ typedef enum {
 struct bf_dbpool_t; /* dbpool.c: one per server, built in child_init */
 
 typedef struct bf_srv_conf_t {
-    const char *conninfo;    /* NULL: not set */
-    const char *export_root; /* NULL: not set */
-    int pool_max;            /* BF_DEF_VAL: not set */
-    int db_timeout;          /* seconds */
+    const char *conninfo;     /* NULL: not set */
+    const char *export_root;  /* NULL: not set */
+    int pool_max;             /* BF_DEF_VAL: not set */
+    int db_timeout;           /* seconds */
     int status_cache_timeout; /* seconds a cached job status is used */
     struct bf_dbpool_t *pool; /* per child process, not configuration */
 } bf_srv_conf_t;
 
 typedef struct bf_dir_conf_t {
-    const char *location; /* <Location> path (cmd->path); NULL outside one */
-    const char *base_url; /* NULL: build from the request */
-    int auth;             /* bf_auth_mode_e or BF_DEF_VAL */
-    int retry_after;      /* seconds */
+    const char *location;    /* <Location> path (cmd->path); NULL outside one */
+    const char *base_url;    /* NULL: build from the request */
+    int auth;                /* bf_auth_mode_e or BF_DEF_VAL */
+    int retry_after;         /* seconds */
     long long file_lifetime; /* seconds */
     long long max_body;      /* bytes */
     int token_lifetime;      /* seconds, 1..300 */
@@ -109,8 +111,9 @@ typedef struct bf_dir_conf_t {
     int max_active_jobs;     /* queued+running jobs per unregistered client */
     int kickoff_rate;        /* kick-offs per client per minute */
     int min_poll_interval;   /* ms between polls of a running job; 0: off */
-    const char *auth_scope_source; /* "header:NAME" or "env:NAME"; NULL: unset */
-    long long cost[BF_COST_N];     /* kick-off cost limits (bf_cost_e) */
+    const char
+        *auth_scope_source;    /* "header:NAME" or "env:NAME"; NULL: unset */
+    long long cost[BF_COST_N]; /* kick-off cost limits (bf_cost_e) */
 } bf_dir_conf_t;
 
 bf_srv_conf_t *bf_srv_conf_create(apr_pool_t *p);

@@ -68,9 +68,9 @@ void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s)
             continue;
         /* virtual hosts that inherit the main server's database share its
          * pool */
-        if (v != s && main_sc->pool && sc->conninfo == main_sc->conninfo
-            && bf_srv_pool_max(sc) == main_sc->pool->max
-            && bf_srv_db_timeout(sc) == main_sc->pool->timeout) {
+        if (v != s && main_sc->pool && sc->conninfo == main_sc->conninfo &&
+            bf_srv_pool_max(sc) == main_sc->pool->max &&
+            bf_srv_db_timeout(sc) == main_sc->pool->timeout) {
             sc->pool = main_sc->pool;
             continue;
         }
@@ -94,8 +94,8 @@ void bf_dbpool_child_init(apr_pool_t *pchild, server_rec *s)
                          apr_strerror(rv, buf, sizeof buf));
             continue;
         }
-        apr_reslist_timeout_set(dp->rl, (apr_interval_time_t)dp->timeout
-                                        * APR_USEC_PER_SEC);
+        apr_reslist_timeout_set(dp->rl, (apr_interval_time_t)dp->timeout *
+                                            APR_USEC_PER_SEC);
         sc->pool = dp;
     }
 }
@@ -148,13 +148,12 @@ PGconn *bf_db_acquire(bf_req_t *rq)
         if (rv == BF_SCHEMA_EOLD) /* logged by schema.c */
             return NULL;
         if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, rq->r,
-                          "BF01012: database unavailable (%s %s): %s",
-                          BF_CMD_DATABASE,
-                          bf_config_conninfo_safe(rq->r->pool, dp->conninfo),
-                          APR_STATUS_IS_TIMEUP(rv)
-                              ? "no free pooled connection in time"
-                              : "cannot connect");
+            ap_log_rerror(
+                APLOG_MARK, APLOG_WARNING, 0, rq->r,
+                "BF01012: database unavailable (%s %s): %s", BF_CMD_DATABASE,
+                bf_config_conninfo_safe(rq->r->pool, dp->conninfo),
+                APR_STATUS_IS_TIMEUP(rv) ? "no free pooled connection in time"
+                                         : "cannot connect");
             return NULL;
         }
         if (!conn_stale(res))

@@ -41,7 +41,8 @@
 
 #define GZ_CHUNK (64 * 1024)
 
-/* {Type}.{task}.{fencing}.{part}.ndjson: ^[A-Za-z]+\.[0-9]+\.[0-9]+\.[0-9]+\.ndjson$ */
+/* {Type}.{task}.{fencing}.{part}.ndjson:
+ * ^[A-Za-z]+\.[0-9]+\.[0-9]+\.[0-9]+\.ndjson$ */
 static bool valid_name(const char *s)
 {
     const char *p = s;
@@ -88,8 +89,7 @@ static bool accepts_gzip(request_rec *r)
                 gzip_zero = true;
             else
                 gzip = true;
-        }
-        else if (!strcmp(item, "*") && !zero) {
+        } else if (!strcmp(item, "*") && !zero) {
             star = true;
         }
     }
@@ -107,8 +107,8 @@ static apr_status_t open_locked(request_rec *r, const char *path,
     apr_status_t rv;
 
     rv = apr_file_open(fd, path,
-                       APR_READ | APR_BINARY
-                           | AP_SENDFILE_ENABLED(cd->enable_sendfile),
+                       APR_READ | APR_BINARY |
+                           AP_SENDFILE_ENABLED(cd->enable_sendfile),
                        0, r->pool);
     if (rv != APR_SUCCESS)
         return rv;
@@ -130,8 +130,8 @@ static apr_status_t pass_bytes(request_rec *r, apr_bucket_brigade *bb,
 {
     apr_status_t rv;
 
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(
-                                    data, n, NULL, r->connection->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(
+        bb, apr_bucket_heap_create(data, n, NULL, r->connection->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, bb);
     apr_brigade_cleanup(bb);
     return rv;
@@ -140,18 +140,18 @@ static apr_status_t pass_bytes(request_rec *r, apr_bucket_brigade *bb,
 /* Send fd gzip-compressed, GZ_CHUNK at a time. */
 static apr_status_t send_gzip(request_rec *r, apr_file_t *fd)
 {
-    apr_bucket_brigade *bb = apr_brigade_create(r->pool,
-                                                r->connection->bucket_alloc);
-    char *in = apr_palloc(r->pool, GZ_CHUNK), *out = apr_palloc(r->pool,
-                                                                 GZ_CHUNK);
+    apr_bucket_brigade *bb =
+        apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    char *in = apr_palloc(r->pool, GZ_CHUNK),
+         *out = apr_palloc(r->pool, GZ_CHUNK);
     z_stream zs;
     apr_size_t n;
     apr_status_t rv = APR_SUCCESS, rd;
     int flush, zrc;
 
     memset(&zs, 0, sizeof zs);
-    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY)
-        != Z_OK)
+    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
         return APR_ENOMEM;
     do {
         n = GZ_CHUNK;
@@ -284,8 +284,8 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
     if (!rq->sc->export_root) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "BF01030: job %s: %s is not set, cannot serve %s",
-                      job_id, BF_CMD_EXPORT_ROOT, name);
+                      "BF01030: job %s: %s is not set, cannot serve %s", job_id,
+                      BF_CMD_EXPORT_ROOT, name);
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
     }
     if (!bf_db_acquire(rq))
@@ -301,8 +301,8 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         return bf_http_oo(rq, HTTP_GONE, "not-found",
                           "the file has expired; start a new export");
 
-    path = apr_pstrcat(r->pool, rq->sc->export_root, "/", job_id, "/", name,
-                       NULL);
+    path =
+        apr_pstrcat(r->pool, rq->sc->export_root, "/", job_id, "/", name, NULL);
     /* the worker's stored gzip part, else a plain one (compression = none) */
     rv = open_locked(r, apr_pstrcat(r->pool, path, ".gz", NULL), &fd, &fi);
     stored_gz = rv == APR_SUCCESS;

@@ -52,9 +52,9 @@ static bool search_param(bf_req_t *rq, const char *name, const char *value,
     long n;
 
     if (!strcmp(name, "name") || !strcmp(name, "identifier")) {
-        if ((!strcmp(name, "name") && q->name)
-            || (!strcmp(name, "identifier")
-                && (q->id_value || q->id_system || q->id_system_none))) {
+        if ((!strcmp(name, "name") && q->name) ||
+            (!strcmp(name, "identifier") &&
+             (q->id_value || q->id_system || q->id_system_none))) {
             *rc = bf_http_oo(rq, HTTP_BAD_REQUEST, "not-supported",
                              "search parameter %s may be given once", name);
             return false;
@@ -67,32 +67,28 @@ static bool search_param(bf_req_t *rq, const char *name, const char *value,
     }
     if (!strcmp(name, "name")) {
         q->name = value;
-    }
-    else if (!strcmp(name, "identifier")) {
+    } else if (!strcmp(name, "identifier")) {
         bar = strchr(value, '|');
         if (!bar) {
             q->id_value = value;
-        }
-        else {
+        } else {
             if (bar == value)
                 q->id_system_none = true;
             else
-                q->id_system = apr_pstrndup(rq->r->pool, value,
-                                            (apr_size_t)(bar - value));
+                q->id_system =
+                    apr_pstrndup(rq->r->pool, value, (apr_size_t)(bar - value));
             q->id_value = bar[1] ? bar + 1 : NULL;
         }
-    }
-    else if (!strcmp(name, "_count")) {
+    } else if (!strcmp(name, "_count")) {
         n = strtol(value, &end, 10);
         if (end == value || *end || n < 1 || n > MAX_COUNT) {
-            *rc = bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
-                             "_count must be an integer from 1 to %d",
-                             MAX_COUNT);
+            *rc =
+                bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
+                           "_count must be an integer from 1 to %d", MAX_COUNT);
             return false;
         }
         *count = (int)n;
-    }
-    else {
+    } else {
         *rc = bf_http_oo(rq, HTTP_BAD_REQUEST, "not-supported",
                          "Group search supports name, identifier and _count, "
                          "not '%s'",
@@ -122,9 +118,9 @@ static int group_search(bf_req_t *rq)
         if (!eq)
             eq = end;
         name = bf_params_form_decode(r->pool, seg, (size_t)(eq - seg));
-        value = bf_params_form_decode(r->pool, eq < end ? eq + 1 : end,
-                                      (size_t)(end - (eq < end ? eq + 1
-                                                               : end)));
+        value =
+            bf_params_form_decode(r->pool, eq < end ? eq + 1 : end,
+                                  (size_t)(end - (eq < end ? eq + 1 : end)));
         if (!name || !value)
             return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
                               "malformed %%-escape in the query string");
@@ -140,9 +136,9 @@ static int group_search(bf_req_t *rq)
                            json_object_new_string("Bundle"));
     json_object_object_add(bundle, "type", json_object_new_string("searchset"));
     json_object_object_add(bundle, "total", json_object_new_int64(total));
-    self = apr_pstrcat(r->pool, rq->base, "/Group",
-                       r->args && *r->args ? "?" : "",
-                       r->args ? r->args : "", NULL);
+    self =
+        apr_pstrcat(r->pool, rq->base, "/Group", r->args && *r->args ? "?" : "",
+                    r->args ? r->args : "", NULL);
     links = json_object_new_array();
     l = json_object_new_object();
     json_object_object_add(l, "relation", json_object_new_string("self"));
@@ -159,10 +155,9 @@ static int group_search(bf_req_t *rq)
             json_object_put(e);
             continue;
         }
-        json_object_object_add(
-            e, "fullUrl",
-            json_object_new_string(
-                apr_pstrcat(r->pool, rq->base, "/Group/", h->id, NULL)));
+        json_object_object_add(e, "fullUrl",
+                               json_object_new_string(apr_pstrcat(
+                                   r->pool, rq->base, "/Group/", h->id, NULL)));
         json_object_object_add(e, "resource", res);
         search = json_object_new_object();
         json_object_object_add(search, "mode", json_object_new_string("match"));
@@ -188,7 +183,7 @@ int bf_group_handle(bf_req_t *rq, const char *group_id)
                           "resources",
                           group_id ? "reading" : "searching");
     if (!bf_db_acquire(rq))
-        return bf_http_unavailable(rq, group_id ? "Group read"
-                                                : "Group search");
+        return bf_http_unavailable(rq,
+                                   group_id ? "Group read" : "Group search");
     return group_id ? group_read(rq, group_id) : group_search(rq);
 }

@@ -9,8 +9,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 
-int bf_http_body(bf_req_t *rq, int status, const char *ctype,
-                 const char *body)
+int bf_http_body(bf_req_t *rq, int status, const char *ctype, const char *body)
 {
     request_rec *r = rq->r;
 
@@ -20,15 +19,13 @@ int bf_http_body(bf_req_t *rq, int status, const char *ctype,
         ap_set_content_length(r, (apr_off_t)strlen(body));
         if (!r->header_only)
             ap_rputs(body, r);
-    }
-    else {
+    } else {
         ap_set_content_length(r, 0);
     }
     return OK;
 }
 
-int bf_http_oo(bf_req_t *rq, int status, const char *code, const char *fmt,
-               ...)
+int bf_http_oo(bf_req_t *rq, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
     const char *text, *body;
@@ -54,9 +51,9 @@ int bf_http_db_error(bf_req_t *rq, const char *sqlstate, const char *what)
 {
     /* connection lost, shut down, timed out, too many connections, lock
      * timeout: worth a retry */
-    if (bf_pq_state_is_connection(sqlstate) || !strcmp(sqlstate, "57014")
-        || !strncmp(sqlstate, "53", 2) || !strcmp(sqlstate, "55P03")
-        || !strcmp(sqlstate, "40001") || !strcmp(sqlstate, "40P01"))
+    if (bf_pq_state_is_connection(sqlstate) || !strcmp(sqlstate, "57014") ||
+        !strncmp(sqlstate, "53", 2) || !strcmp(sqlstate, "55P03") ||
+        !strcmp(sqlstate, "40001") || !strcmp(sqlstate, "40P01"))
         return bf_http_unavailable(rq, what);
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, rq->r,
                   "BF01020: %s: database error SQLSTATE %s", what, sqlstate);
@@ -106,9 +103,9 @@ bool bf_http_read_body(bf_req_t *rq, apr_off_t max, const char **body,
     }
     st = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK);
     if (st != OK) {
-        *rc = bf_http_oo(rq, st == HTTP_REQUEST_ENTITY_TOO_LARGE ? st
-                                                                 : HTTP_BAD_REQUEST,
-                         "invalid", "the request body cannot be read");
+        *rc = bf_http_oo(
+            rq, st == HTTP_REQUEST_ENTITY_TOO_LARGE ? st : HTTP_BAD_REQUEST,
+            "invalid", "the request body cannot be read");
         return false;
     }
     /* room for the announced body and one byte more (to see an overrun) */

@@ -20,8 +20,8 @@ static bool json_content_type(request_rec *r)
     if (!ct)
         return false;
     n = strcspn(ct, "; \t");
-    return (n == 21 && strncasecmp(ct, "application/fhir+json", n) == 0)
-           || (n == 16 && strncasecmp(ct, "application/json", n) == 0);
+    return (n == 21 && strncasecmp(ct, "application/fhir+json", n) == 0) ||
+           (n == 16 && strncasecmp(ct, "application/json", n) == 0);
 }
 
 /* The kick-off URL recorded as the manifest's `request`. */
@@ -48,11 +48,12 @@ static void add_provenance_task(bf_req_t *rq, bf_params_t *prm)
     for (i = 0; i < prm->types->nelts; i++)
         if (!strcmp(APR_ARRAY_IDX(prm->types, i, const char *), "Provenance"))
             return;
-    if (bf_dir_auth(rq->dc) != BF_AUTH_NONE
-        && !bf_scope_can_export(rq->r->pool, rq->scope, "Provenance")) {
+    if (bf_dir_auth(rq->dc) != BF_AUTH_NONE &&
+        !bf_scope_can_export(rq->r->pool, rq->scope, "Provenance")) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
                       "includeAssociatedData: client %s may not read "
-                      "Provenance; none exported", rq->client_id);
+                      "Provenance; none exported",
+                      rq->client_id);
         return;
     }
     APR_ARRAY_PUSH(prm->types, const char *) = "Provenance";
@@ -88,10 +89,9 @@ static int too_costly(bf_req_t *rq, const bf_params_t *prm)
                       "BF01070: client %s: a too-costly kick-off was not "
                       "counted against %s: the database is unavailable",
                       who, BF_CMD_KICKOFF_RATE);
-    else if (!bf_limits_refused(rq->conn,
-                                bf_auth_mode_name(bf_dir_auth(rq->dc)),
-                                rq->client_id,
-                                bf_dir_kickoff_rate(rq->dc), &a, sqlstate))
+    else if (!bf_limits_refused(
+                 rq->conn, bf_auth_mode_name(bf_dir_auth(rq->dc)),
+                 rq->client_id, bf_dir_kickoff_rate(rq->dc), &a, sqlstate))
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BF01071: client %s: a too-costly kick-off was not "
                       "counted against %s: SQLSTATE %s",
@@ -144,8 +144,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
     if (r->method_number == M_GET) {
         ok = bf_params_from_query_lim(r->pool, r->args, level, lenient, &lim,
                                       &prm);
-    }
-    else if (r->method_number == M_POST) {
+    } else if (r->method_number == M_POST) {
         if (r->args && *r->args)
             return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
                               "a POST kick-off takes its parameters in the "
@@ -160,8 +159,7 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
             return rc;
         ok = bf_params_from_body_lim(r->pool, body, len, level, lenient, &lim,
                                      &prm);
-    }
-    else {
+    } else {
         return bf_http_not_allowed(rq, "GET, POST");
     }
     if (!ok && prm->limit)
@@ -194,8 +192,8 @@ int bf_kickoff_handle(bf_req_t *rq, const char *level, const char *group_id)
                                    &why, sqlstate))
             return bf_http_db_error(rq, sqlstate, "kick-off");
         if (bad)
-            return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
-                              "patient: %s %s", bad, why);
+            return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid", "patient: %s %s",
+                              bad, why);
     }
 
     memset(&k, 0, sizeof k);

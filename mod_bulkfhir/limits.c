@@ -23,8 +23,7 @@ bool bf_limits_kickoff(bf_req_t *rq, const bf_job_kickoff_t *k,
     int retry;
 
     if (!bf_limits_admit(rq->conn, bf_auth_mode_name(bf_dir_auth(rq->dc)),
-                         k->client_id,
-                         bf_dir_max_active_jobs(rq->dc),
+                         k->client_id, bf_dir_max_active_jobs(rq->dc),
                          bf_dir_kickoff_rate(rq->dc), &a, sqlstate)) {
         *rc = bf_http_db_error(rq, sqlstate, "kick-off");
         return false;

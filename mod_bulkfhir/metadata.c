@@ -130,7 +130,7 @@ static int spurl_cmp(const void *key, const void *elem)
 static const char *sp_definition(apr_pool_t *p, const char *base,
                                  const char *code)
 {
-    static const char *const up[] = { NULL, "DomainResource", "Resource" };
+    static const char *const up[] = {NULL, "DomainResource", "Resource"};
     bf_spurl key;
     const bf_spurl *hit;
     size_t i;
@@ -154,11 +154,11 @@ static json_object *search_params(apr_pool_t *p, const char *type,
     json_object *arr = NULL, *sp;
     const bf_searchparam *e;
 
-    while (*next < bf_searchparam_count
-           && strcmp(bf_searchparam_table[*next].base, type) < 0)
+    while (*next < bf_searchparam_count &&
+           strcmp(bf_searchparam_table[*next].base, type) < 0)
         (*next)++;
-    for (; *next < bf_searchparam_count
-           && !strcmp((e = &bf_searchparam_table[*next])->base, type);
+    for (; *next < bf_searchparam_count &&
+           !strcmp((e = &bf_searchparam_table[*next])->base, type);
          (*next)++) {
         if (!arr)
             arr = json_object_new_array();
@@ -246,8 +246,9 @@ int bf_metadata_handle(bf_req_t *rq)
     json_object_object_add(cs, "resourceType",
                            json_object_new_string("CapabilityStatement"));
     json_object_object_add(cs, "status", json_object_new_string("active"));
-    json_object_object_add(cs, "date", json_object_new_string(
-                                           bf_time_instant(r->pool, loaded_at)));
+    json_object_object_add(
+        cs, "date",
+        json_object_new_string(bf_time_instant(r->pool, loaded_at)));
     json_object_object_add(cs, "kind", json_object_new_string("instance"));
     arr = json_object_new_array();
     json_object_array_add(

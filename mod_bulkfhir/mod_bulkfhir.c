@@ -41,8 +41,7 @@ static bf_log_level_e log_max_level(server_rec *s)
     return level >= BF_LOG_DEBUG ? BF_LOG_DEBUG : (bf_log_level_e)level;
 }
 
-static int bf_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
-                         apr_pool_t *ptemp)
+static int bf_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     int rc = bf_statuscache_pre_config(pconf, plog);
 
@@ -106,47 +105,38 @@ static bool parse_route(apr_pool_t *p, const char *rel, route_t *rt)
     memset(rt, 0, sizeof *rt);
     if (!strcmp(rel, "metadata")) {
         rt->kind = RT_METADATA;
-    }
-    else if (!strcmp(rel, "token")) {
+    } else if (!strcmp(rel, "token")) {
         rt->kind = RT_TOKEN;
-    }
-    else if (!strcmp(rel, ".well-known/smart-configuration")) {
+    } else if (!strcmp(rel, ".well-known/smart-configuration")) {
         rt->kind = RT_WELLKNOWN;
-    }
-    else if (!strcmp(rel, "$export")) {
+    } else if (!strcmp(rel, "$export")) {
         rt->kind = RT_EXPORT;
-    }
-    else if (!strcmp(rel, "Patient/$export")) {
+    } else if (!strcmp(rel, "Patient/$export")) {
         rt->kind = RT_PATIENT_EXPORT;
-    }
-    else if (!strcmp(rel, "Group")
-             || (!strncmp(rel, "Group/", 6) && !strchr(rel + 6, '/')
-                 && valid_id(rel + 6, strlen(rel + 6)))) {
+    } else if (!strcmp(rel, "Group") ||
+               (!strncmp(rel, "Group/", 6) && !strchr(rel + 6, '/') &&
+                valid_id(rel + 6, strlen(rel + 6)))) {
         rt->kind = RT_GROUP;
         rt->a = rel[5] ? rel + 6 : NULL;
-    }
-    else if (!strncmp(rel, "Group/", 6)) {
+    } else if (!strncmp(rel, "Group/", 6)) {
         slash = strchr(rel + 6, '/');
-        if (!slash || strcmp(slash, "/$export") != 0
-            || !valid_id(rel + 6, (size_t)(slash - rel - 6)))
+        if (!slash || strcmp(slash, "/$export") != 0 ||
+            !valid_id(rel + 6, (size_t)(slash - rel - 6)))
             return false;
         rt->kind = RT_GROUP_EXPORT;
         rt->a = apr_pstrndup(p, rel + 6, (size_t)(slash - rel - 6));
-    }
-    else if (!strncmp(rel, "bulkstatus/", 11) && rel[11]
-             && !strchr(rel + 11, '/')) {
+    } else if (!strncmp(rel, "bulkstatus/", 11) && rel[11] &&
+               !strchr(rel + 11, '/')) {
         rt->kind = RT_STATUS;
         rt->a = rel + 11;
-    }
-    else if (!strncmp(rel, "bulkfiles/", 10)) {
+    } else if (!strncmp(rel, "bulkfiles/", 10)) {
         slash = strchr(rel + 10, '/');
         if (!slash || !slash[1] || strchr(slash + 1, '/'))
             return false;
         rt->kind = RT_FILE;
         rt->a = apr_pstrndup(p, rel + 10, (size_t)(slash - rel - 10));
         rt->b = slash + 1;
-    }
-    else {
+    } else {
         return false;
     }
     return true;
@@ -375,13 +365,7 @@ static void bf_register_hooks(apr_pool_t *p)
     bf_audit_register_hooks(p);
 }
 
-AP_DECLARE_MODULE(bulkfhir) = {
-    STANDARD20_MODULE_STUFF,
-    bf_create_dir_conf,
-    bf_merge_dir_conf,
-    bf_create_srv_conf,
-    bf_merge_srv_conf,
-    bf_cmds,
-    bf_register_hooks,
-    AP_MODULE_FLAG_NONE
-};
+AP_DECLARE_MODULE(bulkfhir) = {STANDARD20_MODULE_STUFF, bf_create_dir_conf,
+                               bf_merge_dir_conf,       bf_create_srv_conf,
+                               bf_merge_srv_conf,       bf_cmds,
+                               bf_register_hooks,       AP_MODULE_FLAG_NONE};

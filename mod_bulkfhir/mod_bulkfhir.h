@@ -62,10 +62,9 @@ void bf_db_release(bf_req_t *rq);
 
 /* http.c: responses and request helpers.  The bf_http_* responders write a
  * complete response and return OK for the handler to return. */
-int bf_http_oo(bf_req_t *rq, int status, const char *code, const char *fmt,
-               ...) __attribute__((format(printf, 4, 5)));
-int bf_http_body(bf_req_t *rq, int status, const char *ctype,
-                 const char *body);
+int bf_http_oo(bf_req_t *rq, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int bf_http_body(bf_req_t *rq, int status, const char *ctype, const char *body);
 int bf_http_unavailable(bf_req_t *rq, const char *what);
 int bf_http_db_error(bf_req_t *rq, const char *sqlstate, const char *what);
 int bf_http_not_allowed(bf_req_t *rq, const char *allow);
@@ -155,7 +154,7 @@ void bf_audit_register_hooks(apr_pool_t *p);
 const char *bf_audit_set_on(cmd_parms *cmd, void *dconf, int flag);
 const char *bf_audit_set_batch(cmd_parms *cmd, void *dconf, const char *n,
                                const char *secs);
-void bf_audit_begin(bf_req_t *rq);      /* a routed request */
+void bf_audit_begin(bf_req_t *rq); /* a routed request */
 void bf_audit_reason(bf_req_t *rq, int status, const char *text);
 void bf_audit_token(bf_req_t *rq, const char *claimed, const char *scope,
                     const char *reason);

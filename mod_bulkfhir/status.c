@@ -30,26 +30,26 @@ static int failed_status(const char *error)
     static const struct {
         const char *code;
         int status;
-    } map[] = { { "not-found", HTTP_NOT_FOUND },
-                { "forbidden", HTTP_FORBIDDEN },
-                { "security", HTTP_FORBIDDEN },
-                { "login", HTTP_UNAUTHORIZED },
-                { "invalid", HTTP_BAD_REQUEST },
-                { "structure", HTTP_BAD_REQUEST },
-                { "required", HTTP_BAD_REQUEST },
-                { "value", HTTP_BAD_REQUEST },
-                { "not-supported", HTTP_BAD_REQUEST },
-                { "too-costly", HTTP_BAD_REQUEST },
-                { NULL, 0 } };
+    } map[] = {{"not-found", HTTP_NOT_FOUND},
+               {"forbidden", HTTP_FORBIDDEN},
+               {"security", HTTP_FORBIDDEN},
+               {"login", HTTP_UNAUTHORIZED},
+               {"invalid", HTTP_BAD_REQUEST},
+               {"structure", HTTP_BAD_REQUEST},
+               {"required", HTTP_BAD_REQUEST},
+               {"value", HTTP_BAD_REQUEST},
+               {"not-supported", HTTP_BAD_REQUEST},
+               {"too-costly", HTTP_BAD_REQUEST},
+               {NULL, 0}};
     json_object *oo, *issues, *code;
     int status = HTTP_INTERNAL_SERVER_ERROR, i;
 
     oo = error ? json_tokener_parse(error) : NULL;
-    if (oo && json_object_object_get_ex(oo, "issue", &issues)
-        && json_object_is_type(issues, json_type_array)
-        && json_object_array_length(issues) > 0
-        && json_object_object_get_ex(json_object_array_get_idx(issues, 0),
-                                     "code", &code))
+    if (oo && json_object_object_get_ex(oo, "issue", &issues) &&
+        json_object_is_type(issues, json_type_array) &&
+        json_object_array_length(issues) > 0 &&
+        json_object_object_get_ex(json_object_array_get_idx(issues, 0), "code",
+                                  &code))
         for (i = 0; map[i].code; i++)
             if (strcmp(map[i].code, json_object_get_string(code)) == 0)
                 status = map[i].status;
@@ -155,8 +155,8 @@ static int partial_get(bf_req_t *rq, const bf_job_t *job, bool running)
     if (page < 1)
         return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
                           "page must be a positive integer");
-    if (!bf_job_manifest_page(rq->conn, job->id, page, &found, &lo, &hi,
-                              &final, sqlstate))
+    if (!bf_job_manifest_page(rq->conn, job->id, page, &found, &lo, &hi, &final,
+                              sqlstate))
         return bf_http_db_error(rq, sqlstate, "status");
     if (!found) {
         if (running) { /* nothing new published yet */
@@ -200,9 +200,9 @@ static int status_get(bf_req_t *rq, bf_job_t *job)
      * gate ran in bulkfhir.job_status (bf_status_handle) */
     if (running && min_ms > 0 && job->poll_refused) {
         wait_ms = job->poll_wait_ms;
-        apr_table_setn(r->headers_out, "Retry-After",
-                       apr_itoa(r->pool,
-                                wait_ms > 1000 ? (wait_ms + 999) / 1000 : 1));
+        apr_table_setn(
+            r->headers_out, "Retry-After",
+            apr_itoa(r->pool, wait_ms > 1000 ? (wait_ms + 999) / 1000 : 1));
         return bf_http_oo(rq, HTTP_TOO_MANY_REQUESTS, "throttled",
                           "export job %s is polled too often: wait at "
                           "least %d ms between polls",
@@ -234,8 +234,7 @@ static int status_get(bf_req_t *rq, bf_job_t *job)
      * base URL, stored on the job row (0060) and served as is */
     body = job->manifest;
     if (!body) {
-        if (!bf_job_files(rq->conn, r->pool, job->id, 0, -1, &files,
-                          sqlstate))
+        if (!bf_job_files(rq->conn, r->pool, job->id, 0, -1, &files, sqlstate))
             return bf_http_db_error(rq, sqlstate, "status");
         body = manifest(rq, job, files, NULL);
         /* best effort: without it the next poll renders again */
@@ -259,8 +258,8 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
     if (r->method_number != M_GET && r->method_number != M_DELETE)
         return bf_http_not_allowed(rq, "GET, DELETE");
     if (!bf_job_is_uuid(job_id))
-        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
-                          "no export job %s", job_id);
+        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no export job %s",
+                          job_id);
     /* GET: a fresh entry of the shared cache answers without PostgreSQL */
     if (r->method_number == M_GET && bf_statuscache_get(rq, job_id, &job))
         return bf_auth_may_see(rq, job->client_id)
@@ -270,8 +269,7 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
     if (!bf_db_acquire(rq))
         return bf_http_unavailable(rq, "status");
     /* else one statement answers the poll (gate, progress, manifest) */
-    q.min_ms = r->method_number == M_GET ? bf_dir_min_poll_interval(rq->dc)
-                                          : 0;
+    q.min_ms = r->method_number == M_GET ? bf_dir_min_poll_interval(rq->dc) : 0;
     q.auth = true; /* the gate only for the owner, as bf_auth_may_see */
     q.client_id = bf_auth_owner(rq);
     q.base = rq->base;
@@ -279,8 +277,8 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
         return bf_http_db_error(rq, sqlstate, "status");
     /* another client's job does not exist for this one */
     if (!job || !bf_auth_may_see(rq, job->client_id))
-        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
-                          "no export job %s", job_id);
+        return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no export job %s",
+                          job_id);
     if (r->method_number == M_GET) {
         rc = status_get(rq, job);
         bf_statuscache_put(rq, job);

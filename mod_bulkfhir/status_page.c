@@ -29,18 +29,18 @@
 
 typedef enum { FMT_HTML, FMT_JSON, FMT_METRICS } fmt_e;
 
-static const char *const job_states[] = { "queued", "running", "completed",
-                                          "failed", "cancelled", NULL };
-static const char *const task_states[] = { "queued", "running", "done",
-                                           "failed", "cancelled", NULL };
+static const char *const job_states[] = {"queued", "running",   "completed",
+                                         "failed", "cancelled", NULL};
+static const char *const task_states[] = {"queued", "running",   "done",
+                                          "failed", "cancelled", NULL};
 
 /* ---- json-c accessors: a missing or null member reads as empty/0 ------ */
 static json_object *jget(json_object *o, const char *key)
 {
     json_object *v = NULL;
 
-    if (o && json_object_is_type(o, json_type_object)
-        && json_object_object_get_ex(o, key, &v))
+    if (o && json_object_is_type(o, json_type_object) &&
+        json_object_object_get_ex(o, key, &v))
         return v;
     return NULL;
 }
@@ -123,15 +123,14 @@ static const char *esc(apr_pool_t *p, const char *s)
 
 static const char *human_bytes(apr_pool_t *p, double b)
 {
-    static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
 
     while (b >= 1024.0 && i < 4) {
         b /= 1024.0;
         i++;
     }
-    return i == 0 ? pf(p, "%.0f B", b)
-                  : pf(p, "%.1f %s", b, unit[i]);
+    return i == 0 ? pf(p, "%.0f B", b) : pf(p, "%.1f %s", b, unit[i]);
 }
 
 static const char *human_age(apr_pool_t *p, double s)
@@ -209,8 +208,7 @@ static void html_jobs(request_rec *r, const char *title, json_object *jobs,
             prog = 0;
         if (prog > 1)
             prog = 1;
-        out(
-            r,
+        out(r,
             "<tr><td><code>%s</code></td><td>%s</td><td>%s%s%s</td>"
             "<td class=\"state-%s\">%s</td><td>%s <span class=\"muted\">"
             "(%s ago)</span></td><td class=\"p\"><span class=\"bar\" title=\"%.0f%%\">"
@@ -223,16 +221,16 @@ static void html_jobs(request_rec *r, const char *title, json_object *jobs,
                                   : "<span class=\"muted\">(none)</span>",
             esc(p, jstr(j, "level")), *jstr(j, "group_id") ? " " : "",
             esc(p, jstr(j, "group_id")), esc(p, jstr(j, "state")),
-            esc(p, jstr(j, "state")), esc(p, short_time(p, jstr(j,
-                                                          "created_at"))),
+            esc(p, jstr(j, "state")),
+            esc(p, short_time(p, jstr(j, "created_at"))),
             human_age(p, jnum(j, "age_seconds")), prog * 100, prog * 100,
             (double)(int)(prog * 100), jint(t, "queued"), jint(t, "running"),
             jint(t, "done"), jint(t, "failed"), jint(t, "cancelled"),
             jint(j, "tasks_total"), jint(j, "resources"),
             human_bytes(p, jnum(j, "bytes")), jint(j, "files"),
-            jget(j, "resources_per_second")
-                    && !json_object_is_type(jget(j, "resources_per_second"),
-                                            json_type_null)
+            jget(j, "resources_per_second") &&
+                    !json_object_is_type(jget(j, "resources_per_second"),
+                                         json_type_null)
                 ? pf(p, "%.1f", jnum(j, "resources_per_second"))
                 : "-");
     }
@@ -259,19 +257,18 @@ static void html_workers(request_rec *r, json_object *ws)
     for (i = 0; i < n; i++) {
         w = json_object_array_get_idx(ws, i);
         out(r,
-                   "<tr><td><code>%s</code></td><td>%s</td><td class=\"n\">"
-                   "%lld</td><td>%s</td><td>%s</td><td class=\"n\">%s</td>"
-                   "<td>%s</td></tr>\n",
-                   esc(p, jstr(w, "id")), esc(p, jstr(w, "host")),
-                   jint(w, "pid"), esc(p, jstr(w, "version")),
-                   esc(p, short_time(p, jstr(w, "started_at"))),
-                   human_age(p, jnum(w, "heartbeat_age_seconds")),
-                   *jstr(w, "current_task")
-                       ? pf(p, "%s (%s, job <code>%s</code>)",
-                                      esc(p, jstr(w, "current_task")),
-                                      esc(p, jstr(w, "current_type")),
-                                      esc(p, jstr(w, "current_job")))
-                       : "<span class=\"muted\">idle</span>");
+            "<tr><td><code>%s</code></td><td>%s</td><td class=\"n\">"
+            "%lld</td><td>%s</td><td>%s</td><td class=\"n\">%s</td>"
+            "<td>%s</td></tr>\n",
+            esc(p, jstr(w, "id")), esc(p, jstr(w, "host")), jint(w, "pid"),
+            esc(p, jstr(w, "version")),
+            esc(p, short_time(p, jstr(w, "started_at"))),
+            human_age(p, jnum(w, "heartbeat_age_seconds")),
+            *jstr(w, "current_task") ? pf(p, "%s (%s, job <code>%s</code>)",
+                                          esc(p, jstr(w, "current_task")),
+                                          esc(p, jstr(w, "current_type")),
+                                          esc(p, jstr(w, "current_job")))
+                                     : "<span class=\"muted\">idle</span>");
     }
     ap_rputs("</table>\n", r);
 }
@@ -388,30 +385,29 @@ static void render_html(request_rec *r, json_object *doc, int refresh)
              "\"><title>mod_bulkfhir status</title>",
              r);
     if (refresh > 0)
-        out(r, "<meta http-equiv=\"refresh\" content=\"%d\">",
-                   refresh);
+        out(r, "<meta http-equiv=\"refresh\" content=\"%d\">", refresh);
     out(r, "<style>%s</style></head><body>\n", css);
     out(r,
-               "<h1>mod_bulkfhir status</h1>\n<p>Server %s, module %s; "
-               "database time %s. <a href=\"?json\">JSON</a> &middot; "
-               "<a href=\"?metrics\">metrics</a> &middot; "
-               "<a href=\"?refresh=5\">refresh every 5 s</a></p>\n",
-               esc(p, ap_get_server_name(r)), esc(p, BF_VERSION),
-               esc(p, short_time(p, jstr(doc, "now"))));
+        "<h1>mod_bulkfhir status</h1>\n<p>Server %s, module %s; "
+        "database time %s. <a href=\"?json\">JSON</a> &middot; "
+        "<a href=\"?metrics\">metrics</a> &middot; "
+        "<a href=\"?refresh=5\">refresh every 5 s</a></p>\n",
+        esc(p, ap_get_server_name(r)), esc(p, BF_VERSION),
+        esc(p, short_time(p, jstr(doc, "now"))));
     out(r,
-               "<h2>Queue</h2>\n<table><tr><th>queued tasks</th><th>ready"
-               "</th><th>oldest ready task waits</th><th>resources "
-               "exported</th><th>bytes written</th><th>files</th>"
-               "<th>resources/s (last minute)</th></tr><tr><td class=\"n\">"
-               "%lld</td><td class=\"n\">%lld</td><td class=\"n\">%s</td>"
-               "<td class=\"n\">%lld</td><td class=\"n\">%s</td>"
-               "<td class=\"n\">%lld</td><td class=\"n\">%.1f</td></tr>"
-               "</table>\n",
-               jint(q, "depth"), jint(q, "ready"),
-               human_age(p, jnum(q, "oldest_seconds")),
-               jint(tot, "resources_exported"),
-               human_bytes(p, jnum(tot, "bytes_written")), jint(tot, "files"),
-               jnum(tot, "resources_per_second_1m"));
+        "<h2>Queue</h2>\n<table><tr><th>queued tasks</th><th>ready"
+        "</th><th>oldest ready task waits</th><th>resources "
+        "exported</th><th>bytes written</th><th>files</th>"
+        "<th>resources/s (last minute)</th></tr><tr><td class=\"n\">"
+        "%lld</td><td class=\"n\">%lld</td><td class=\"n\">%s</td>"
+        "<td class=\"n\">%lld</td><td class=\"n\">%s</td>"
+        "<td class=\"n\">%lld</td><td class=\"n\">%.1f</td></tr>"
+        "</table>\n",
+        jint(q, "depth"), jint(q, "ready"),
+        human_age(p, jnum(q, "oldest_seconds")),
+        jint(tot, "resources_exported"),
+        human_bytes(p, jnum(tot, "bytes_written")), jint(tot, "files"),
+        jnum(tot, "resources_per_second_1m"));
     ap_rputs("<h2>Jobs and tasks by state</h2>\n", r);
     html_counts(r, "jobs", jget(doc, "jobs"), job_states);
     html_counts(r, "tasks", jget(doc, "tasks"), task_states);
@@ -429,8 +425,8 @@ static void render_html(request_rec *r, json_object *doc, int refresh)
 static void metric(request_rec *r, const char *name, const char *type,
                    const char *help, double v)
 {
-    out(r, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name,
-               type, name, v);
+    out(r, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type,
+        name, v);
 }
 
 static void metric_states(request_rec *r, const char *name, const char *help,
@@ -440,8 +436,7 @@ static void metric_states(request_rec *r, const char *name, const char *help,
 
     out(r, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
     for (i = 0; states[i]; i++)
-        out(r, "%s{state=\"%s\"} %lld\n", name, states[i],
-                   jint(o, states[i]));
+        out(r, "%s{state=\"%s\"} %lld\n", name, states[i], jint(o, states[i]));
 }
 
 static void render_metrics(request_rec *r, json_object *doc)
@@ -474,8 +469,8 @@ static void render_metrics(request_rec *r, json_object *doc)
            jnum(q, "oldest_seconds"));
     metric(r, "bulkfhir_workers", "gauge",
            "Workers with a row in bulkfhir.worker.", (double)n);
-    metric(r, "bulkfhir_workers_busy", "gauge",
-           "Workers running a task.", (double)busy);
+    metric(r, "bulkfhir_workers_busy", "gauge", "Workers running a task.",
+           (double)busy);
     metric(r, "bulkfhir_worker_heartbeat_age_max_seconds", "gauge",
            "Age of the stalest worker heartbeat.", max_age);
     metric(r, "bulkfhir_resources_exported_total", "counter",
@@ -587,7 +582,8 @@ int bf_status_page_handler(request_rec *r)
                     "bulkfhir-status: the status query failed");
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "bulkfhir-status: %s, query %.1f ms, %" APR_SIZE_T_FMT " bytes",
+                  "bulkfhir-status: %s, query %.1f ms, %" APR_SIZE_T_FMT
+                  " bytes",
                   fmt == FMT_JSON      ? "json"
                   : fmt == FMT_METRICS ? "metrics"
                                        : "html",

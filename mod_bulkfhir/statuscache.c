@@ -129,8 +129,8 @@ const char *bf_statuscache_describe(void)
 
 int bf_statuscache_pre_config(apr_pool_t *pconf, apr_pool_t *plog)
 {
-    apr_status_t rv = ap_mutex_register(pconf, MUTEX_TYPE, NULL,
-                                        APR_LOCK_DEFAULT, 0);
+    apr_status_t rv =
+        ap_mutex_register(pconf, MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 
     if (rv != APR_SUCCESS) {
         ap_log_perror(APLOG_MARK, APLOG_CRIT, rv, plog,
@@ -148,15 +148,15 @@ int bf_statuscache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                server_rec *s)
 {
     /* ids are uuids; a completed job's entry holds its manifest */
-    static const struct ap_socache_hints hints = { KEY_LEN, 1024,
-                                                   apr_time_from_sec(60) };
+    static const struct ap_socache_hints hints = {KEY_LEN, 1024,
+                                                  apr_time_from_sec(60)};
     apr_status_t rv;
 
     if (!provider || !instance)
         return OK;
     if (provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
-        rv = ap_global_mutex_create(&mutex, NULL, MUTEX_TYPE, NULL, s, pconf,
-                                    0);
+        rv =
+            ap_global_mutex_create(&mutex, NULL, MUTEX_TYPE, NULL, s, pconf, 0);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          "BF01061: %s %s: cannot create the %s mutex",
@@ -211,8 +211,7 @@ static bool hex_bytes(const char *s, unsigned char *out, int n)
             return false;
         if (hi < 0) {
             hi = v;
-        }
-        else {
+        } else {
             out[i++] = (unsigned char)(hi << 4 | v);
             hi = -1;
         }
@@ -302,9 +301,9 @@ static apr_time_t store_expiry(const bf_req_t *rq, apr_time_t now)
 static void store(const bf_req_t *rq, const unsigned char key[KEY_LEN],
                   unsigned char *buf, unsigned int len, apr_time_t now)
 {
-    apr_status_t rv = provider->store(instance, rq->r->server, key, KEY_LEN,
-                                      store_expiry(rq, now), buf, len,
-                                      rq->r->pool);
+    apr_status_t rv =
+        provider->store(instance, rq->r->server, key, KEY_LEN,
+                        store_expiry(rq, now), buf, len, rq->r->pool);
 
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, rq->r,
@@ -339,24 +338,22 @@ bool bf_statuscache_get(bf_req_t *rq, const char *job_id, bf_job_t **out)
     running = is_running(str[S_STATE]);
     /* R43 as bulkfhir.job_status: only for a job the caller may see */
     gate = running && min_ms > 0 && bf_auth_may_see(rq, str[S_CLIENT]);
-    fresh = now - e.fetched
-            < apr_time_from_sec(bf_srv_status_cache_timeout(rq->sc));
+    fresh = now - e.fetched <
+            apr_time_from_sec(bf_srv_status_cache_timeout(rq->sc));
     wait = e.last_poll + apr_time_from_msec(min_ms) - now;
     if (gate && e.last_poll && wait > 0) {
         /* the last poll is this httpd's knowledge: refused whatever the
          * entry's age (its state is then at most timeout + interval old) */
         job->poll_refused = true;
         job->poll_wait_ms = (int)((wait + 999) / 1000);
-    }
-    else if (!fresh || running) {
+    } else if (!fresh || running) {
         /* a running job's 202 comes from PostgreSQL: its completion (and
          * progress) shows at once, not up to the timeout later; its entry
          * only keeps the R43 gate */
         goto leave;
-    }
-    else if (!strcmp(str[S_STATE], "completed")
-             && (!str[S_MANIFEST] || !str[S_BASE]
-                 || strcmp(str[S_BASE], rq->base) != 0)) {
+    } else if (!strcmp(str[S_STATE], "completed") &&
+               (!str[S_MANIFEST] || !str[S_BASE] ||
+                strcmp(str[S_BASE], rq->base) != 0)) {
         goto leave; /* rendered for another base: PostgreSQL renders it */
     }
     job->id = str[S_ID];
@@ -369,9 +366,10 @@ bool bf_statuscache_get(bf_req_t *rq, const char *job_id, bf_job_t **out)
     job->finished_at = e.finished_at;
     job->expires_at = e.expires_at;
     /* expiry at answer time, as PostgreSQL's expires_at < now() */
-    job->expired = e.expires_at > 0
-                   && (double)apr_time_sec(now) + (double)apr_time_usec(now) / 1e6
-                          > e.expires_at;
+    job->expired =
+        e.expires_at > 0 &&
+        (double)apr_time_sec(now) + (double)apr_time_usec(now) / 1e6 >
+            e.expires_at;
     *out = job;
     answer = true;
 leave:
@@ -391,8 +389,8 @@ void bf_statuscache_put(bf_req_t *rq, const bf_job_t *job)
     apr_time_t now = apr_time_now();
     entry_t e;
 
-    if (!instance || !job || job->partial_manifests
-        || !make_key(rq, job->id, key))
+    if (!instance || !job || job->partial_manifests ||
+        !make_key(rq, job->id, key))
         return;
     if (!strcmp(job->state, "completed") && !job->manifest)
         return; /* expired before it was rendered: PostgreSQL answers */
@@ -410,7 +408,8 @@ void bf_statuscache_put(bf_req_t *rq, const bf_job_t *job)
     if (total > ENTRY_MAX) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "status cache: job %s: %" APR_SIZE_T_FMT " bytes, "
-                      "over %d: not cached", job->id, total, ENTRY_MAX);
+                      "over %d: not cached",
+                      job->id, total, ENTRY_MAX);
         return;
     }
     e.magic = ENTRY_MAGIC;
@@ -419,13 +418,13 @@ void bf_statuscache_put(bf_req_t *rq, const bf_job_t *job)
     e.finished_at = job->finished_at;
     e.expires_at = job->expires_at;
     e.separate_status = job->separate_status;
-    if (is_running(job->state) && min_ms > 0
-        && bf_auth_may_see(rq, job->client_id))
+    if (is_running(job->state) && min_ms > 0 &&
+        bf_auth_may_see(rq, job->client_id))
         /* PostgreSQL's gate ran: allowed now, or refused because of a poll
          * min_ms - wait ago */
         e.last_poll = job->poll_refused
-                          ? now + apr_time_from_msec(job->poll_wait_ms)
-                                - apr_time_from_msec(min_ms)
+                          ? now + apr_time_from_msec(job->poll_wait_ms) -
+                                apr_time_from_msec(min_ms)
                           : now;
     buf = apr_palloc(r->pool, total);
     memcpy(buf, &e, sizeof e);
@@ -444,8 +443,7 @@ void bf_statuscache_forget(bf_req_t *rq, const char *job_id)
 
     if (!instance || !make_key(rq, job_id, key) || !lock(rq))
         return;
-    (void)provider->remove(instance, rq->r->server, key, KEY_LEN,
-                           rq->r->pool);
+    (void)provider->remove(instance, rq->r->server, key, KEY_LEN, rq->r->pool);
     unlock();
 }
 
@@ -456,7 +454,7 @@ void bf_statuscache_forget(bf_req_t *rq, const char *job_id)
  * from job keys.  value: token_entry_t, then client id and scope. */
 #define TOKEN_KEY_LEN (32 + 4 + 1)
 #define TOKEN_KEY_TYPE 'T'
-#define TOKEN_ENTRY_MAX 4096 /* a longer scope list is checked in SQL */
+#define TOKEN_ENTRY_MAX 4096    /* a longer scope list is checked in SQL */
 #define TOKEN_MAGIC 0x42465431u /* "BFT1": bump when token_entry_t changes */
 
 typedef struct token_entry_t {
@@ -503,15 +501,15 @@ bool bf_statuscache_token_get(bf_req_t *rq, const char *hash_hex,
     if (rv != APR_SUCCESS || len < sizeof e)
         goto leave;
     memcpy(&e, buf, sizeof e);
-    if (e.magic != TOKEN_MAGIC || !e.client_len || !e.scope_len
-        || e.client_len > len - sizeof e
-        || e.scope_len != len - sizeof e - e.client_len
-        || buf[sizeof e + e.client_len - 1] || buf[len - 1])
+    if (e.magic != TOKEN_MAGIC || !e.client_len || !e.scope_len ||
+        e.client_len > len - sizeof e ||
+        e.scope_len != len - sizeof e - e.client_len ||
+        buf[sizeof e + e.client_len - 1] || buf[len - 1])
         goto leave;
     /* at most the timeout after PostgreSQL said yes, never past expiry */
-    if (now < e.fetched || now >= e.expires
-        || now - e.fetched
-               >= apr_time_from_sec(bf_srv_status_cache_timeout(rq->sc)))
+    if (now < e.fetched || now >= e.expires ||
+        now - e.fetched >=
+            apr_time_from_sec(bf_srv_status_cache_timeout(rq->sc)))
         goto leave;
     *client_id = (const char *)buf + sizeof e;
     *scope = (const char *)buf + sizeof e + e.client_len;
@@ -533,8 +531,7 @@ void bf_statuscache_token_put(bf_req_t *rq, const char *hash_hex,
     token_entry_t e;
     apr_status_t rv;
 
-    if (!instance || !client_id || !scope
-        || !make_token_key(rq, hash_hex, key))
+    if (!instance || !client_id || !scope || !make_token_key(rq, hash_hex, key))
         return;
     memset(&e, 0, sizeof e);
     e.magic = TOKEN_MAGIC;

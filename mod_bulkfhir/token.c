@@ -31,10 +31,9 @@ static int token_error(bf_req_t *rq, int status, const char *error,
     json_object_object_add(o, "error", json_object_new_string(error));
     json_object_object_add(o, "error_description",
                            json_object_new_string(description));
-    body = apr_pstrdup(rq->r->pool,
-                       json_object_to_json_string_ext(
-                           o, JSON_C_TO_STRING_PLAIN
-                                  | JSON_C_TO_STRING_NOSLASHESCAPE));
+    body = apr_pstrdup(rq->r->pool, json_object_to_json_string_ext(
+                                        o, JSON_C_TO_STRING_PLAIN |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     bf_audit_reason(rq, status, description);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, rq->r,
@@ -50,8 +49,8 @@ static bool form_content_type(request_rec *r)
     if (!ct)
         return false;
     n = strcspn(ct, "; \t");
-    return n == 33
-           && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0;
+    return n == 33 &&
+           strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0;
 }
 
 /* Fill req from the form.  false + *why on a malformed body or a repeated
@@ -60,12 +59,12 @@ static bool form_content_type(request_rec *r)
 static bool parse_form(apr_pool_t *p, const char *body, size_t len,
                        bf_token_request *req, const char **why)
 {
-    static const char *const names[] = { "grant_type", "scope",
-                                         "client_assertion_type",
-                                         "client_assertion", NULL };
-    const char **slots[4] = { &req->grant_type, &req->scope,
-                              &req->client_assertion_type,
-                              &req->client_assertion };
+    static const char *const names[] = {"grant_type", "scope",
+                                        "client_assertion_type",
+                                        "client_assertion", NULL};
+    const char **slots[4] = {&req->grant_type, &req->scope,
+                             &req->client_assertion_type,
+                             &req->client_assertion};
     const char *s = body, *end = body + len, *amp, *eq;
     char *key, *val;
     int i;
@@ -78,8 +77,7 @@ static bool parse_form(apr_pool_t *p, const char *body, size_t len,
         if (amp > s) {
             eq = memchr(s, '=', (size_t)(amp - s));
             key = bf_params_form_decode(p, s, (size_t)((eq ? eq : amp) - s));
-            val = eq ? bf_params_form_decode(p, eq + 1,
-                                             (size_t)(amp - eq - 1))
+            val = eq ? bf_params_form_decode(p, eq + 1, (size_t)(amp - eq - 1))
                      : apr_pstrdup(p, "");
             if (!key || !val) {
                 *why = "the form body has a malformed %-escape";
@@ -89,8 +87,8 @@ static bool parse_form(apr_pool_t *p, const char *body, size_t len,
                 if (strcmp(key, names[i]) != 0)
                     continue;
                 if (*slots[i]) {
-                    *why = apr_psprintf(p, "parameter %s is repeated",
-                                        names[i]);
+                    *why =
+                        apr_psprintf(p, "parameter %s is repeated", names[i]);
                     return false;
                 }
                 *slots[i] = val;
@@ -151,8 +149,8 @@ int bf_token_handle(bf_req_t *rq)
     cl = apr_table_get(r->headers_in, "Content-Length");
     if (cl && apr_atoi64(cl) > TOKEN_MAX_BODY) {
         r->connection->keepalive = AP_CONN_CLOSE;
-        return token_error(rq, HTTP_REQUEST_ENTITY_TOO_LARGE,
-                           "invalid_request", "the request body is too large");
+        return token_error(rq, HTTP_REQUEST_ENTITY_TOO_LARGE, "invalid_request",
+                           "the request body is too large");
     }
     if (!bf_http_read_body(rq, TOKEN_MAX_BODY, &body, &len, &rc))
         return rc;
@@ -173,21 +171,20 @@ int bf_token_handle(bf_req_t *rq)
     cfg.jwks_timeout = bf_dir_jwks_timeout(rq->dc);
     cfg.jwks_allow_http_loopback = bf_dir_jwks_loopback(rq->dc) != 0;
     bf_token_issue(r->pool, &db, &cfg, &req, &res);
-    bf_audit_token(rq, res.client_id ? res.client_id : res.claimed_id, res.scope, res.reason);
+    bf_audit_token(rq, res.client_id ? res.client_id : res.claimed_id,
+                   res.scope, res.reason);
     if (res.status == HTTP_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       "token: issued to client %s (scope %s, %d s)",
                       res.client_id, res.scope, cfg.lifetime);
         r->user = apr_pstrdup(r->pool, res.client_id); /* access log */
-    }
-    else {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "token: refused (client %s): %s",
-                      res.client_id     ? res.client_id
-                      : res.claimed_id ? ap_escape_logitem(r->pool,
-                                                            res.claimed_id)
-                                        : "-",
-                      res.reason ? res.reason : "?");
+    } else {
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r, "token: refused (client %s): %s",
+            res.client_id    ? res.client_id
+            : res.claimed_id ? ap_escape_logitem(r->pool, res.claimed_id)
+                             : "-",
+            res.reason ? res.reason : "?");
         if (res.status == HTTP_SERVICE_UNAVAILABLE)
             apr_table_setn(r->headers_out, "Retry-After",
                            apr_itoa(r->pool, bf_dir_retry_after(rq->dc)));

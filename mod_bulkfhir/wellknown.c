@@ -8,7 +8,7 @@
 #include <http_protocol.h>
 #include <json-c/json.h>
 
-#define OAUTH_URIS \
+#define OAUTH_URIS                                                             \
     "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 static json_object *strings(const char *const *v)
@@ -22,14 +22,12 @@ static json_object *strings(const char *const *v)
 
 int bf_wellknown_handle(bf_req_t *rq)
 {
-    static const char *const grants[] = { "client_credentials", NULL };
-    static const char *const methods[] = { "private_key_jwt", NULL };
-    static const char *const algs[] = { "RS384", "ES384", NULL };
-    static const char *const scopes[] = { "system/*.read", "system/*.rs",
-                                          NULL };
-    static const char *const caps[] = { "client-confidential-asymmetric",
-                                        "permission-v1", "permission-v2",
-                                        NULL };
+    static const char *const grants[] = {"client_credentials", NULL};
+    static const char *const methods[] = {"private_key_jwt", NULL};
+    static const char *const algs[] = {"RS384", "ES384", NULL};
+    static const char *const scopes[] = {"system/*.read", "system/*.rs", NULL};
+    static const char *const caps[] = {"client-confidential-asymmetric",
+                                       "permission-v1", "permission-v2", NULL};
     request_rec *r = rq->r;
     json_object *o;
     const char *body;
@@ -48,14 +46,13 @@ int bf_wellknown_handle(bf_req_t *rq)
     json_object_object_add(o, "grant_types_supported", strings(grants));
     json_object_object_add(o, "token_endpoint_auth_methods_supported",
                            strings(methods));
-    json_object_object_add(o, "token_endpoint_auth_signing_alg_values_supported",
-                           strings(algs));
+    json_object_object_add(
+        o, "token_endpoint_auth_signing_alg_values_supported", strings(algs));
     json_object_object_add(o, "scopes_supported", strings(scopes));
     json_object_object_add(o, "capabilities", strings(caps));
-    body = apr_pstrdup(r->pool,
-                       json_object_to_json_string_ext(
-                           o, JSON_C_TO_STRING_PLAIN
-                                  | JSON_C_TO_STRING_NOSLASHESCAPE));
+    body = apr_pstrdup(r->pool, json_object_to_json_string_ext(
+                                    o, JSON_C_TO_STRING_PLAIN |
+                                           JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return bf_http_body(rq, HTTP_OK, "application/json", body);
 }

@@ -14,7 +14,14 @@
 
 #include <apr_strings.h>
 
-typedef enum { CF_STR, CF_SECONDS, CF_COUNT, CF_BYTES, CF_LEVEL, CF_MIB } cf_type;
+typedef enum {
+    CF_STR,
+    CF_SECONDS,
+    CF_COUNT,
+    CF_BYTES,
+    CF_LEVEL,
+    CF_MIB
+} cf_type;
 
 typedef struct cf_key {
     const char *name;
@@ -24,8 +31,10 @@ typedef struct cf_key {
     const char *help;
 } cf_key;
 
-#define CF(name, type, def, help) \
-    { #name, type, offsetof(worker_config_t, name), def, help }
+#define CF(name, type, def, help)                                              \
+    {                                                                          \
+#name, type, offsetof(worker_config_t, name), def, help                \
+    }
 
 static const cf_key keys[] = {
     CF(database, CF_STR, "", "libpq conninfo or URI (empty: PG* environment)"),
@@ -43,11 +52,14 @@ static const cf_key keys[] = {
 
 bool worker_parse_log_level(const char *s, bf_log_level_e *out)
 {
-    static const struct { const char *n; bf_log_level_e l; } t[] = {
-        { "error", BF_LOG_ERR }, { "err", BF_LOG_ERR },
-        { "warn", BF_LOG_WARN }, { "warning", BF_LOG_WARN },
-        { "notice", BF_LOG_NOTICE }, { "info", BF_LOG_INFO },
-        { "debug", BF_LOG_DEBUG },
+    static const struct {
+        const char *n;
+        bf_log_level_e l;
+    } t[] = {
+        {"error", BF_LOG_ERR},     {"err", BF_LOG_ERR},
+        {"warn", BF_LOG_WARN},     {"warning", BF_LOG_WARN},
+        {"notice", BF_LOG_NOTICE}, {"info", BF_LOG_INFO},
+        {"debug", BF_LOG_DEBUG},
     };
     size_t i;
 
@@ -72,11 +84,14 @@ static bool parse_int64(const char *s, int64_t *out, bool bytes)
     while (*end == ' ')
         end++;
     if (bytes && *end) {
-        if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib"))
+        if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") ||
+            !strcasecmp(end, "kib"))
             mult = 1024;
-        else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+        else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") ||
+                 !strcasecmp(end, "mib"))
             mult = 1024 * 1024;
-        else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+        else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") ||
+                 !strcasecmp(end, "gib"))
             mult = 1024LL * 1024 * 1024;
         else
             return false;
@@ -107,8 +122,8 @@ bool worker_config_set(apr_pool_t *p, worker_config_t *c, const char *key,
             return true;
         case CF_SECONDS:
             if (!parse_int64(value, &n, false) || n < 1 || n > 86400) {
-                *err = apr_psprintf(p, "%s: expected seconds (1..86400), got '%s'",
-                                    key, value);
+                *err = apr_psprintf(
+                    p, "%s: expected seconds (1..86400), got '%s'", key, value);
                 return false;
             }
             *(int *)field = (int)n;
@@ -116,17 +131,18 @@ bool worker_config_set(apr_pool_t *p, worker_config_t *c, const char *key,
         case CF_COUNT:
         case CF_BYTES:
             if (!parse_int64(value, &n, k->type == CF_BYTES) || n < 1) {
-                *err = apr_psprintf(p, "%s: expected a positive %s, got '%s'", key,
-                                    k->type == CF_BYTES ? "size (e.g. 256MiB)"
-                                                        : "number", value);
+                *err = apr_psprintf(
+                    p, "%s: expected a positive %s, got '%s'", key,
+                    k->type == CF_BYTES ? "size (e.g. 256MiB)" : "number",
+                    value);
                 return false;
             }
             *(int64_t *)field = n;
             return true;
         case CF_MIB:
             if (!parse_int64(value, &n, false) || n > 1048576) {
-                *err = apr_psprintf(p, "%s: expected MiB (0..1048576), got '%s'",
-                                    key, value);
+                *err = apr_psprintf(
+                    p, "%s: expected MiB (0..1048576), got '%s'", key, value);
                 return false;
             }
             *(int64_t *)field = n;
@@ -168,8 +184,8 @@ static char *trim(char *s)
     while (*s == ' ' || *s == '\t')
         s++;
     e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'
-                     || e[-1] == '\r'))
+    while (e > s &&
+           (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
         *--e = '\0';
     return s;
 }
@@ -233,15 +249,17 @@ bool worker_config_load(apr_pool_t *p, worker_config_t *c, const char *path,
         const char *err;
 
         if (!worker_config_set(p, c, APR_ARRAY_IDX(ov->keys, i, const char *),
-                               APR_ARRAY_IDX(ov->values, i, const char *), &err)) {
+                               APR_ARRAY_IDX(ov->values, i, const char *),
+                               &err)) {
             bf_log(BF_LOG_ERR, "BF02005: command line: %s", err);
             return false;
         }
     }
     if (c->heartbeat_seconds * 2 > c->lease_seconds)
-        bf_log(BF_LOG_WARN, "BF02006: config: heartbeat_seconds %d is more than"
-               " half of lease_seconds %d; leases may lapse", c->heartbeat_seconds,
-               c->lease_seconds);
+        bf_log(BF_LOG_WARN,
+               "BF02006: config: heartbeat_seconds %d is more than"
+               " half of lease_seconds %d; leases may lapse",
+               c->heartbeat_seconds, c->lease_seconds);
     return true;
 }
 
@@ -262,9 +280,9 @@ static const char *safe_conninfo(apr_pool_t *p, const char *conninfo)
     for (o = opts; o->keyword; o++) {
         if (!o->val || !*o->val)
             continue;
-        s = apr_pstrcat(p, s, *s ? " " : "", o->keyword, "=",
-                        strcmp(o->keyword, "password") == 0 ? "********" : o->val,
-                        NULL);
+        s = apr_pstrcat(
+            p, s, *s ? " " : "", o->keyword, "=",
+            strcmp(o->keyword, "password") == 0 ? "********" : o->val, NULL);
     }
     PQconninfoFree(opts);
     return s;

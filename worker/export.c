@@ -136,12 +136,13 @@ static worker_export_rc interrupted(worker_t *w)
     return WORKER_EXPORT_OK;
 }
 
-static worker_export_rc db_failure(worker_t *w, apr_pool_t *p,
-                                   const char **msg, const char *what)
+static worker_export_rc db_failure(worker_t *w, apr_pool_t *p, const char **msg,
+                                   const char *what)
 {
     *msg = apr_psprintf(p, "%s: %s", what, PQerrorMessage(w->conn));
     return bf_pq_healthy(w->conn) || PQstatus(w->conn) == CONNECTION_OK
-               ? WORKER_EXPORT_FAILED : WORKER_EXPORT_DBERROR;
+               ? WORKER_EXPORT_FAILED
+               : WORKER_EXPORT_DBERROR;
 }
 
 /* Wait until no transaction of the job's snapshot is in progress. */
@@ -162,7 +163,8 @@ static worker_export_rc wait_snapshot(worker_t *w, apr_pool_t *p,
         if (pending == 0)
             break;
         if (now_s() - logged >= 10) {
-            bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): waiting for %ld"
+            bf_log(BF_LOG_INFO,
+                   "job %s: task %" PRId64 " (%s): waiting for %ld"
                    " transaction(s) older than the export to end (%.0f s)",
                    job->id, task->id, task->resource_type, pending,
                    now_s() - started);
@@ -198,8 +200,8 @@ static void cancel_copy(worker_t *w)
 typedef struct part_pub {
     worker_t *w;
     const bf_task_t *task;
-    PGconn *conn;   /* second connection: the first one is inside the COPY */
-    bool lost;      /* the task is no longer ours */
+    PGconn *conn; /* second connection: the first one is inside the COPY */
+    bool lost;    /* the task is no longer ours */
 } part_pub_t;
 
 static bool publish_closed_part(void *ctx, bf_ndjson_t *nd,
@@ -254,20 +256,23 @@ static worker_export_rc read_compression(worker_t *w, apr_pool_t *p,
 
 static bool param_true(const bf_task_job_t *job, const char *key)
 {
-    json_object *params = job->params ? json_tokener_parse(job->params) : NULL, *v;
+    json_object *params = job->params ? json_tokener_parse(job->params) : NULL,
+                *v;
     bool on = false;
 
     if (params && json_object_object_get_ex(params, key, &v))
-        on = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v)
-             : json_object_is_type(v, json_type_string)
-                 && strcmp(json_object_get_string(v), "true") == 0;
+        on = json_object_is_type(v, json_type_boolean)
+                 ? json_object_get_boolean(v)
+                 : json_object_is_type(v, json_type_string) &&
+                       strcmp(json_object_get_string(v), "true") == 0;
     if (params)
         json_object_put(params);
     return on;
 }
 
 /* Stream one COPY statement into nd (ncols: see bf_copybin_t). */
-static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *task,
+static worker_export_rc run_copy(worker_t *w, apr_pool_t *p,
+                                 const bf_task_t *task,
                                  const bf_task_job_t *job, const char *sql,
                                  int ncols, bf_ndjson_t *nd, const char **msg)
 {
@@ -287,11 +292,12 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
         return db_failure(w, p, msg, "COPY");
     res = PQgetResult(w->conn);
     if (!res || PQresultStatus(res) != PGRES_COPY_OUT) {
-        *msg = apr_psprintf(p, "COPY: %s %s",
-                            res ? PQresStatus(PQresultStatus(res)) : "",
-                            res ? PQresultErrorMessage(res) : PQerrorMessage(w->conn));
-        costly = res && over_limit(w, p, PQresultErrorField(res, PG_DIAG_SQLSTATE),
-                                   PQresultErrorMessage(res), now_s() - t0);
+        *msg = apr_psprintf(
+            p, "COPY: %s %s", res ? PQresStatus(PQresultStatus(res)) : "",
+            res ? PQresultErrorMessage(res) : PQerrorMessage(w->conn));
+        costly =
+            res && over_limit(w, p, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                              PQresultErrorMessage(res), now_s() - t0);
         PQclear(res);
         while ((res = PQgetResult(w->conn)) != NULL)
             PQclear(res);
@@ -312,8 +318,8 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
 
             /* memory_limit: after a large row (while its buffers are
              * held), else every 1024 rows with the interruption check */
-            if ((n >= LARGE_ROW_BYTES || ((chunks + 1) & 1023) == 0)
-                && worker_memory_over(w, &rss)) {
+            if ((n >= LARGE_ROW_BYTES || ((chunks + 1) & 1023) == 0) &&
+                worker_memory_over(w, &rss)) {
                 PQfreemem(buf);
                 cancel_copy(w);
                 return over_memory(w, p, rss, msg);
@@ -349,10 +355,12 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p, const bf_task_t *ta
     }
     res = PQgetResult(w->conn);
     if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        *msg = apr_psprintf(p, "COPY: %s", res ? PQresultErrorMessage(res)
-                                               : PQerrorMessage(w->conn));
-        costly = res && over_limit(w, p, PQresultErrorField(res, PG_DIAG_SQLSTATE),
-                                   PQresultErrorMessage(res), now_s() - t0);
+        *msg = apr_psprintf(p, "COPY: %s",
+                            res ? PQresultErrorMessage(res)
+                                : PQerrorMessage(w->conn));
+        costly =
+            res && over_limit(w, p, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                              PQresultErrorMessage(res), now_s() - t0);
         rc = PQstatus(w->conn) != CONNECTION_OK ? WORKER_EXPORT_DBERROR
              : costly                           ? WORKER_EXPORT_COSTLY
                                                 : WORKER_EXPORT_FAILED;
@@ -391,14 +399,16 @@ static worker_export_rc build_failure(worker_t *w, apr_pool_t *p,
                : WORKER_EXPORT_FAILED;
 }
 
-static worker_export_rc open_writer(worker_t *w, apr_pool_t *p, const bf_task_t *task,
-                                    const char *dir, const char *prefix,
-                                    bf_ndjson_t **nd, const char **msg)
+static worker_export_rc open_writer(worker_t *w, apr_pool_t *p,
+                                    const bf_task_t *task, const char *dir,
+                                    const char *prefix, bf_ndjson_t **nd,
+                                    const char **msg)
 {
     const char *err = NULL;
 
     if (!bf_ndjson_open(nd, p, dir, prefix, task->id, task->fencing,
-                        w->cfg.max_part_resources, w->cfg.max_part_bytes, 0, &err)) {
+                        w->cfg.max_part_resources, w->cfg.max_part_bytes, 0,
+                        &err)) {
         *msg = err;
         return WORKER_EXPORT_FAILED;
     }
@@ -406,14 +416,13 @@ static worker_export_rc open_writer(worker_t *w, apr_pool_t *p, const bf_task_t 
 }
 
 worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
-                               const bf_task_t *task,
-                               const bf_task_job_t *job, bf_ndjson_t **out,
-                               const char **msg)
+                               const bf_task_t *task, const bf_task_job_t *job,
+                               bf_ndjson_t **out, const char **msg)
 {
     worker_export_rc rc;
     const char *sql, *err = NULL, *dir;
     bf_ndjson_t *nd = NULL, *del = NULL;
-    part_pub_t pp = { w, task, NULL, false };
+    part_pub_t pp = {w, task, NULL, false};
     bool organized = task->kind && strcmp(task->kind, "organized") == 0;
     bool fallback;
     int64_t skip = -1, rss;
@@ -435,16 +444,20 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     w->limits_applied = true;
     w->limits_read = true;
     if (fallback && !w->limits_warned) {
-        bf_log(BF_LOG_WARN, "BF02052: worker %s: the database has no"
-               " bulkfhir.task_limits_set (migration 0070): built-in task limits"
-               " (jit off, statement_timeout 900 s, work_mem 16 MiB); run"
-               " bulkfhirctl migrate", w->id);
+        bf_log(
+            BF_LOG_WARN,
+            "BF02052: worker %s: the database has no"
+            " bulkfhir.task_limits_set (migration 0070): built-in task limits"
+            " (jit off, statement_timeout 900 s, work_mem 16 MiB); run"
+            " bulkfhirctl migrate",
+            w->id);
         w->limits_warned = true;
     }
-    bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): limits: jit off,"
+    bf_log(BF_LOG_DEBUG,
+           "job %s: task %" PRId64 " (%s): limits: jit off,"
            " statement_timeout %" PRId64 " ms, work_mem %" PRId64 " kB",
-           job->id, task->id, task->resource_type, w->limits.statement_timeout_ms,
-           w->limits.work_mem_kb);
+           job->id, task->id, task->resource_type,
+           w->limits.statement_timeout_ms, w->limits.work_mem_kb);
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
     if ((rc = read_compression(w, p, msg)) != WORKER_EXPORT_OK)
         return rc;
@@ -456,7 +469,8 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
             return build_failure(w, p, msg, err, state, t0);
         if (worker_memory_over(w, &rss))
             return over_memory(w, p, rss, msg);
-        if ((rc = open_writer(w, p, task, dir, "blocks", &nd, msg)) != WORKER_EXPORT_OK)
+        if ((rc = open_writer(w, p, task, dir, "blocks", &nd, msg)) !=
+            WORKER_EXPORT_OK)
             return rc;
         bf_ndjson_set_publish(nd, "output", NULL);
         *out = nd;
@@ -472,8 +486,8 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
             return build_failure(w, p, msg, err, state, t0);
         if (worker_memory_over(w, &rss))
             return over_memory(w, p, rss, msg);
-        if ((rc = open_writer(w, p, task, dir, task->resource_type, &nd, msg))
-            != WORKER_EXPORT_OK)
+        if ((rc = open_writer(w, p, task, dir, task->resource_type, &nd,
+                              msg)) != WORKER_EXPORT_OK)
             return rc;
         *out = nd;
         if (skip >= 0) {
@@ -484,7 +498,8 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
         if (rc == WORKER_EXPORT_OK) {
             double td = now_s();
 
-            if (!bf_task_deleted_sql(w->conn, p, task, job, &sql, &err, state)) {
+            if (!bf_task_deleted_sql(w->conn, p, task, job, &sql, &err,
+                                     state)) {
                 rc = build_failure(w, p, msg, err, state, td);
             } else if (sql) {
                 /* "deleted.": never the name of a resource type's output */

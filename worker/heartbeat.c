@@ -65,8 +65,9 @@ static void *hb_main(void *arg)
                 ok = bf_task_heartbeat(conn, &task, hb->worker_id, lease, &held,
                                        &ended);
             if (ok)
-                ok = bf_task_worker_beat(conn, hb->worker_id, hb->host, hb->pid,
-                                         WORKER_VERSION, has_task ? task.id : 0);
+                ok =
+                    bf_task_worker_beat(conn, hb->worker_id, hb->host, hb->pid,
+                                        WORKER_VERSION, has_task ? task.id : 0);
             if (!ok && !bf_pq_healthy(conn)) {
                 PQfinish(conn);
                 conn = NULL;
@@ -74,19 +75,22 @@ static void *hb_main(void *arg)
         }
         if (has_task && (!conn || !ok))
             /* the lease may lapse; publish re-checks it, so keep going */
-            bf_log(BF_LOG_WARN, "BF02020: job %s: task %" PRId64 " (%s):"
-                   " heartbeat failed, retrying in %d s", job_id, task.id,
-                   task.resource_type, hb->interval_seconds);
+            bf_log(BF_LOG_WARN,
+                   "BF02020: job %s: task %" PRId64 " (%s):"
+                   " heartbeat failed, retrying in %d s",
+                   job_id, task.id, task.resource_type, hb->interval_seconds);
 
         pthread_mutex_lock(&hb->mu);
         if (has_task && ok && !held && gen == hb->gen) {
             atomic_store(&hb->lease_lost, true);
             if (ended) /* the client cancelled, or another task failed it */
-                bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): the job"
-                       " ended (cancelled or failed), stopping the task", job_id,
-                       task.id, task.resource_type);
+                bf_log(BF_LOG_NOTICE,
+                       "job %s: task %" PRId64 " (%s): the job"
+                       " ended (cancelled or failed), stopping the task",
+                       job_id, task.id, task.resource_type);
             else
-                bf_log(BF_LOG_WARN, "BF02021: job %s: task %" PRId64 " (%s):"
+                bf_log(BF_LOG_WARN,
+                       "BF02021: job %s: task %" PRId64 " (%s):"
                        " lease lost (expired and taken over), stopping it",
                        job_id, task.id, task.resource_type);
         }

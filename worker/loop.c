@@ -31,14 +31,14 @@ static double mono_s(void)
 
 static bool session_setup(worker_t *w)
 {
-    return bf_pq_exec(w->conn, "session setup", "SET TimeZone = 'UTC'", 0,
-                      NULL, NULL, NULL)
-           && bf_pq_exec(w->conn, "session setup", "SET DateStyle = 'ISO'", 0,
-                         NULL, NULL, NULL)
-           && bf_pq_exec(w->conn, "listen", "LISTEN bulkfhir_task", 0, NULL,
-                         NULL, NULL)
-           && bf_task_register(w->conn, w->id, w->host, (int)getpid(),
-                               WORKER_VERSION);
+    return bf_pq_exec(w->conn, "session setup", "SET TimeZone = 'UTC'", 0, NULL,
+                      NULL, NULL) &&
+           bf_pq_exec(w->conn, "session setup", "SET DateStyle = 'ISO'", 0,
+                      NULL, NULL, NULL) &&
+           bf_pq_exec(w->conn, "listen", "LISTEN bulkfhir_task", 0, NULL, NULL,
+                      NULL) &&
+           bf_task_register(w->conn, w->id, w->host, (int)getpid(),
+                            WORKER_VERSION);
 }
 
 bool worker_db_ensure(worker_t *w)
@@ -49,8 +49,10 @@ bool worker_db_ensure(worker_t *w)
         if (w->conn && bf_pq_healthy(w->conn))
             return true;
         if (w->conn) {
-            bf_log(BF_LOG_WARN, "BF02040: worker %s: database connection lost,"
-                   " reconnecting", w->id);
+            bf_log(BF_LOG_WARN,
+                   "BF02040: worker %s: database connection lost,"
+                   " reconnecting",
+                   w->id);
             PQfinish(w->conn);
             w->conn = NULL;
         }
@@ -100,8 +102,10 @@ static void reload(worker_t *w)
     bf_log(BF_LOG_NOTICE, "worker %s: SIGHUP: reloading %s", w->id,
            w->config_path ? w->config_path : "(no config file)");
     if (!worker_config_load(np, &nc, w->config_path, &w->overrides)) {
-        bf_log(BF_LOG_ERR, "BF02041: worker %s: reload failed, keeping the"
-               " previous configuration", w->id);
+        bf_log(BF_LOG_ERR,
+               "BF02041: worker %s: reload failed, keeping the"
+               " previous configuration",
+               w->id);
         apr_pool_destroy(np);
         return;
     }
@@ -140,8 +144,8 @@ const char *worker_public_message(apr_pool_t *p, const char *msg)
         if (*s == '/' && (s == msg || strchr(" \t'\"(=", s[-1]))) {
             const char *end = s, *last = s + 1;
 
-            while (*end && !strchr(" \t'\"),;", *end)
-                   && !(*end == ':' && (end[1] == ' ' || !end[1]))) {
+            while (*end && !strchr(" \t'\"),;", *end) &&
+                   !(*end == ':' && (end[1] == ' ' || !end[1]))) {
                 if (*end == '/')
                     last = end + 1;
                 end++;
@@ -303,14 +307,17 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     const char *msg = NULL;
     worker_export_rc rc;
     bool published, ended, completed, applied, failed = false, released;
-    bf_task_failure_t f = { NULL, NULL, NULL, false };
+    bf_task_failure_t f = {NULL, NULL, NULL, false};
 
     worker_hb_set_task(&w->hb, task);
-    bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): claimed, attempt %d of %d,"
-           " fencing %" PRId64, task->job_id, task->id, task->resource_type,
-           task->attempt, task->max_attempts, task->fencing);
+    bf_log(BF_LOG_INFO,
+           "job %s: task %" PRId64 " (%s): claimed, attempt %d of %d,"
+           " fencing %" PRId64,
+           task->job_id, task->id, task->resource_type, task->attempt,
+           task->max_attempts, task->fencing);
     if (!bf_task_job_fetch(w->conn, p, task, &job)) {
-        rc = bf_pq_healthy(w->conn) ? WORKER_EXPORT_FAILED : WORKER_EXPORT_DBERROR;
+        rc = bf_pq_healthy(w->conn) ? WORKER_EXPORT_FAILED
+                                    : WORKER_EXPORT_DBERROR;
         msg = "cannot read the job";
     } else if (!job) {
         rc = WORKER_EXPORT_LOST; /* job deleted */
@@ -332,26 +339,31 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
                              &completed)) {
             /* outcome unknown (the commit may have happened): keep the parts;
              * if unpublished they are stale once the lease moves on */
-            bf_log(BF_LOG_WARN, "BF02042: job %s: task %" PRId64 " (%s): publish"
+            bf_log(BF_LOG_WARN,
+                   "BF02042: job %s: task %" PRId64 " (%s): publish"
                    " failed; the lease will expire and the task run again",
                    task->job_id, task->id, task->resource_type);
             break;
         }
         if (!published) {
             if (ended) /* the client cancelled, or another task failed it */
-                bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): not"
+                bf_log(BF_LOG_NOTICE,
+                       "job %s: task %" PRId64 " (%s): not"
                        " published, the job ended meanwhile (cancelled or"
-                       " failed); parts deleted", task->job_id, task->id,
-                       task->resource_type);
+                       " failed); parts deleted",
+                       task->job_id, task->id, task->resource_type);
             else
-                bf_log(BF_LOG_WARN, "BF02043: job %s: task %" PRId64 " (%s): not"
-                       " published, the task is no longer ours (taken over after"
-                       " its lease expired); parts deleted", task->job_id,
-                       task->id, task->resource_type);
+                bf_log(
+                    BF_LOG_WARN,
+                    "BF02043: job %s: task %" PRId64 " (%s): not"
+                    " published, the task is no longer ours (taken over after"
+                    " its lease expired); parts deleted",
+                    task->job_id, task->id, task->resource_type);
             bf_ndjson_abort(nd);
             break;
         }
-        bf_log(BF_LOG_INFO, "job %s: task %" PRId64 " (%s): published %zu file(s)",
+        bf_log(BF_LOG_INFO,
+               "job %s: task %" PRId64 " (%s): published %zu file(s)",
                task->job_id, task->id, task->resource_type,
                bf_ndjson_part_count(nd));
         if (completed) {
@@ -372,41 +384,55 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         bf_ndjson_abort(nd);
         msg = one_line(p, msg ? msg : "export failed");
         f.detail = worker_public_message(p, msg);
-        f.outcome = worker_outcome(p, task, rc,
-                                   rc == WORKER_EXPORT_COSTLY ? w->costly_why : msg);
+        f.outcome = worker_outcome(
+            p, task, rc, rc == WORKER_EXPORT_COSTLY ? w->costly_why : msg);
         f.code = rc == WORKER_EXPORT_COSTLY ? "too-costly" : "exception";
         f.final = rc == WORKER_EXPORT_COSTLY;
         if (!bf_task_fail(w->conn, task, w->id, &f, false, &applied, &failed))
             applied = true; /* not recorded: still worth a warning */
         if (applied && f.final)
-            bf_log(BF_LOG_WARN, "BF02050: job %s: task %" PRId64 " (%s): too costly"
-                   " on attempt %d, not retried: %s (%s)", task->job_id, task->id,
-                   task->resource_type, task->attempt, w->costly_why, msg);
+            bf_log(BF_LOG_WARN,
+                   "BF02050: job %s: task %" PRId64 " (%s): too costly"
+                   " on attempt %d, not retried: %s (%s)",
+                   task->job_id, task->id, task->resource_type, task->attempt,
+                   w->costly_why, msg);
         if (!applied) /* cancelled (or taken over) under us: not a fault */
-            bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): attempt %d"
-                   " failed after the task stopped being ours (%s); not counted",
-                   task->job_id, task->id, task->resource_type, task->attempt, msg);
+            bf_log(
+                BF_LOG_NOTICE,
+                "job %s: task %" PRId64 " (%s): attempt %d"
+                " failed after the task stopped being ours (%s); not counted",
+                task->job_id, task->id, task->resource_type, task->attempt,
+                msg);
         else if (!f.final)
-            bf_log(BF_LOG_WARN, "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
-                   " of %d failed: %s", task->job_id, task->id, task->resource_type,
-                   task->attempt, task->max_attempts, msg);
+            bf_log(BF_LOG_WARN,
+                   "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
+                   " of %d failed: %s",
+                   task->job_id, task->id, task->resource_type, task->attempt,
+                   task->max_attempts, msg);
         if (applied && failed)
-            bf_log(BF_LOG_WARN, "BF02046: job %s: failed: task %" PRId64 " (%s)"
-                   " %s", task->job_id, task->id, task->resource_type,
+            bf_log(BF_LOG_WARN,
+                   "BF02046: job %s: failed: task %" PRId64 " (%s)"
+                   " %s",
+                   task->job_id, task->id, task->resource_type,
                    f.final ? "was too costly"
-                           : apr_psprintf(p, "used all %d attempts", task->max_attempts));
+                           : apr_psprintf(p, "used all %d attempts",
+                                          task->max_attempts));
         break;
     case WORKER_EXPORT_LOST:
         bf_ndjson_abort(nd);
-        bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): stopped, lease lost"
-               " (%s); parts deleted", task->job_id, task->id, task->resource_type,
+        bf_log(BF_LOG_NOTICE,
+               "job %s: task %" PRId64 " (%s): stopped, lease lost"
+               " (%s); parts deleted",
+               task->job_id, task->id, task->resource_type,
                msg ? msg : "cancelled or taken over");
         break;
     case WORKER_EXPORT_STOPPED:
         bf_ndjson_abort(nd);
         if (bf_task_release(w->conn, task, w->id, &released) && released)
-            bf_log(BF_LOG_NOTICE, "job %s: task %" PRId64 " (%s): shutting down,"
-                   " lease released", task->job_id, task->id, task->resource_type);
+            bf_log(BF_LOG_NOTICE,
+                   "job %s: task %" PRId64 " (%s): shutting down,"
+                   " lease released",
+                   task->job_id, task->id, task->resource_type);
         break;
     }
     worker_hb_set_task(&w->hb, NULL);
@@ -449,8 +475,8 @@ int worker_run(worker_t *w)
         if (w->once)
             break;
         /* nothing claimable: sleep until a NOTIFY, a signal or the poll */
-        if (worker_wait(PQsocket(w->conn), POLLIN,
-                        w->cfg.poll_seconds * 1000) > 0)
+        if (worker_wait(PQsocket(w->conn), POLLIN, w->cfg.poll_seconds * 1000) >
+            0)
             drain_notifies(w->conn);
     }
     worker_hb_stop(&w->hb);

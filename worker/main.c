@@ -39,9 +39,9 @@ static void on_reload(int sig)
 
 int worker_wait(int fd, short events, int timeout_ms)
 {
-    struct pollfd pfd = { .fd = fd, .events = events };
-    struct timespec ts = { .tv_sec = timeout_ms / 1000,
-                           .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
+    struct pollfd pfd = {.fd = fd, .events = events};
+    struct timespec ts = {.tv_sec = timeout_ms / 1000,
+                          .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
     int rc;
 
     if (worker_stop_requested)
@@ -56,7 +56,8 @@ int worker_wait(int fd, short events, int timeout_ms)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "Usage: bulkfhir-worker [OPTIONS]\n"
         "Claims FHIR Bulk Data export tasks from PostgreSQL and writes NDJSON.\n\n"
         "  -c, --config FILE        config file (key = value lines)\n"
@@ -74,7 +75,8 @@ static void usage(FILE *f)
 static void override(worker_t *w, const char *key, const char *value)
 {
     APR_ARRAY_PUSH(w->overrides.keys, const char *) = apr_pstrdup(w->pool, key);
-    APR_ARRAY_PUSH(w->overrides.values, const char *) = apr_pstrdup(w->pool, value);
+    APR_ARRAY_PUSH(w->overrides.values, const char *) =
+        apr_pstrdup(w->pool, value);
 }
 
 static const char *absolute(apr_pool_t *p, const char *path)
@@ -157,12 +159,12 @@ static void on_fatal(int sig)
 
 static void install_crash_handlers(void)
 {
-    static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     struct sigaction sa;
     void *warm[1];
     size_t i;
 
-    backtrace(warm, 1);   /* load libgcc now, not inside the handler */
+    backtrace(warm, 1); /* load libgcc now, not inside the handler */
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = on_fatal;
@@ -174,17 +176,17 @@ static void install_crash_handlers(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "database", required_argument, NULL, 'd' },
-        { "export-root", required_argument, NULL, 'e' },
-        { "foreground", no_argument, NULL, 'f' },
-        { "pidfile", required_argument, NULL, 'p' },
-        { "id", required_argument, NULL, 'i' },
-        { "log-level", required_argument, NULL, 'l' },
-        { "once", no_argument, NULL, '1' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
+        {"config", required_argument, NULL, 'c'},
+        {"database", required_argument, NULL, 'd'},
+        {"export-root", required_argument, NULL, 'e'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"pidfile", required_argument, NULL, 'p'},
+        {"id", required_argument, NULL, 'i'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"once", no_argument, NULL, '1'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     worker_t w;
     bool foreground = false;
@@ -201,19 +203,42 @@ int main(int argc, char **argv)
     w.overrides.keys = apr_array_make(w.pool, 4, sizeof(const char *));
     w.overrides.values = apr_array_make(w.pool, 4, sizeof(const char *));
 
-    while ((c = getopt_long(argc, argv, "c:d:e:fp:i:l:1hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:e:fp:i:l:1hV", opts, NULL)) !=
+           -1) {
         switch (c) {
-        case 'c': w.config_path = optarg; break;
-        case 'd': override(&w, "database", optarg); break;
-        case 'e': override(&w, "export_root", optarg); break;
-        case 'f': foreground = true; break;
-        case 'p': pidfile = optarg; break;
-        case 'i': id = optarg; break;
-        case 'l': override(&w, "log_level", optarg); break;
-        case '1': w.once = true; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("bulkfhir-worker %s\n", PACKAGE_VERSION); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            w.config_path = optarg;
+            break;
+        case 'd':
+            override(&w, "database", optarg);
+            break;
+        case 'e':
+            override(&w, "export_root", optarg);
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 'p':
+            pidfile = optarg;
+            break;
+        case 'i':
+            id = optarg;
+            break;
+        case 'l':
+            override(&w, "log_level", optarg);
+            break;
+        case '1':
+            w.once = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("bulkfhir-worker %s\n", PACKAGE_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -224,9 +249,10 @@ int main(int argc, char **argv)
     w.config_path = absolute(w.pool, w.config_path);
     pidfile = absolute(w.pool, pidfile);
     for (c = 0; c < w.overrides.keys->nelts; c++)
-        if (strcmp(APR_ARRAY_IDX(w.overrides.keys, c, const char *), "export_root") == 0)
-            APR_ARRAY_IDX(w.overrides.values, c, const char *) =
-                absolute(w.pool, APR_ARRAY_IDX(w.overrides.values, c, const char *));
+        if (strcmp(APR_ARRAY_IDX(w.overrides.keys, c, const char *),
+                   "export_root") == 0)
+            APR_ARRAY_IDX(w.overrides.values, c, const char *) = absolute(
+                w.pool, APR_ARRAY_IDX(w.overrides.values, c, const char *));
 
     apr_pool_create(&w.cfg_pool, w.pool);
     if (!worker_config_load(w.cfg_pool, &w.cfg, w.config_path, &w.overrides))

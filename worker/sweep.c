@@ -152,8 +152,8 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
     closedir(d);
     if (names->nelts == 0)
         return;
-    if (!bf_task_running_attempts(w->conn, p, job_id, &running)
-        || !bf_task_file_names(w->conn, p, job_id, &published))
+    if (!bf_task_running_attempts(w->conn, p, job_id, &running) ||
+        !bf_task_file_names(w->conn, p, job_id, &published))
         return;
     for (i = 0; i < names->nelts; i++) {
         const char *name = APR_ARRAY_IDX(names, i, const char *);
@@ -197,7 +197,8 @@ static void sweep_orphan_dirs(worker_t *w, apr_pool_t *p)
         const char *job = apr_hash_this_key(hi);
 
         if (worker_remove_job_dir(w, p, job))
-            bf_log(BF_LOG_NOTICE, "job %s: removed a directory no job owns", job);
+            bf_log(BF_LOG_NOTICE, "job %s: removed a directory no job owns",
+                   job);
     }
 }
 
@@ -217,23 +218,28 @@ void worker_sweep(worker_t *w)
              * it is given up after max_attempts in total (poison task) */
             bf_task_failure_t f = {
                 "its worker stopped responding (lease expired)",
-                worker_outcome(p, &s->task, WORKER_EXPORT_LOST, NULL), "exception",
-                false };
+                worker_outcome(p, &s->task, WORKER_EXPORT_LOST, NULL),
+                "exception", false};
             bool applied, job_failed;
 
             if (!bf_task_fail(w->conn, &s->task, s->locked_by, &f, true,
-                              &applied, &job_failed) || !applied)
+                              &applied, &job_failed) ||
+                !applied)
                 continue;
             if (job_failed)
-                bf_log(BF_LOG_WARN, "BF02034: job %s: task %" PRId64 " (%s): lease"
-                       " of worker %s expired on attempt %d of %d; the job failed",
-                       s->task.job_id, s->task.id, s->task.resource_type,
-                       s->locked_by, s->task.attempt, s->task.max_attempts);
+                bf_log(
+                    BF_LOG_WARN,
+                    "BF02034: job %s: task %" PRId64 " (%s): lease"
+                    " of worker %s expired on attempt %d of %d; the job failed",
+                    s->task.job_id, s->task.id, s->task.resource_type,
+                    s->locked_by, s->task.attempt, s->task.max_attempts);
             else
-                bf_log(BF_LOG_WARN, "BF02035: job %s: task %" PRId64 " (%s): lease"
-                       " of worker %s expired on attempt %d of %d; queued again",
-                       s->task.job_id, s->task.id, s->task.resource_type,
-                       s->locked_by, s->task.attempt, s->task.max_attempts);
+                bf_log(
+                    BF_LOG_WARN,
+                    "BF02035: job %s: task %" PRId64 " (%s): lease"
+                    " of worker %s expired on attempt %d of %d; queued again",
+                    s->task.job_id, s->task.id, s->task.resource_type,
+                    s->locked_by, s->task.attempt, s->task.max_attempts);
         }
     }
     /* cancelled: files go, rows stay (status answers 404 for them) */
@@ -241,7 +247,8 @@ void worker_sweep(worker_t *w)
         for (i = 0; i < arr->nelts; i++) {
             const char *job = APR_ARRAY_IDX(arr, i, const char *);
 
-            if (worker_remove_job_dir(w, p, job) && bf_task_forget_files(w->conn, job))
+            if (worker_remove_job_dir(w, p, job) &&
+                bf_task_forget_files(w->conn, job))
                 bf_sweepq_mark_removed(w->conn, job);
         }
     }
@@ -251,8 +258,8 @@ void worker_sweep(worker_t *w)
             const char *job = APR_ARRAY_IDX(arr, i, const char *);
             bool deleted;
 
-            if (worker_remove_job_dir(w, p, job)
-                && bf_sweepq_delete_expired(w->conn, job, &deleted) && deleted)
+            if (worker_remove_job_dir(w, p, job) &&
+                bf_sweepq_delete_expired(w->conn, job, &deleted) && deleted)
                 bf_log(BF_LOG_NOTICE, "job %s: expired, files and rows removed",
                        job);
         }

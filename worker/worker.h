@@ -29,14 +29,14 @@
 
 /* ---- config.c ---- */
 typedef struct worker_config {
-    const char *database;      /* conninfo or URI */
+    const char *database; /* conninfo or URI */
     const char *export_root;
     int lease_seconds;
     int heartbeat_seconds;
     int poll_seconds;
     int64_t max_part_resources;
     int64_t max_part_bytes;
-    int64_t memory_limit;      /* MiB of RSS, checked per chunk; 0: off */
+    int64_t memory_limit; /* MiB of RSS, checked per chunk; 0: off */
     bf_log_level_e log_level;
 } worker_config_t;
 
@@ -110,11 +110,11 @@ typedef struct worker {
     unsigned sweeps;
     /* the limits of the task in progress (export.c, sql/0070) */
     bf_task_limits_t limits;
-    bool limits_applied;      /* on w->conn, until reset */
-    bool limits_read;         /* w->limits are this task's */
-    bool limits_warned;       /* the no-0070 fallback was logged */
-    bool reconnect_wanted;    /* drop w->conn after the task */
-    const char *costly_why;   /* WORKER_EXPORT_COSTLY: for the client */
+    bool limits_applied;    /* on w->conn, until reset */
+    bool limits_read;       /* w->limits are this task's */
+    bool limits_warned;     /* the no-0070 fallback was logged */
+    bool reconnect_wanted;  /* drop w->conn after the task */
+    const char *costly_why; /* WORKER_EXPORT_COSTLY: for the client */
 } worker_t;
 
 int worker_run(worker_t *w);
@@ -129,21 +129,21 @@ bool worker_db_ensure(worker_t *w);
 
 /* ---- export.c ---- */
 typedef enum {
-    WORKER_EXPORT_OK,       /* parts closed and durable, ready to publish */
-    WORKER_EXPORT_FAILED,   /* *msg says why; counts as a failed attempt */
-    WORKER_EXPORT_LOST,     /* lease lost: drop the attempt silently */
-    WORKER_EXPORT_STOPPED,  /* shutdown requested: release the task */
-    WORKER_EXPORT_DBERROR,  /* the connection broke */
-    WORKER_EXPORT_COSTLY    /* over a limit (statement_timeout, memory):
-                             * *msg the detail, w->costly_why what the
-                             * client reads; the job fails at once */
+    WORKER_EXPORT_OK,      /* parts closed and durable, ready to publish */
+    WORKER_EXPORT_FAILED,  /* *msg says why; counts as a failed attempt */
+    WORKER_EXPORT_LOST,    /* lease lost: drop the attempt silently */
+    WORKER_EXPORT_STOPPED, /* shutdown requested: release the task */
+    WORKER_EXPORT_DBERROR, /* the connection broke */
+    WORKER_EXPORT_COSTLY   /* over a limit (statement_timeout, memory):
+                            * *msg the detail, w->costly_why what the
+                            * client reads; the job fails at once */
 } worker_export_rc;
 
 /* The client-facing diagnostics of a job that rc ends (why: the
  * WORKER_EXPORT_COSTLY reason, or the internal message of a failure, read
  * only for a full disk; WORKER_EXPORT_LOST: its worker died). */
-const char *worker_outcome(apr_pool_t *p, const bf_task_t *task, worker_export_rc rc,
-                           const char *why);
+const char *worker_outcome(apr_pool_t *p, const bf_task_t *task,
+                           worker_export_rc rc, const char *why);
 
 /* The worker's resident memory in MiB (/proc/self/statm), -1 unknown. */
 int64_t worker_rss_mb(void);
@@ -151,9 +151,8 @@ int64_t worker_rss_mb(void);
 bool worker_memory_over(const worker_t *w, int64_t *rss_mb);
 
 worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
-                               const bf_task_t *task,
-                               const bf_task_job_t *job, bf_ndjson_t **out,
-                               const char **msg);
+                               const bf_task_t *task, const bf_task_job_t *job,
+                               bf_ndjson_t **out, const char **msg);
 
 /* ---- sweep.c ---- */
 void worker_sweep(worker_t *w);

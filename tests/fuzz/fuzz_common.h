@@ -9,7 +9,7 @@
 #define BF_FUZZ_COMMON_H
 
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memmem, RTLD_NEXT */
+#define _GNU_SOURCE 1 /* memmem, RTLD_NEXT */
 #endif
 
 #include <stddef.h>
@@ -70,7 +70,11 @@ void *apr_pcalloc(apr_pool_t *p, apr_size_t n)
 static void fz_quiet_log(void *baton, const char *file, int line,
                          bf_log_level_e level, const char *msg)
 {
-    (void)baton; (void)file; (void)line; (void)level; (void)msg;
+    (void)baton;
+    (void)file;
+    (void)line;
+    (void)level;
+    (void)msg;
 }
 
 /* Called from LLVMFuzzerInitialize. */
@@ -96,7 +100,8 @@ static __attribute__((unused)) apr_pool_t *fz_pool(void)
 }
 
 /* A NUL-terminated copy of the input in p (the lib takes C strings). */
-static __attribute__((unused)) char *fz_cstr(apr_pool_t *p, const uint8_t *data, size_t size)
+static __attribute__((unused)) char *fz_cstr(apr_pool_t *p, const uint8_t *data,
+                                             size_t size)
 {
     char *s = apr_palloc(p, size + 1);
     if (size)

@@ -21,7 +21,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     struct stat sb;
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     snprintf(dir, sizeof dir, "%s/bf-fuzz-copybin-%ld",
              stat("/dev/shm", &sb) == 0 ? "/dev/shm" : "/tmp", (long)getpid());

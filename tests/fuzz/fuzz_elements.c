@@ -9,7 +9,8 @@ static const char *types[] = {"Patient", "Observation", "Encounter",
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     return 0;
 }

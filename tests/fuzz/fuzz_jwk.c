@@ -14,14 +14,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *err;
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     /* The fixed tokens live for the whole run, referenced only from pool
      * memory LeakSanitizer does not scan: not leaks. */
     __lsan_disable();
     keep = fz_pool();
-    if (!bf_jwt_parse(keep, FZ_TOKEN_RS384, &tok_rs, &err)
-        || !bf_jwt_parse(keep, FZ_TOKEN_ES384, &tok_es, &err))
+    if (!bf_jwt_parse(keep, FZ_TOKEN_RS384, &tok_rs, &err) ||
+        !bf_jwt_parse(keep, FZ_TOKEN_ES384, &tok_es, &err))
         abort();
     __lsan_enable();
     return 0;
@@ -45,8 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_tokener_free(tk);
     if (obj) {
         key = obj;
-        if (json_object_is_type(obj, json_type_object)
-            && json_object_object_get_ex(obj, "keys", NULL)) {
+        if (json_object_is_type(obj, json_type_object) &&
+            json_object_object_get_ex(obj, "keys", NULL)) {
             if (!bf_jwk_select(obj, jwt->kid, jwt->alg, &key, &err))
                 key = NULL;
         }

@@ -15,7 +15,8 @@ static json_object *jwks;
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     jwks = json_tokener_parse(FZ_JWKS);
     if (!jwks)
@@ -41,17 +42,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (nl2)
             sig = bf_b64url_encode(p, (const unsigned char *)nl2 + 1,
                                    strlen(nl2 + 1));
-        tok = apr_pstrcat(p,
-                          bf_b64url_encode(p, (const unsigned char *)tok,
-                                           (size_t)(nl1 - tok)),
-                          ".",
-                          bf_b64url_encode(p, (const unsigned char *)claims,
-                                           claims_len),
-                          ".", sig, NULL);
+        tok = apr_pstrcat(
+            p,
+            bf_b64url_encode(p, (const unsigned char *)tok,
+                             (size_t)(nl1 - tok)),
+            ".", bf_b64url_encode(p, (const unsigned char *)claims, claims_len),
+            ".", sig, NULL);
     }
     if (bf_jwt_parse(p, tok, &jwt, &err)) {
-        fz_use(jwt->alg); fz_use(jwt->kid); fz_use(jwt->typ);
-        fz_use(jwt->jku); fz_use(jwt->iss); fz_use(jwt->sub);
+        fz_use(jwt->alg);
+        fz_use(jwt->kid);
+        fz_use(jwt->typ);
+        fz_use(jwt->jku);
+        fz_use(jwt->iss);
+        fz_use(jwt->sub);
         fz_use(jwt->jti);
         if (bf_jwk_select(jwks, jwt->kid, jwt->alg, &key, &err))
             (void)bf_jwt_verify(p, jwt, key, &err);

@@ -9,7 +9,8 @@ static const char *levels[] = {"system", "patient", "group", NULL};
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     return 0;
 }
@@ -29,16 +30,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = malloc(size - 1 ? size - 1 : 1);
     if (size > 1)
         memcpy(body, data + 1, size - 1);
-    if (bf_params_from_body(p, body, size - 1,
-                             levels[data[0] & 3], (data[0] & 4) != 0, &prm)) {
+    if (bf_params_from_body(p, body, size - 1, levels[data[0] & 3],
+                            (data[0] & 4) != 0, &prm)) {
         fz_use(prm->json);
         fz_use(prm->since);
         fz_use(prm->until);
         fz_use(bf_params_types_literal(p, prm));
         for (i = 0; prm->ignored && i < prm->ignored->nelts; i++)
             fz_use(APR_ARRAY_IDX(prm->ignored, i, const char *));
-    }
-    else if (prm) {
+    } else if (prm) {
         fz_use(prm->error);
         fz_use(prm->error_code);
     }

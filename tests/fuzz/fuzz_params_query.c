@@ -9,7 +9,8 @@ static const char *levels[] = {"system", "patient", "group", NULL};
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     return 0;
 }
@@ -32,8 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_use(bf_params_types_literal(p, prm));
         for (i = 0; prm->ignored && i < prm->ignored->nelts; i++)
             fz_use(APR_ARRAY_IDX(prm->ignored, i, const char *));
-    }
-    else if (prm) {
+    } else if (prm) {
         fz_use(prm->error);
         fz_use(prm->error_code);
     }

@@ -13,7 +13,8 @@ static const char *types[] = {"Patient", "Observation", "Group", "*", ""};
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     return 0;
 }
@@ -43,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (granted) {
         for (k = 0; k < (int)(sizeof types / sizeof *types); k++) {
             fz_sink += bf_scope_can_export(p, granted, types[k]);
-            fz_sink += bf_scope_allows(p, granted, types[k],
-                                       BF_PERM_R | BF_PERM_S);
+            fz_sink +=
+                bf_scope_allows(p, granted, types[k], BF_PERM_R | BF_PERM_S);
         }
         ts = bf_scope_export_types(p, granted, &all);
         for (k = 0; ts && k < ts->nelts; k++)

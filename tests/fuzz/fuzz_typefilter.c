@@ -21,7 +21,7 @@ static void check_literal(const char *lit, const char *s)
     for (; i < n - 1; i++, s++) {
         if (lit[i] == '\'' || lit[i] == '\\') {
             if (i + 1 >= n - 1 || lit[i + 1] != lit[i])
-                abort();            /* a lone quote or backslash */
+                abort(); /* a lone quote or backslash */
             i++;
         }
         if (*s != lit[i])
@@ -36,28 +36,25 @@ static void check_literal(const char *lit, const char *s)
  * inside a literal. */
 static void check_sql(const char *q)
 {
-    int in = 0;     /* 0 outside, 1 in '...', 2 in E'...' */
+    int in = 0; /* 0 outside, 1 in '...', 2 in E'...' */
     const char *c;
 
     for (c = q; *c; c++) {
         if (in == 0) {
-            if (*c == ';' || (c[0] == '-' && c[1] == '-')
-                || (c[0] == '/' && c[1] == '*'))
+            if (*c == ';' || (c[0] == '-' && c[1] == '-') ||
+                (c[0] == '/' && c[1] == '*'))
                 abort();
-            if ((*c == 'E' || *c == 'e') && c[1] == '\''
-                && (c == q || !(isalnum((unsigned char)c[-1]) || c[-1] == '_'))) {
+            if ((*c == 'E' || *c == 'e') && c[1] == '\'' &&
+                (c == q || !(isalnum((unsigned char)c[-1]) || c[-1] == '_'))) {
                 in = 2;
                 c++;
-            }
-            else if (*c == '\'')
+            } else if (*c == '\'')
                 in = 1;
-        }
-        else if (in == 2 && *c == '\\') {
+        } else if (in == 2 && *c == '\\') {
             if (!c[1])
                 abort();
             c++;
-        }
-        else if (*c == '\'') {
+        } else if (*c == '\'') {
             if (c[1] == '\'')
                 c++;
             else
@@ -71,7 +68,8 @@ static void check_sql(const char *q)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    (void)argc;
+    (void)argv;
     fz_init();
     return 0;
 }
@@ -92,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
             check_literal(bf_sql_literal(p, line), line);
             if (bf_typefilter_parse(p, line, &tf, &err)) {
-                const bf_typefilter *first = ok->nelts
-                    ? APR_ARRAY_IDX(ok, 0, bf_typefilter *) : tf;
+                const bf_typefilter *first =
+                    ok->nelts ? APR_ARRAY_IDX(ok, 0, bf_typefilter *) : tf;
                 if (strcmp(first->type, tf->type) == 0)
                     APR_ARRAY_PUSH(ok, bf_typefilter *) = tf;
             }

@@ -81,9 +81,8 @@ static void test_dir_merge(void **state)
     assert_int_equal(bf_dir_min_poll_interval(m), 500);
     /* 0 (off) is a value, not "unset" */
     loc->min_poll_interval = 0;
-    assert_int_equal(bf_dir_min_poll_interval(bf_dir_conf_merge(pool, srv,
-                                                                loc)),
-                     0);
+    assert_int_equal(
+        bf_dir_min_poll_interval(bf_dir_conf_merge(pool, srv, loc)), 0);
 
     /* explicitly set to the default value still overrides */
     loc->auth = BF_AUTH_NONE;
@@ -115,8 +114,8 @@ static void test_cost_limits(void **state)
 
     for (i = 0; i < BF_COST_N; i++) {
         assert_true(bf_dir_cost(srv, (bf_cost_e)i) == bf_cost_defs[i].def);
-        assert_true(bf_cost_defs[i].lo <= bf_cost_defs[i].def
-                    && bf_cost_defs[i].def <= bf_cost_defs[i].hi);
+        assert_true(bf_cost_defs[i].lo <= bf_cost_defs[i].def &&
+                    bf_cost_defs[i].def <= bf_cost_defs[i].hi);
         assert_non_null(strstr(bf_cost_defs[i].name, "BulkFhirMax"));
     }
     assert_true(bf_dir_cost(srv, BF_COST_FILTER_TERMS) == 1024);

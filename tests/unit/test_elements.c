@@ -19,7 +19,8 @@ static apr_array_header_t *vals(const char *csv)
     apr_array_header_t *a = apr_array_make(pool, 4, sizeof(const char *));
     char *copy = apr_pstrdup(pool, csv), *last, *tok;
 
-    for (tok = apr_strtok(copy, ",", &last); tok; tok = apr_strtok(NULL, ",", &last))
+    for (tok = apr_strtok(copy, ",", &last); tok;
+         tok = apr_strtok(NULL, ",", &last))
         APR_ARRAY_PUSH(a, const char *) = tok;
     return a;
 }
@@ -29,12 +30,14 @@ static void test_parse(void **state)
     apr_array_header_t *els;
     const char *err;
 
-    assert_true(bf_elements_parse(pool, vals("Patient.name,id,Observation.value"), &els, &err));
+    assert_true(bf_elements_parse(
+        pool, vals("Patient.name,id,Observation.value"), &els, &err));
     assert_int_equal(els->nelts, 3);
     assert_string_equal(APR_ARRAY_IDX(els, 0, bf_element).type, "Patient");
     assert_null(APR_ARRAY_IDX(els, 1, bf_element).type);
     assert_false(bf_elements_parse(pool, vals("Nope.name"), &els, &err));
-    assert_false(bf_elements_parse(pool, vals("Patient.name.given"), &els, &err));
+    assert_false(
+        bf_elements_parse(pool, vals("Patient.name.given"), &els, &err));
     assert_false(bf_elements_parse(pool, vals("Patient."), &els, &err));
     assert_false(bf_elements_parse(pool, vals("Name"), &els, &err));
     assert_false(bf_elements_parse(pool, vals("na'me"), &els, &err));
@@ -45,10 +48,14 @@ static void test_keep_lists(void **state)
     apr_array_header_t *els;
     const char *err, *keep;
 
-    assert_true(bf_elements_parse(pool, vals("Patient.name,Observation.value,identifier"), &els, &err));
+    assert_true(bf_elements_parse(
+        pool, vals("Patient.name,Observation.value,identifier"), &els, &err));
     keep = bf_elements_keep_sql(pool, els, "Observation");
-    /* requested for Observation + bare + mandatory status/code; value is a choice */
-    assert_string_equal(keep, "E'{\"value[x]\",\"identifier\",\"status\",\"code[x]\"}'::text[]");
+    /* requested for Observation + bare + mandatory status/code; value is a
+     * choice */
+    assert_string_equal(
+        keep,
+        "E'{\"value[x]\",\"identifier\",\"status\",\"code[x]\"}'::text[]");
     keep = bf_elements_keep_sql(pool, els, "Patient");
     assert_string_equal(keep, "E'{\"name\",\"identifier\"}'::text[]");
     keep = bf_elements_keep_sql(pool, els, "Immunization");

@@ -22,7 +22,8 @@ static void test_cache_seconds(void **state)
     assert_int_equal(bf_jwks_cache_seconds("Max-Age=30"), 30);
     assert_int_equal(bf_jwks_cache_seconds("max-age=0"), 0);
     assert_int_equal(bf_jwks_cache_seconds("max-age=-5"), 0);
-    assert_int_equal(bf_jwks_cache_seconds("max-age=99999999"), 3600);  /* capped */
+    assert_int_equal(bf_jwks_cache_seconds("max-age=99999999"),
+                     3600); /* capped */
 }
 
 /* A2: JWKS URLs are fetched over TLS; plain http only to loopback, and only
@@ -35,16 +36,17 @@ static void test_url_policy(void **state)
     assert_false(bf_jwks_url_allowed("http://127.0.0.1:8080/jwks", false));
     assert_true(bf_jwks_url_allowed("http://127.0.0.1:8080/jwks", true));
     assert_true(bf_jwks_url_allowed("http://localhost/jwks", true));
-    assert_false(bf_jwks_url_allowed("http://127.0.0.1.evil.example/jwks", true));
+    assert_false(
+        bf_jwks_url_allowed("http://127.0.0.1.evil.example/jwks", true));
     assert_false(bf_jwks_url_allowed("file:///etc/passwd", true));
     assert_false(bf_jwks_url_allowed(NULL, true));
     /* the host is the parsed one: userinfo that looks like a loopback
      * prefix is refused, as is any user name or password */
-    assert_false(bf_jwks_url_allowed("http://127.0.0.1:1@192.0.2.2/jwks.json",
-                                     true));
+    assert_false(
+        bf_jwks_url_allowed("http://127.0.0.1:1@192.0.2.2/jwks.json", true));
     assert_false(bf_jwks_url_allowed("http://localhost@192.0.2.2/jwks", true));
-    assert_false(bf_jwks_url_allowed("https://user:pw@client.example/jwks",
-                                     false));
+    assert_false(
+        bf_jwks_url_allowed("https://user:pw@client.example/jwks", false));
     assert_false(bf_jwks_url_allowed("http://[::1]@192.0.2.2/jwks", true));
     assert_false(bf_jwks_url_allowed("http://192.0.2.2/jwks", true));
     assert_true(bf_jwks_url_allowed("http://127.0.0.2:8080/jwks", true));
@@ -73,7 +75,7 @@ static void lend_put(void *baton)
  * nothing listens on 127.0.0.1 port 1, so the fetch fails at once. */
 static void test_negative_cache(void **state)
 {
-    bf_conn_lender db = { lend_get, lend_put, NULL };
+    bf_conn_lender db = {lend_get, lend_put, NULL};
     const char *url = "http://127.0.0.1:1/jwks.json", *err = NULL;
     json_object *jwks;
     apr_pool_t *p;

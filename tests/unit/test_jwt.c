@@ -45,8 +45,8 @@ static json_object *jwks_for(EVP_PKEY *r, EVP_PKEY *e, const char *extra)
     size_t publen = 0;
     const char *txt;
 
-    assert_int_equal(EVP_PKEY_get_octet_string_param(
-                         e, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub, &publen),
+    assert_int_equal(EVP_PKEY_get_octet_string_param(e, OSSL_PKEY_PARAM_PUB_KEY,
+                                                     pub, sizeof pub, &publen),
                      1);
     assert_int_equal(publen, 97);
     txt = apr_psprintf(
@@ -74,7 +74,7 @@ static const char *sign(EVP_PKEY *k, const char *header, const char *payload)
                                     strlen(input)),
                      1);
     EVP_MD_CTX_free(md);
-    if (EVP_PKEY_is_a(k, "EC")) {   /* DER -> r||s */
+    if (EVP_PKEY_is_a(k, "EC")) { /* DER -> r||s */
         const unsigned char *pp = sig;
         ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &pp, (long)siglen);
         unsigned char raw[96];
@@ -121,7 +121,7 @@ static const char *check(const char *compact, json_object *jwks)
 
 static void test_b64url_roundtrip(void **state)
 {
-    const unsigned char data[] = { 0xfb, 0xff, 0x00, 0x10, 0x7e };
+    const unsigned char data[] = {0xfb, 0xff, 0x00, 0x10, 0x7e};
     unsigned char *out;
     size_t n, len;
 
@@ -150,13 +150,13 @@ static void test_tampered_and_wrong_key(void **state)
     json_object *jwks = jwks_for(rsa, ec, NULL);
     const char *c = claims("app", "app", TOKEN_URL, NOW + 240, "j1");
     const char *good = sign(rsa, RS_HDR, c);
-    const char *other = sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL,
-                                                 NOW + 200, "j2"));
+    const char *other =
+        sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL, NOW + 200, "j2"));
     /* payload of one token with the signature of another */
-    char *bad = apr_pstrcat(pool,
-                            apr_pstrndup(pool, other,
-                                         (apr_size_t)(strrchr(other, '.') - other)),
-                            strrchr(good, '.'), NULL);
+    char *bad = apr_pstrcat(
+        pool,
+        apr_pstrndup(pool, other, (apr_size_t)(strrchr(other, '.') - other)),
+        strrchr(good, '.'), NULL);
 
     assert_string_equal(check(bad, jwks), "the JWT signature does not verify");
     /* an RS384 header on an EC-signed token: no key matches kid+kty */
@@ -172,9 +172,9 @@ static void test_alg_allow_list(void **state)
 {
     json_object *jwks = jwks_for(rsa, ec, NULL);
     const char *c = claims("app", "app", TOKEN_URL, NOW + 240, "j1");
-    const char *none = apr_pstrcat(
-        pool, b64("{\"alg\":\"none\",\"kid\":\"rsa-1\"}", 29), ".",
-        b64(c, strlen(c)), ".", NULL);
+    const char *none =
+        apr_pstrcat(pool, b64("{\"alg\":\"none\",\"kid\":\"rsa-1\"}", 29), ".",
+                    b64(c, strlen(c)), ".", NULL);
 
     assert_false(bf_jwt_alg_allowed("none"));
     assert_false(bf_jwt_alg_allowed("HS384"));
@@ -189,7 +189,8 @@ static void test_kid_must_match_exactly_one(void **state)
 {
     /* a second RSA key with the same kid: A7 requires exactly one */
     json_object *dup = jwks_for(
-        rsa, ec, ",{\"kty\":\"RSA\",\"kid\":\"rsa-1\",\"n\":\"AQAB\",\"e\":\"AQAB\"}");
+        rsa, ec,
+        ",{\"kty\":\"RSA\",\"kid\":\"rsa-1\",\"n\":\"AQAB\",\"e\":\"AQAB\"}");
     json_object *key;
     const char *err;
 
@@ -204,19 +205,24 @@ static void test_claims(void **state)
 {
     json_object *jwks = jwks_for(rsa, ec, NULL);
 
-    assert_non_null(check(sign(rsa, RS_HDR, claims("app", "other", TOKEN_URL,
-                                                   NOW + 60, "j")), jwks));
-    assert_non_null(check(sign(rsa, RS_HDR, claims("x", "x", TOKEN_URL,
-                                                   NOW + 60, "j")), jwks));
-    assert_non_null(check(sign(rsa, RS_HDR, claims("app", "app",
-                                                   "https://evil/token",
-                                                   NOW + 60, "j")), jwks));
-    assert_non_null(check(sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL,
-                                                   NOW - 61, "j")), jwks));
-    assert_non_null(check(sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL,
-                                                   NOW + 3600, "j")), jwks));
-    assert_non_null(check(sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL,
-                                                   NOW + 60, "")), jwks));
+    assert_non_null(check(
+        sign(rsa, RS_HDR, claims("app", "other", TOKEN_URL, NOW + 60, "j")),
+        jwks));
+    assert_non_null(check(
+        sign(rsa, RS_HDR, claims("x", "x", TOKEN_URL, NOW + 60, "j")), jwks));
+    assert_non_null(
+        check(sign(rsa, RS_HDR,
+                   claims("app", "app", "https://evil/token", NOW + 60, "j")),
+              jwks));
+    assert_non_null(
+        check(sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL, NOW - 61, "j")),
+              jwks));
+    assert_non_null(check(
+        sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL, NOW + 3600, "j")),
+        jwks));
+    assert_non_null(
+        check(sign(rsa, RS_HDR, claims("app", "app", TOKEN_URL, NOW + 60, "")),
+              jwks));
     assert_non_null(check(
         sign(rsa, "{\"alg\":\"RS384\",\"kid\":\"rsa-1\",\"typ\":\"JOSE+X\"}",
              claims("app", "app", TOKEN_URL, NOW + 60, "j")),

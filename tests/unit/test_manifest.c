@@ -31,9 +31,12 @@ static void add(apr_array_header_t *a, const char *kind, const char *type,
 
 static json_object *build(bool token, apr_array_header_t *files)
 {
-    bf_manifest_t m = { "2024-01-02T03:04:05.123456Z",
-                        BASE "/$export?_type=Patient", token, BASE, JOB,
-                        files };
+    bf_manifest_t m = {"2024-01-02T03:04:05.123456Z",
+                       BASE "/$export?_type=Patient",
+                       token,
+                       BASE,
+                       JOB,
+                       files};
     const char *s = bf_manifest_json(pool, &m);
     json_object *o = json_tokener_parse(s);
 
@@ -51,15 +54,15 @@ static json_object *get(json_object *o, const char *key)
 
 static void test_empty(void **state)
 {
-    json_object *o = build(false, apr_array_make(pool, 1,
-                                                 sizeof(bf_manifest_file_t)));
+    json_object *o =
+        build(false, apr_array_make(pool, 1, sizeof(bf_manifest_file_t)));
 
     assert_string_equal(json_object_get_string(get(o, "transactionTime")),
                         "2024-01-02T03:04:05.123456Z");
     assert_string_equal(json_object_get_string(get(o, "request")),
                         BASE "/$export?_type=Patient");
-    assert_true(json_object_is_type(get(o, "requiresAccessToken"),
-                                    json_type_boolean));
+    assert_true(
+        json_object_is_type(get(o, "requiresAccessToken"), json_type_boolean));
     assert_false(json_object_get_boolean(get(o, "requiresAccessToken")));
     assert_true(json_object_is_type(get(o, "output"), json_type_array));
     assert_int_equal(json_object_array_length(get(o, "output")), 0);
@@ -76,8 +79,7 @@ static void test_empty(void **state)
 
 static void test_order_and_urls(void **state)
 {
-    apr_array_header_t *a = apr_array_make(pool, 8,
-                                           sizeof(bf_manifest_file_t));
+    apr_array_header_t *a = apr_array_make(pool, 8, sizeof(bf_manifest_file_t));
     json_object *o, *out, *item;
 
     add(a, "output", "Patient", 1, "Patient.2.1.1.ndjson", 5);
@@ -120,8 +122,12 @@ static void test_order_and_urls(void **state)
 
 static void test_no_slash_escaping(void **state)
 {
-    bf_manifest_t m = { "2024-01-02T03:04:05Z", BASE "/Patient/$export", false,
-                        BASE, JOB, NULL };
+    bf_manifest_t m = {"2024-01-02T03:04:05Z",
+                       BASE "/Patient/$export",
+                       false,
+                       BASE,
+                       JOB,
+                       NULL};
     const char *s = bf_manifest_json(pool, &m);
 
     assert_non_null(strstr(s, "\"request\":\"" BASE "/Patient/$export\""));
@@ -134,8 +140,8 @@ static void test_no_slash_escaping(void **state)
  * items OperationOutcomes; a partial manifest links the next page. */
 static void test_organized_deleted_error_link(void **state)
 {
-    apr_array_header_t *files = apr_array_make(pool, 4,
-                                               sizeof(bf_manifest_file_t));
+    apr_array_header_t *files =
+        apr_array_make(pool, 4, sizeof(bf_manifest_file_t));
     bf_manifest_t m;
     json_object *o, *out, *item, *v;
     bf_manifest_file_t *f;

@@ -88,13 +88,15 @@ static void test_ndjson_001_exact_bytes(void **state)
     fx_t *fx = *state;
     bf_ndjson_t *w;
     const char *err = NULL;
-    const char *l1 = "{\"resourceType\": \"Patient\", \"id\": \"a\\\\b\\\"c\\nd\"}";
+    const char *l1 =
+        "{\"resourceType\": \"Patient\", \"id\": \"a\\\\b\\\"c\\nd\"}";
     const char *l2 = "{\"text\": \"caf\xc3\xa9 \\u0000\"}";
     char *content;
     size_t len;
     struct stat sb;
 
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 12, 3, 0, 0, 0, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 12, 3, 0, 0, 0, &err));
     assert_true(bf_ndjson_write(w, l1, strlen(l1)));
     assert_true(bf_ndjson_write(w, l2, strlen(l2)));
     assert_true(bf_ndjson_close(w));
@@ -121,7 +123,8 @@ static void test_ndjson_002_empty_task_no_file(void **state)
     const char *err = NULL;
     struct stat sb;
 
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Observation", 1, 1, 10, 100, 0, &err));
+    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Observation", 1, 1, 10, 100,
+                               0, &err));
     assert_true(bf_ndjson_close(w));
     assert_int_equal(bf_ndjson_part_count(w), 0);
     assert_int_not_equal(stat(path_of(fx, "Observation.1.1.0.ndjson"), &sb), 0);
@@ -136,7 +139,8 @@ static void test_ndjson_003_roll_by_count(void **state)
     size_t len, i;
     char line[32];
 
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Encounter", 7, 2, 3, 0, 16, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Encounter", 7, 2, 3, 0, 16, &err));
     for (i = 0; i < 7; i++) {
         snprintf(line, sizeof line, "{\"n\":%zu}", i);
         assert_true(bf_ndjson_write(w, line, strlen(line)));
@@ -146,9 +150,11 @@ static void test_ndjson_003_roll_by_count(void **state)
     assert_int_equal(bf_ndjson_part_at(w, 0)->count, 3);
     assert_int_equal(bf_ndjson_part_at(w, 1)->count, 3);
     assert_int_equal(bf_ndjson_part_at(w, 2)->count, 1);
-    assert_string_equal(bf_ndjson_part_at(w, 2)->name, "Encounter.7.2.2.ndjson");
-    assert_string_equal(slurp(fx->p, path_of(fx, "Encounter.7.2.1.ndjson"), &len),
-                        "{\"n\":3}\n{\"n\":4}\n{\"n\":5}\n");
+    assert_string_equal(bf_ndjson_part_at(w, 2)->name,
+                        "Encounter.7.2.2.ndjson");
+    assert_string_equal(
+        slurp(fx->p, path_of(fx, "Encounter.7.2.1.ndjson"), &len),
+        "{\"n\":3}\n{\"n\":4}\n{\"n\":5}\n");
     assert_int_equal(bf_ndjson_total_count(w), 7);
 }
 
@@ -165,10 +171,11 @@ static void test_ndjson_004_roll_by_bytes(void **state)
 
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Claim", 5, 1, 0, 20, 32, &err));
-    assert_true(bf_ndjson_write(w, "123456789", 9));  /* 10 bytes */
-    assert_true(bf_ndjson_write(w, "123456789", 9));  /* 20: fits exactly */
-    assert_true(bf_ndjson_write(w, "1", 1));          /* would be 22: rolls */
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Claim", 5, 1, 0, 20, 32, &err));
+    assert_true(bf_ndjson_write(w, "123456789", 9));   /* 10 bytes */
+    assert_true(bf_ndjson_write(w, "123456789", 9));   /* 20: fits exactly */
+    assert_true(bf_ndjson_write(w, "1", 1));           /* would be 22: rolls */
     assert_true(bf_ndjson_write(w, big, strlen(big))); /* 100 bytes: own part */
     assert_true(bf_ndjson_write(w, "z", 1));
     assert_true(bf_ndjson_close(w));
@@ -192,7 +199,8 @@ static void test_ndjson_005_abort_unlinks(void **state)
     const char *err = NULL;
     struct stat sb;
 
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 9, 4, 1, 0, 0, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 9, 4, 1, 0, 0, &err));
     assert_true(bf_ndjson_write(w, "{}", 2));
     assert_true(bf_ndjson_write(w, "{}", 2));
     assert_true(bf_ndjson_close(w));
@@ -232,7 +240,8 @@ static void test_ndjson_007_writer_error(void **state)
     lim = old;
     lim.rlim_cur = 100;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 1, 1, 0, 0, 64, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 1, 1, 0, 0, 64, &err));
     memset(line, 'a', sizeof line - 1);
     line[sizeof line - 1] = '\0';
     for (i = 0; i < 10 && ok; i++)
@@ -256,13 +265,14 @@ static void test_ndjson_008_bad_dir(void **state)
     bf_ndjson_t *w;
     const char *err = NULL;
 
-    assert_false(bf_ndjson_open(&w, fx->p, "/nonexistent/dir/job", "Patient", 1, 1,
-                                0, 0, 0, &err));
+    assert_false(bf_ndjson_open(&w, fx->p, "/nonexistent/dir/job", "Patient", 1,
+                                1, 0, 0, 0, &err));
     assert_non_null(err);
     assert_null(w);
 }
 
-/* ---- binary COPY ------------------------------------------------------------ */
+/* ---- binary COPY ------------------------------------------------------------
+ */
 
 static size_t put16(char *b, int v)
 {
@@ -313,7 +323,8 @@ static void test_ndjson_009_copybin_stream(void **state)
     size_t n, len;
     const char *a = "{\"id\": \"a\\\\b\"}", *b = "{\"id\": \"\\\"q\\\"\"}";
 
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 2, 1, 0, 0, 0, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 2, 1, 0, 0, 0, &err));
     bf_copybin_init(&st);
     /* header and first row in one chunk, as the server sends it */
     n = header(buf);
@@ -342,7 +353,8 @@ static void test_ndjson_010_copybin_malformed(void **state)
     char buf[256];
     size_t n;
 
-    assert_true(bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 3, 1, 0, 0, 0, &err));
+    assert_true(
+        bf_ndjson_open(&w, fx->p, fx->dir, "Patient", 3, 1, 0, 0, 0, &err));
     /* bad signature */
     bf_copybin_init(&st);
     assert_false(bf_copybin_feed(&st, "PGCOPY\nxx", 9, w));
@@ -502,18 +514,29 @@ static void test_ndjson_012_gzip_writer_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ndjson_001_exact_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_002_empty_task_no_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_003_roll_by_count, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_004_roll_by_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_005_abort_unlinks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_001_exact_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_002_empty_task_no_file,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_003_roll_by_count, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_004_roll_by_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_005_abort_unlinks, setup,
+                                        teardown),
         cmocka_unit_test(test_ndjson_006_write_all_enospc),
-        cmocka_unit_test_setup_teardown(test_ndjson_007_writer_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ndjson_012_gzip_writer_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_007_writer_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_008_bad_dir, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_009_copybin_stream, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_010_copybin_malformed,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_011_gzip_parts, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ndjson_012_gzip_writer_error,
+                                        setup, teardown),
     };
     int rc;
 

@@ -43,8 +43,8 @@ static bf_params_t *get_bad(const char *query, bool lenient, const char *code)
 static bf_params_t *post(const char *body, bool lenient, bool expect)
 {
     bf_params_t *prm = NULL;
-    bool ok = bf_params_from_body(pool, body, strlen(body), level,
-                                  lenient, &prm);
+    bool ok =
+        bf_params_from_body(pool, body, strlen(body), level, lenient, &prm);
 
     if (ok != expect)
         print_error("'%s': %s\n", body, ok ? "accepted" : prm->error);
@@ -72,8 +72,8 @@ static void test_empty_query(void **state)
 
 static void test_output_format_aliases(void **state)
 {
-    const char *ok[] = { "application/fhir%2Bndjson", "application/fhir+ndjson",
-                         "application%2Fndjson", "ndjson", NULL };
+    const char *ok[] = {"application/fhir%2Bndjson", "application/fhir+ndjson",
+                        "application%2Fndjson", "ndjson", NULL};
     char *q;
     int i;
 
@@ -113,8 +113,8 @@ static void test_types(void **state)
     prm = get_ok("_type=Patient,Bogus", true);
     assert_int_equal(prm->types->nelts, 1);
     assert_int_equal(prm->ignored->nelts, 1);
-    assert_non_null(strstr(APR_ARRAY_IDX(prm->ignored, 0, const char *),
-                           "Bogus"));
+    assert_non_null(
+        strstr(APR_ARRAY_IDX(prm->ignored, 0, const char *), "Bogus"));
     get_bad("_type=patient", false, "not-supported");
 }
 
@@ -160,7 +160,8 @@ static void test_unsupported_strict_lenient(void **state)
     /* R25, R26: the two Provenance values, comma lists and repeats */
     prm = get_ok("includeAssociatedData=LatestProvenanceResources,"
                  "RelevantProvenanceResources&includeAssociatedData="
-                 "LatestProvenanceResources", false);
+                 "LatestProvenanceResources",
+                 false);
     assert_true(prm->associated);
     assert_non_null(strstr(prm->json, "\"includeAssociatedData\":["
                                       "\"LatestProvenanceResources\","
@@ -281,13 +282,14 @@ static void test_post_ok(void **state)
 {
     bf_params_t *prm;
 
-    prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
-               "{\"name\":\"_type\",\"valueString\":\"MedicationRequest\"},"
-               "{\"name\":\"_type\",\"valueString\":\"Patient,Observation\"},"
-               "{\"name\":\"_since\",\"valueInstant\":\"2020-01-01T00:00:00Z\"},"
-               "{\"name\":\"_outputFormat\",\"valueString\":\"application/"
-               "ndjson\"}]}",
-               false, true);
+    prm =
+        post("{\"resourceType\":\"Parameters\",\"parameter\":["
+             "{\"name\":\"_type\",\"valueString\":\"MedicationRequest\"},"
+             "{\"name\":\"_type\",\"valueString\":\"Patient,Observation\"},"
+             "{\"name\":\"_since\",\"valueInstant\":\"2020-01-01T00:00:00Z\"},"
+             "{\"name\":\"_outputFormat\",\"valueString\":\"application/"
+             "ndjson\"}]}",
+             false, true);
     assert_int_equal(prm->types->nelts, 3);
     assert_string_equal(type_at(prm, 2), "Observation");
     assert_string_equal(prm->since, "2020-01-01T00:00:00Z");
@@ -297,14 +299,15 @@ static void test_post_ok(void **state)
     assert_null(prm->types);
 
     /* patient (valueReference), typeFilter: parsed, then lenient-ignored */
-    prm = post("{\"resourceType\":\"Parameters\",\"parameter\":["
-               "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
-               "\"Patient/123\"}},"
-               "{\"name\":\"_typeFilter\",\"valueString\":\"Observation?status=final,amended\"},"
-               "{\"name\":\"includeAssociatedData\",\"valueCoding\":{\"code\":"
-               "\"LatestProvenanceResources\"}},"
-               "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}",
-               true, true);
+    prm = post(
+        "{\"resourceType\":\"Parameters\",\"parameter\":["
+        "{\"name\":\"patient\",\"valueReference\":{\"reference\":"
+        "\"Patient/123\"}},"
+        "{\"name\":\"_typeFilter\",\"valueString\":\"Observation?status=final,amended\"},"
+        "{\"name\":\"includeAssociatedData\",\"valueCoding\":{\"code\":"
+        "\"LatestProvenanceResources\"}},"
+        "{\"name\":\"allowPartialManifests\",\"valueBoolean\":true}]}",
+        true, true);
     /* typeFilter, patient, allowPartialManifests and includeAssociatedData
      * (valueCoding, v4) kept */
     assert_int_equal(prm->ignored->nelts, 0);
@@ -351,8 +354,7 @@ static void test_post_bad(void **state)
         "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":"
         "\"_outputFormat\",\"valueString\":\"ndjson\"},{\"name\":"
         "\"_outputFormat\",\"valueString\":\"ndjson\"}]}",
-        NULL
-    };
+        NULL};
     int i;
 
     for (i = 0; bad[i]; i++) {

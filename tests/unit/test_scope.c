@@ -35,7 +35,8 @@ static void test_parse(void **state)
     assert_false(bf_scope_parse_one(pool, "user/*.read", &s));
     assert_false(bf_scope_parse_one(pool, "launch", &s));
     assert_false(bf_scope_parse_one(pool, "system/.rs", &s));
-    assert_false(bf_scope_parse_one(pool, "system/Observation.rs?category=laboratory", &s));
+    assert_false(bf_scope_parse_one(
+        pool, "system/Observation.rs?category=laboratory", &s));
 }
 
 static void test_grant_within_registration(void **state)
@@ -43,14 +44,16 @@ static void test_grant_within_registration(void **state)
     /* A10: only what the client was registered for */
     assert_string_equal(bf_scope_grant(pool, "system/*.read", "system/*.rs"),
                         "system/*.read");
-    assert_string_equal(bf_scope_grant(pool, "system/Patient.rs system/Observation.read",
-                                       "system/Patient.read"),
-                        "system/Patient.rs");
+    assert_string_equal(
+        bf_scope_grant(pool, "system/Patient.rs system/Observation.read",
+                       "system/Patient.read"),
+        "system/Patient.rs");
     assert_null(bf_scope_grant(pool, "system/*.rs", "system/Patient.rs"));
     assert_null(bf_scope_grant(pool, "system/Patient.cruds", "system/*.rs"));
     assert_null(bf_scope_grant(pool, "", "system/*.rs"));
     assert_null(bf_scope_grant(pool, "openid launch", "system/*.rs"));
-    assert_string_equal(bf_scope_grant(pool, "system/Group.rs  system/Patient.rs",
+    assert_string_equal(bf_scope_grant(pool,
+                                       "system/Group.rs  system/Patient.rs",
                                        "system/*.*"),
                         "system/Group.rs system/Patient.rs");
 }
@@ -58,9 +61,11 @@ static void test_grant_within_registration(void **state)
 static void test_can_export(void **state)
 {
     assert_true(bf_scope_can_export(pool, "system/*.read", "Observation"));
-    assert_true(bf_scope_can_export(pool, "system/Patient.rs system/Group.rs", "Group"));
+    assert_true(bf_scope_can_export(pool, "system/Patient.rs system/Group.rs",
+                                    "Group"));
     assert_false(bf_scope_can_export(pool, "system/Patient.rs", "Observation"));
-    assert_false(bf_scope_can_export(pool, "system/*.r", "Observation"));  /* no search */
+    assert_false(
+        bf_scope_can_export(pool, "system/*.r", "Observation")); /* no search */
     assert_false(bf_scope_can_export(pool, "system/*.write", "Patient"));
     assert_false(bf_scope_can_export(pool, "", "Patient"));
 }
@@ -74,9 +79,11 @@ static void test_export_types(void **state)
     t = bf_scope_export_types(pool, "system/*.read", &all);
     assert_true(all);
     assert_int_equal(t->nelts, 0);
-    t = bf_scope_export_types(pool, "system/Patient.read system/Observation.rs "
+    t = bf_scope_export_types(pool,
+                              "system/Patient.read system/Observation.rs "
                               "system/Patient.rs system/Condition.r "
-                              "system/Encounter.write", &all);
+                              "system/Encounter.write",
+                              &all);
     assert_false(all);
     assert_int_equal(t->nelts, 2);
     assert_string_equal(APR_ARRAY_IDX(t, 0, const char *), "Patient");
@@ -97,7 +104,8 @@ static void test_allows_group_read(void **state)
     assert_true(bf_scope_allows(pool, "system/*.read", "Group", BF_PERM_R));
     assert_true(bf_scope_allows(pool, "system/Group.r", "Group", BF_PERM_R));
     assert_false(bf_scope_allows(pool, "system/Group.s", "Group", BF_PERM_R));
-    assert_false(bf_scope_allows(pool, "system/Patient.read", "Group", BF_PERM_R));
+    assert_false(
+        bf_scope_allows(pool, "system/Patient.read", "Group", BF_PERM_R));
     assert_false(bf_scope_allows(pool, "", "Group", BF_PERM_R));
 }
 

@@ -51,7 +51,7 @@ static void test_common_us_core_searches(void **state)
     ok("Observation?subject:Patient=123");
     ok("Condition?abatement-date:missing=true");
     ok("Observation?date=ge2020-01-01T00:00:00+02:00");
-    ok("Observation?date=ge2020-01-01T00:00:00 02:00");   /* form-decoded '+' */
+    ok("Observation?date=ge2020-01-01T00:00:00 02:00"); /* form-decoded '+' */
 }
 
 static void test_and_or_structure(void **state)
@@ -79,12 +79,12 @@ static void test_refused(void **state)
     bad("Observation?_include=Observation:subject");
     bad("Observation?subject.name=x");
     bad("Patient?_has:Observation:subject:code=1");
-    bad("Observation?code:text=x");          /* unsupported modifier */
+    bad("Observation?code:text=x"); /* unsupported modifier */
     bad("Observation?date=ap2020");
     bad("Observation?date=2020-13");
     bad("Observation?date=yesterday");
     bad("Observation?status:missing=maybe");
-    bad("Observation?value-quantity=5");     /* quantity: not supported */
+    bad("Observation?value-quantity=5"); /* quantity: not supported */
     bad("Observation?code=%zz");
     bad("Observation?code=%00");
 }
