@@ -10,7 +10,7 @@ BF_PACKAGES=(build-essential autoconf automake libtool pkg-config apache2 apache
     libapr1-dev libaprutil1-dev libpq-dev libjson-c-dev zlib1g-dev libssl-dev
     libcurl4-openssl-dev libcmocka-dev postgresql python3-pytest python3-requests
     python3-cryptography python3-jwt apache2-utils curl jq chromium
-    dpkg-dev debhelper fakeroot lintian)
+    dpkg-dev debhelper fakeroot lintian clang-format)
 
 bf_say() { printf '%s: %s\n' "${BF_PROG:-${0##*/}}" "$*" >&2; }
 bf_die() { bf_say "error: $*"; exit 1; }
