@@ -127,7 +127,7 @@ static int audit_verify(apr_pool_t *p, PGconn *conn, const char *since)
 static int audit_export(apr_pool_t *p, PGconn *conn, const char *since,
                         const char *until, const char *dir)
 {
-    const char *v[] = {since, until};
+    const char *v[] = { since, until };
     const char *path, *tmp, *ev;
     PGresult *res;
     FILE *f;
@@ -245,9 +245,9 @@ static int audit_prune(apr_pool_t *p, PGconn *conn, const char *before)
 static int audit_list(apr_pool_t *p, PGconn *conn, const char *since,
                       const char *client, const char *limit)
 {
-    static const char *const head[] = {"ID",     "AT (UTC)", "ACTION",
-                                       "CLIENT", "STATUS",   "JOB"};
-    const char *v[] = {since, client, limit};
+    static const char *const head[] = { "ID",     "AT (UTC)", "ACTION",
+                                        "CLIENT", "STATUS",   "JOB" };
+    const char *v[] = { since, client, limit };
     PGresult *res;
 
     (void)p;
@@ -269,14 +269,15 @@ static int audit_list(apr_pool_t *p, PGconn *conn, const char *since,
 int ctl_audit_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"since", required_argument, NULL, 's'},
-        {"until", required_argument, NULL, 'u'},
-        {"before", required_argument, NULL, 'b'},
-        {"out", required_argument, NULL, 'o'},
-        {"client", required_argument, NULL, 'c'},
-        {"limit", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        { "since", required_argument, NULL, 's' },
+        { "until", required_argument, NULL, 'u' },
+        { "before", required_argument, NULL, 'b' },
+        { "out", required_argument, NULL, 'o' },
+        { "client", required_argument, NULL, 'c' },
+        { "limit", required_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
     const char *since = NULL, *until = NULL, *before = NULL, *out = NULL;
     const char *client = NULL, *limit = "50", *sub;
     PGconn *conn;

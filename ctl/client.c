@@ -60,8 +60,8 @@ static bool valid_client_id(const char *id)
 
 static bool valid_jwks_uri(const char *uri)
 {
-    static const char *const local[] = {"http://127.0.0.1", "http://localhost",
-                                        NULL};
+    static const char *const local[] = { "http://127.0.0.1", "http://localhost",
+                                         NULL };
     int i;
 
     if (strncmp(uri, "https://", 8) == 0)
@@ -139,13 +139,14 @@ static int client_add(apr_pool_t *p, const ctl_globals *g, int argc,
     PGconn *conn = NULL;
     int rc = 1;
     static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},
-        {"jwks", required_argument, NULL, 'j'},
-        {"jwks-uri", required_argument, NULL, 'u'},
-        {"scope", required_argument, NULL, 's'},
-        {"max-jobs", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        { "id", required_argument, NULL, 'i' },
+        { "jwks", required_argument, NULL, 'j' },
+        { "jwks-uri", required_argument, NULL, 'u' },
+        { "scope", required_argument, NULL, 's' },
+        { "max-jobs", required_argument, NULL, 'm' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
     const char *id = NULL, *jwks_file = NULL, *uri = NULL, *scope = NULL;
     const char *max_jobs = "5", *jwks = NULL;
     const char *params[5];
@@ -247,8 +248,8 @@ leave:
 
 static int client_list(PGconn *conn)
 {
-    static const char *const head[] = {"ID",     "ENABLED", "MAX JOBS",
-                                       "SCOPES", "KEYS",    "CREATED (UTC)"};
+    static const char *const head[] = { "ID",     "ENABLED", "MAX JOBS",
+                                        "SCOPES", "KEYS",    "CREATED (UTC)" };
     enum { NCOL = 6 };
     PGresult *res;
     int w[NCOL], r, col;

@@ -82,16 +82,21 @@ const char *const gen_streets[] = {
 const size_t gen_streets_n = GEN_NELEM(gen_streets);
 
 const gen_city gen_cities[] = {
-    {"Boston", "02115"},     {"Worcester", "01608"},  {"Springfield", "01103"},
-    {"Cambridge", "02139"},  {"Lowell", "01852"},     {"Brockton", "02301"},
-    {"Quincy", "02169"},     {"Lynn", "01901"},       {"New Bedford", "02740"},
-    {"Fall River", "02720"}, {"Newton", "02458"},     {"Somerville", "02143"},
-    {"Framingham", "01702"}, {"Haverhill", "01830"},  {"Waltham", "02451"},
-    {"Malden", "02148"},     {"Medford", "02155"},    {"Taunton", "02780"},
-    {"Chicopee", "01013"},   {"Weymouth", "02188"},   {"Revere", "02151"},
-    {"Peabody", "01960"},    {"Methuen", "01844"},    {"Barnstable", "02630"},
-    {"Pittsfield", "01201"}, {"Attleboro", "02703"},  {"Salem", "01970"},
-    {"Westfield", "01085"},  {"Leominster", "01453"}, {"Fitchburg", "01420"},
+    { "Boston", "02115" },      { "Worcester", "01608" },
+    { "Springfield", "01103" }, { "Cambridge", "02139" },
+    { "Lowell", "01852" },      { "Brockton", "02301" },
+    { "Quincy", "02169" },      { "Lynn", "01901" },
+    { "New Bedford", "02740" }, { "Fall River", "02720" },
+    { "Newton", "02458" },      { "Somerville", "02143" },
+    { "Framingham", "01702" },  { "Haverhill", "01830" },
+    { "Waltham", "02451" },     { "Malden", "02148" },
+    { "Medford", "02155" },     { "Taunton", "02780" },
+    { "Chicopee", "01013" },    { "Weymouth", "02188" },
+    { "Revere", "02151" },      { "Peabody", "01960" },
+    { "Methuen", "01844" },     { "Barnstable", "02630" },
+    { "Pittsfield", "01201" },  { "Attleboro", "02703" },
+    { "Salem", "01970" },       { "Westfield", "01085" },
+    { "Leominster", "01453" },  { "Fitchburg", "01420" },
 };
 const size_t gen_cities_n = GEN_NELEM(gen_cities);
 

@@ -12,69 +12,76 @@ static const struct {
     const char *cls, *cls_display;
     gen_code type;
 } kinds[EK__COUNT] = {
-    [EK_WELL_CHILD] = {"AMB",
-                       "ambulatory",
-                       {"410620009", "Well child visit (procedure)"}},
-    [EK_GENERAL_EXAM] = {"AMB",
-                         "ambulatory",
-                         {"162673000",
-                          "General examination of patient (procedure)"}},
-    [EK_SYMPTOM] = {"AMB",
-                    "ambulatory",
-                    {"185345009", "Encounter for symptom"}},
-    [EK_PROBLEM] = {"AMB",
-                    "ambulatory",
-                    {"185347001", "Encounter for problem (procedure)"}},
-    [EK_URGENT] = {"AMB",
-                   "ambulatory",
-                   {"702927004", "Urgent care clinic (procedure)"}},
-    [EK_EMERGENCY] = {"EMER",
-                      "emergency",
-                      {"50849002", "Emergency room admission (procedure)"}},
-    [EK_INPATIENT] = {"IMP",
-                      "inpatient encounter",
-                      {"183452005",
-                       "Emergency hospital admission (procedure)"}},
-    [EK_FOLLOWUP] = {"AMB",
+    [EK_WELL_CHILD] = { "AMB",
+                        "ambulatory",
+                        { "410620009", "Well child visit (procedure)" } },
+    [EK_GENERAL_EXAM] = { "AMB",
+                          "ambulatory",
+                          { "162673000",
+                            "General examination of patient (procedure)" } },
+    [EK_SYMPTOM] = { "AMB",
                      "ambulatory",
-                     {"390906007", "Follow-up encounter (procedure)"}},
+                     { "185345009", "Encounter for symptom" } },
+    [EK_PROBLEM] = { "AMB",
+                     "ambulatory",
+                     { "185347001", "Encounter for problem (procedure)" } },
+    [EK_URGENT] = { "AMB",
+                    "ambulatory",
+                    { "702927004", "Urgent care clinic (procedure)" } },
+    [EK_EMERGENCY] = { "EMER",
+                       "emergency",
+                       { "50849002", "Emergency room admission (procedure)" } },
+    [EK_INPATIENT] = { "IMP",
+                       "inpatient encounter",
+                       { "183452005",
+                         "Emergency hospital admission (procedure)" } },
+    [EK_FOLLOWUP] = { "AMB",
+                      "ambulatory",
+                      { "390906007", "Follow-up encounter (procedure)" } },
 };
 
-static const gen_code proc_medrec = {"430193006",
-                                     "Medication Reconciliation (procedure)"};
-static const gen_code proc_depression = {"171207006",
-                                         "Depression screening (procedure)"};
+static const gen_code proc_medrec = { "430193006",
+                                      "Medication Reconciliation (procedure)" };
+static const gen_code proc_depression = { "171207006",
+                                          "Depression screening (procedure)" };
 static const gen_code proc_needs = {
-    "710824005", "Assessment of health and social care needs (procedure)"};
-static const gen_code proc_mammo = {"71651007", "Mammography (procedure)"};
-static const gen_code proc_colonoscopy = {"73761001",
-                                          "Colonoscopy (procedure)"};
-static const gen_code proc_spirometry = {"127783003", "Spirometry (procedure)"};
-static const gen_code proc_ecg = {"29303009", "Electrocardiographic procedure"};
+    "710824005", "Assessment of health and social care needs (procedure)"
+};
+static const gen_code proc_mammo = { "71651007", "Mammography (procedure)" };
+static const gen_code proc_colonoscopy = { "73761001",
+                                           "Colonoscopy (procedure)" };
+static const gen_code proc_spirometry = { "127783003",
+                                          "Spirometry (procedure)" };
+static const gen_code proc_ecg = { "29303009",
+                                   "Electrocardiographic procedure" };
 
 static const struct {
     gen_code code;
     double min_age, max_age;
     bool series; /* given at every visit in the window */
 } schedule[] = {
-    {{"08", "Hep B, adolescent or pediatric"}, 0, 0.6, true},
-    {{"20", "DTaP"}, 0.1, 1.6, true},
-    {{"10", "IPV"}, 0.1, 1.6, true},
-    {{"49", "Hib (PRP-OMP)"}, 0.1, 1.3, true},
-    {{"133", "Pneumococcal conjugate PCV 13"}, 0.1, 1.6, true},
-    {{"119", "rotavirus, monovalent"}, 0.1, 0.6, true},
-    {{"03", "MMR"}, 1, 2, false},
-    {{"21", "varicella"}, 1, 2, false},
-    {{"83", "Hep A, ped/adol, 2 dose"}, 1, 2.5, false},
-    {{"115", "Tdap"}, 11, 13, false},
-    {{"62", "HPV, quadrivalent"}, 11, 14, false},
-    {{"114", "meningococcal MCV4P"}, 11, 13, false},
-    {{"121", "zoster"}, 50, 200, false},
-    {{"33", "pneumococcal polysaccharide vaccine, 23 valent"}, 65, 200, false},
+    { { "08", "Hep B, adolescent or pediatric" }, 0, 0.6, true },
+    { { "20", "DTaP" }, 0.1, 1.6, true },
+    { { "10", "IPV" }, 0.1, 1.6, true },
+    { { "49", "Hib (PRP-OMP)" }, 0.1, 1.3, true },
+    { { "133", "Pneumococcal conjugate PCV 13" }, 0.1, 1.6, true },
+    { { "119", "rotavirus, monovalent" }, 0.1, 0.6, true },
+    { { "03", "MMR" }, 1, 2, false },
+    { { "21", "varicella" }, 1, 2, false },
+    { { "83", "Hep A, ped/adol, 2 dose" }, 1, 2.5, false },
+    { { "115", "Tdap" }, 11, 13, false },
+    { { "62", "HPV, quadrivalent" }, 11, 14, false },
+    { { "114", "meningococcal MCV4P" }, 11, 13, false },
+    { { "121", "zoster" }, 50, 200, false },
+    { { "33", "pneumococcal polysaccharide vaccine, 23 valent" },
+      65,
+      200,
+      false },
 };
 static const gen_code vac_flu = {
-    "140", "Influenza, seasonal, injectable, preservative free"};
-static const gen_code vac_td = {"113", "Td (adult) preservative free"};
+    "140", "Influenza, seasonal, injectable, preservative free"
+};
+static const gen_code vac_td = { "113", "Td (adult) preservative free" };
 
 static size_t org_of(const gen_pat *pt, const gen_enc *e)
 {
@@ -345,10 +352,10 @@ static bool immunizations(gen_pat *pt, const gen_enc *e)
 /* a short plain-text clinical note, base64 in the attachment */
 static bool write_document(gen_pat *pt, const gen_enc *e, const gen_code *acute)
 {
-    static const gen_code hp = {"34117-2", "History and physical note"};
-    static const gen_code progress = {"11506-3", "Progress note"};
+    static const gen_code hp = { "34117-2", "History and physical note" };
+    static const gen_code progress = { "11506-3", "Progress note" };
     char text[4096];
-    gen_out s = {.fd = -1, .buf = text, .cap = sizeof(text)};
+    gen_out s = { .fd = -1, .buf = text, .cap = sizeof(text) };
     const gen_pools *pl = &pt->c->pools;
     bool wellness = e->kind == EK_WELL_CHILD || e->kind == EK_GENERAL_EXAM;
 

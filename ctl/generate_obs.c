@@ -12,130 +12,134 @@ typedef struct lab_def {
 } lab_def;
 
 static const lab_def lipid_panel[] = {
-    {{"2093-3", "Total Cholesterol"}, "mg/dL", 190, 30, 120, 300, 1},
-    {{"2571-8", "Triglycerides"}, "mg/dL", 130, 45, 40, 400, 1},
-    {{"18262-6", "Low Density Lipoprotein Cholesterol"},
-     "mg/dL",
-     110,
-     28,
-     40,
-     220,
-     1},
-    {{"2085-9", "High Density Lipoprotein Cholesterol"},
-     "mg/dL",
-     55,
-     12,
-     25,
-     100,
-     1},
+    { { "2093-3", "Total Cholesterol" }, "mg/dL", 190, 30, 120, 300, 1 },
+    { { "2571-8", "Triglycerides" }, "mg/dL", 130, 45, 40, 400, 1 },
+    { { "18262-6", "Low Density Lipoprotein Cholesterol" },
+      "mg/dL",
+      110,
+      28,
+      40,
+      220,
+      1 },
+    { { "2085-9", "High Density Lipoprotein Cholesterol" },
+      "mg/dL",
+      55,
+      12,
+      25,
+      100,
+      1 },
 };
 static const lab_def metabolic_panel[] = {
-    {{"2339-0", "Glucose"}, "mg/dL", 92, 12, 65, 140, 1},
-    {{"6299-2", "Urea Nitrogen"}, "mg/dL", 14, 4, 5, 30, 1},
-    {{"38483-4", "Creatinine"}, "mg/dL", 0.95, 0.2, 0.5, 1.6, 2},
-    {{"49765-1", "Calcium"}, "mg/dL", 9.4, 0.4, 8.4, 10.5, 1},
-    {{"2947-0", "Sodium"}, "mmol/L", 140, 2, 134, 147, 1},
-    {{"6298-4", "Potassium"}, "mmol/L", 4.2, 0.35, 3.4, 5.3, 1},
-    {{"2069-3", "Chloride"}, "mmol/L", 103, 2.5, 97, 110, 1},
-    {{"20565-8", "Carbon Dioxide"}, "mmol/L", 25, 2.5, 20, 31, 1},
+    { { "2339-0", "Glucose" }, "mg/dL", 92, 12, 65, 140, 1 },
+    { { "6299-2", "Urea Nitrogen" }, "mg/dL", 14, 4, 5, 30, 1 },
+    { { "38483-4", "Creatinine" }, "mg/dL", 0.95, 0.2, 0.5, 1.6, 2 },
+    { { "49765-1", "Calcium" }, "mg/dL", 9.4, 0.4, 8.4, 10.5, 1 },
+    { { "2947-0", "Sodium" }, "mmol/L", 140, 2, 134, 147, 1 },
+    { { "6298-4", "Potassium" }, "mmol/L", 4.2, 0.35, 3.4, 5.3, 1 },
+    { { "2069-3", "Chloride" }, "mmol/L", 103, 2.5, 97, 110, 1 },
+    { { "20565-8", "Carbon Dioxide" }, "mmol/L", 25, 2.5, 20, 31, 1 },
 };
 static const lab_def blood_count[] = {
-    {{"6690-2", "Leukocytes [#/volume] in Blood by Automated count"},
-     "10*3/uL",
-     7,
-     1.8,
-     3.5,
-     12,
-     1},
-    {{"789-8", "Erythrocytes [#/volume] in Blood by Automated count"},
-     "10*6/uL",
-     4.7,
-     0.4,
-     3.8,
-     5.9,
-     2},
-    {{"718-7", "Hemoglobin [Mass/volume] in Blood"},
-     "g/dL",
-     14,
-     1.3,
-     10.5,
-     17.5,
-     1},
-    {{"4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count"},
-     "%",
-     42,
-     3.5,
-     32,
-     52,
-     1},
-    {{"787-2", "MCV [Entitic volume] by Automated count"},
-     "fL",
-     90,
-     5,
-     78,
-     102,
-     1},
-    {{"785-6", "MCH [Entitic mass] by Automated count"},
-     "pg",
-     30,
-     1.8,
-     26,
-     34,
-     1},
-    {{"786-4", "MCHC [Mass/volume] by Automated count"},
-     "g/dL",
-     33.5,
-     1,
-     31,
-     36,
-     1},
-    {{"21000-5",
-      "Erythrocyte distribution width [Entitic volume] by Automated count"},
-     "fL",
-     42,
-     3,
-     37,
-     50,
-     1},
-    {{"777-3", "Platelets [#/volume] in Blood by Automated count"},
-     "10*3/uL",
-     260,
-     55,
-     140,
-     450,
-     1},
+    { { "6690-2", "Leukocytes [#/volume] in Blood by Automated count" },
+      "10*3/uL",
+      7,
+      1.8,
+      3.5,
+      12,
+      1 },
+    { { "789-8", "Erythrocytes [#/volume] in Blood by Automated count" },
+      "10*6/uL",
+      4.7,
+      0.4,
+      3.8,
+      5.9,
+      2 },
+    { { "718-7", "Hemoglobin [Mass/volume] in Blood" },
+      "g/dL",
+      14,
+      1.3,
+      10.5,
+      17.5,
+      1 },
+    { { "4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count" },
+      "%",
+      42,
+      3.5,
+      32,
+      52,
+      1 },
+    { { "787-2", "MCV [Entitic volume] by Automated count" },
+      "fL",
+      90,
+      5,
+      78,
+      102,
+      1 },
+    { { "785-6", "MCH [Entitic mass] by Automated count" },
+      "pg",
+      30,
+      1.8,
+      26,
+      34,
+      1 },
+    { { "786-4", "MCHC [Mass/volume] by Automated count" },
+      "g/dL",
+      33.5,
+      1,
+      31,
+      36,
+      1 },
+    { { "21000-5",
+        "Erythrocyte distribution width [Entitic volume] by Automated count" },
+      "fL",
+      42,
+      3,
+      37,
+      50,
+      1 },
+    { { "777-3", "Platelets [#/volume] in Blood by Automated count" },
+      "10*3/uL",
+      260,
+      55,
+      140,
+      450,
+      1 },
 };
-static const gen_code panel_lipid = {"57698-3", "Lipid Panel"};
-static const gen_code panel_bmp = {"51990-0", "Basic Metabolic Panel"};
+static const gen_code panel_lipid = { "57698-3", "Lipid Panel" };
+static const gen_code panel_bmp = { "51990-0", "Basic Metabolic Panel" };
 static const gen_code panel_cbc = {
     "58410-2",
-    "Complete blood count (hemogram) panel - Blood by Automated count"};
-static const gen_code code_a1c = {"4548-4",
-                                  "Hemoglobin A1c/Hemoglobin.total in Blood"};
+    "Complete blood count (hemogram) panel - Blood by Automated count"
+};
+static const gen_code code_a1c = { "4548-4",
+                                   "Hemoglobin A1c/Hemoglobin.total in Blood" };
 
-static const gen_code v_height = {"8302-2", "Body Height"};
-static const gen_code v_weight = {"29463-7", "Body Weight"};
-static const gen_code v_bmi = {"39156-5", "Body Mass Index"};
+static const gen_code v_height = { "8302-2", "Body Height" };
+static const gen_code v_weight = { "29463-7", "Body Weight" };
+static const gen_code v_bmi = { "39156-5", "Body Mass Index" };
 static const gen_code v_bmi_pct = {
-    "59576-9", "Body mass index (BMI) [Percentile] Per age and gender"};
-static const gen_code v_wfl = {"77606-2", "Weight-for-length Per age and sex"};
-static const gen_code v_head = {"9843-4",
-                                "Head Occipital-frontal circumference"};
-static const gen_code v_bp = {"85354-9", "Blood Pressure"};
-static const gen_code v_dia = {"8462-4", "Diastolic Blood Pressure"};
-static const gen_code v_sys = {"8480-6", "Systolic Blood Pressure"};
-static const gen_code v_hr = {"8867-4", "Heart rate"};
-static const gen_code v_rr = {"9279-1", "Respiratory rate"};
-static const gen_code v_temp = {"8310-5", "Body temperature"};
-static const gen_code v_spo2 = {"2708-6",
-                                "Oxygen saturation in Arterial blood"};
+    "59576-9", "Body mass index (BMI) [Percentile] Per age and gender"
+};
+static const gen_code v_wfl = { "77606-2",
+                                "Weight-for-length Per age and sex" };
+static const gen_code v_head = { "9843-4",
+                                 "Head Occipital-frontal circumference" };
+static const gen_code v_bp = { "85354-9", "Blood Pressure" };
+static const gen_code v_dia = { "8462-4", "Diastolic Blood Pressure" };
+static const gen_code v_sys = { "8480-6", "Systolic Blood Pressure" };
+static const gen_code v_hr = { "8867-4", "Heart rate" };
+static const gen_code v_rr = { "9279-1", "Respiratory rate" };
+static const gen_code v_temp = { "8310-5", "Body temperature" };
+static const gen_code v_spo2 = { "2708-6",
+                                 "Oxygen saturation in Arterial blood" };
 static const gen_code v_pain = {
-    "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported"};
-static const gen_code s_smoking = {"72166-2", "Tobacco smoking status NHIS"};
+    "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported"
+};
+static const gen_code s_smoking = { "72166-2", "Tobacco smoking status NHIS" };
 static const gen_code smoking[] = {
-    {"266919005", "Never smoker"},
-    {"8517006", "Ex-smoker (finding)"},
-    {"449868002", "Smokes tobacco daily (finding)"},
+    { "266919005", "Never smoker" },
+    { "8517006", "Ex-smoker (finding)" },
+    { "449868002", "Smokes tobacco daily (finding)" },
 };
 
 bool gen_has_chronic(const gen_pat *pt, int kind)
@@ -207,9 +211,9 @@ static bool obs_qty(gen_pat *pt, const gen_enc *e, const char *cat,
 /* fraction of adult height by age in years (piecewise linear, 0..18) */
 static double height_at(const gen_pat *pt, double age)
 {
-    static const double frac[] = {0.29, 0.43, 0.50, 0.55, 0.59, 0.63, 0.67,
-                                  0.70, 0.73, 0.76, 0.79, 0.82, 0.85, 0.89,
-                                  0.93, 0.96, 0.98, 0.99, 1.0};
+    static const double frac[] = { 0.29, 0.43, 0.50, 0.55, 0.59, 0.63, 0.67,
+                                   0.70, 0.73, 0.76, 0.79, 0.82, 0.85, 0.89,
+                                   0.93, 0.96, 0.98, 0.99, 1.0 };
     if (age >= 18)
         return pt->adult_height;
     if (age < 0)

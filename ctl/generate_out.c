@@ -222,7 +222,7 @@ void gen_out_int(gen_out *o, int64_t v)
 
 void gen_out_dec(gen_out *o, double v, int frac)
 {
-    static const int64_t pow10[] = {1, 10, 100, 1000, 10000};
+    static const int64_t pow10[] = { 1, 10, 100, 1000, 10000 };
     if (frac < 0)
         frac = 0;
     if (frac > 4)

@@ -9,72 +9,96 @@
 #define YEAR ((int64_t)(365.2425 * 86400))
 
 /* ---- chronic and acute condition tables ------------------------------ */
-static const gen_code med_hctz = {"310798",
-                                  "Hydrochlorothiazide 25 MG Oral Tablet"};
-static const gen_code med_lisinopril = {"314076",
-                                        "lisinopril 10 MG Oral Tablet"};
+static const gen_code med_hctz = { "310798",
+                                   "Hydrochlorothiazide 25 MG Oral Tablet" };
+static const gen_code med_lisinopril = { "314076",
+                                         "lisinopril 10 MG Oral Tablet" };
 static const gen_code med_metformin = {
     "860975",
-    "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"};
-static const gen_code med_simva = {"314231", "Simvastatin 10 MG Oral Tablet"};
+    "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"
+};
+static const gen_code med_simva = { "314231", "Simvastatin 10 MG Oral Tablet" };
 static const gen_code med_albuterol = {
     "2123111",
-    "NDA020503 200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler"};
+    "NDA020503 200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler"
+};
 static const gen_code med_flutic = {
     "895994",
-    "120 ACTUAT Fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler"};
-static const gen_code med_naproxen = {"849574",
-                                      "Naproxen sodium 220 MG Oral Tablet"};
-static const gen_code med_iron = {"310325",
-                                  "ferrous sulfate 325 MG Oral Tablet"};
-static const gen_code med_warfarin = {"855332",
-                                      "Warfarin Sodium 5 MG Oral Tablet"};
-static const gen_code med_digoxin = {"197604", "Digoxin 0.125 MG Oral Tablet"};
-static const gen_code med_apap = {"313782", "Acetaminophen 325 MG Oral Tablet"};
-static const gen_code med_amox = {"308182", "Amoxicillin 250 MG Oral Capsule"};
-static const gen_code med_penv = {"834061",
-                                  "Penicillin V Potassium 250 MG Oral Tablet"};
-static const gen_code med_ibu = {"310965", "Ibuprofen 200 MG Oral Tablet"};
+    "120 ACTUAT Fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler"
+};
+static const gen_code med_naproxen = { "849574",
+                                       "Naproxen sodium 220 MG Oral Tablet" };
+static const gen_code med_iron = { "310325",
+                                   "ferrous sulfate 325 MG Oral Tablet" };
+static const gen_code med_warfarin = { "855332",
+                                       "Warfarin Sodium 5 MG Oral Tablet" };
+static const gen_code med_digoxin = { "197604",
+                                      "Digoxin 0.125 MG Oral Tablet" };
+static const gen_code med_apap = { "313782",
+                                   "Acetaminophen 325 MG Oral Tablet" };
+static const gen_code med_amox = { "308182",
+                                   "Amoxicillin 250 MG Oral Capsule" };
+static const gen_code med_penv = {
+    "834061", "Penicillin V Potassium 250 MG Oral Tablet"
+};
+static const gen_code med_ibu = { "310965", "Ibuprofen 200 MG Oral Tablet" };
 static const gen_code proc_resp = {
-    "23426006", "Measurement of respiratory function (procedure)"};
-static const gen_code proc_throat = {"117015009", "Throat culture (procedure)"};
-static const gen_code proc_suture = {"288086009", "Suture open wound"};
-static const gen_code proc_immob = {"274474001", "Bone immobilization"};
-static const gen_code proc_xray = {"399208008",
-                                   "Plain chest X-ray (procedure)"};
+    "23426006", "Measurement of respiratory function (procedure)"
+};
+static const gen_code proc_throat = { "117015009",
+                                      "Throat culture (procedure)" };
+static const gen_code proc_suture = { "288086009", "Suture open wound" };
+static const gen_code proc_immob = { "274474001", "Bone immobilization" };
+static const gen_code proc_xray = { "399208008",
+                                    "Plain chest X-ray (procedure)" };
 
 const gen_chronic_def gen_chronic_defs[] = {
-    [CH_HYPERTENSION] =
-        {{"59621000", "Hypertension"}, 30, 0.28, &med_hctz, &med_lisinopril},
-    [CH_PREDIABETES] = {{"15777000", "Prediabetes"}, 25, 0.15, NULL, NULL},
-    [CH_DIABETES] = {{"44054006", "Diabetes mellitus type 2 (disorder)"},
-                     35,
-                     0.09,
-                     &med_metformin,
-                     NULL},
-    [CH_HYPERLIPIDEMIA] =
-        {{"55822004", "Hyperlipidemia"}, 35, 0.18, &med_simva, NULL},
-    [CH_ASTHMA] =
-        {{"195967001", "Asthma"}, 2, 0.07, &med_albuterol, &med_flutic},
-    [CH_OBESITY] = {{"162864005", "Body mass index 30+ - obesity (finding)"},
-                    18,
-                    0.0,
-                    NULL,
-                    NULL},
-    [CH_CHRONIC_SINUSITIS] =
-        {{"40055000", "Chronic sinusitis (disorder)"}, 10, 0.05, NULL, NULL},
-    [CH_OSTEOARTHRITIS] = {{"239873007", "Osteoarthritis of knee"},
-                           50,
-                           0.12,
-                           &med_naproxen,
-                           NULL},
-    [CH_ANEMIA] =
-        {{"271737000", "Anemia (disorder)"}, 12, 0.05, &med_iron, NULL},
-    [CH_AFIB] = {{"49436004", "Atrial Fibrillation"},
-                 60,
-                 0.06,
-                 &med_warfarin,
-                 &med_digoxin},
+    [CH_HYPERTENSION] = { { "59621000", "Hypertension" },
+                          30,
+                          0.28,
+                          &med_hctz,
+                          &med_lisinopril },
+    [CH_PREDIABETES] = { { "15777000", "Prediabetes" }, 25, 0.15, NULL, NULL },
+    [CH_DIABETES] = { { "44054006", "Diabetes mellitus type 2 (disorder)" },
+                      35,
+                      0.09,
+                      &med_metformin,
+                      NULL },
+    [CH_HYPERLIPIDEMIA] = { { "55822004", "Hyperlipidemia" },
+                            35,
+                            0.18,
+                            &med_simva,
+                            NULL },
+    [CH_ASTHMA] = { { "195967001", "Asthma" },
+                    2,
+                    0.07,
+                    &med_albuterol,
+                    &med_flutic },
+    [CH_OBESITY] = { { "162864005", "Body mass index 30+ - obesity (finding)" },
+                     18,
+                     0.0,
+                     NULL,
+                     NULL },
+    [CH_CHRONIC_SINUSITIS] = { { "40055000", "Chronic sinusitis (disorder)" },
+                               10,
+                               0.05,
+                               NULL,
+                               NULL },
+    [CH_OSTEOARTHRITIS] = { { "239873007", "Osteoarthritis of knee" },
+                            50,
+                            0.12,
+                            &med_naproxen,
+                            NULL },
+    [CH_ANEMIA] = { { "271737000", "Anemia (disorder)" },
+                    12,
+                    0.05,
+                    &med_iron,
+                    NULL },
+    [CH_AFIB] = { { "49436004", "Atrial Fibrillation" },
+                  60,
+                  0.06,
+                  &med_warfarin,
+                  &med_digoxin },
 };
 const size_t gen_chronic_defs_n = GEN_NELEM(gen_chronic_defs);
 
@@ -83,33 +107,41 @@ const size_t gen_chronic_defs_n = GEN_NELEM(gen_chronic_defs);
 #define ACUTE_PNEUMONIA 7
 #define ACUTE_INJURY_FIRST 8
 const gen_acute_def gen_acute_defs[] = {
-    {{"444814009", "Viral sinusitis (disorder)"}, 14, 0, &med_apap, NULL},
-    {{"195662009", "Acute viral pharyngitis (disorder)"},
-     10,
-     0,
-     &med_apap,
-     NULL},
-    {{"10509002", "Acute bronchitis (disorder)"}, 14, 0, &med_apap, &proc_resp},
-    {{"65363002", "Otitis media"}, 14, 12, &med_amox, NULL},
-    {{"43878008", "Streptococcal sore throat (disorder)"},
-     10,
-     0,
-     &med_penv,
-     &proc_throat},
-    {{"444814009", "Viral sinusitis (disorder)"}, 14, 0, NULL, NULL},
-    {{"195662009", "Acute viral pharyngitis (disorder)"}, 10, 0, NULL, NULL},
-    {{"233604007", "Pneumonia (disorder)"}, 21, 0, &med_amox, &proc_xray},
-    {{"44465007", "Sprain of ankle"}, 28, 0, &med_ibu, NULL},
-    {{"70704007", "Sprain of wrist"}, 28, 0, &med_ibu, NULL},
-    {{"284551006", "Laceration of foot"}, 21, 0, NULL, &proc_suture},
-    {{"39848009", "Whiplash injury to neck"}, 21, 0, &med_naproxen, NULL},
-    {{"403190006", "First degree burn"}, 14, 0, NULL, NULL},
-    {{"62106007", "Concussion with no loss of consciousness"},
-     28,
-     0,
-     NULL,
-     NULL},
-    {{"65966004", "Fracture of forearm"}, 56, 0, &med_ibu, &proc_immob},
+    { { "444814009", "Viral sinusitis (disorder)" }, 14, 0, &med_apap, NULL },
+    { { "195662009", "Acute viral pharyngitis (disorder)" },
+      10,
+      0,
+      &med_apap,
+      NULL },
+    { { "10509002", "Acute bronchitis (disorder)" },
+      14,
+      0,
+      &med_apap,
+      &proc_resp },
+    { { "65363002", "Otitis media" }, 14, 12, &med_amox, NULL },
+    { { "43878008", "Streptococcal sore throat (disorder)" },
+      10,
+      0,
+      &med_penv,
+      &proc_throat },
+    { { "444814009", "Viral sinusitis (disorder)" }, 14, 0, NULL, NULL },
+    { { "195662009", "Acute viral pharyngitis (disorder)" },
+      10,
+      0,
+      NULL,
+      NULL },
+    { { "233604007", "Pneumonia (disorder)" }, 21, 0, &med_amox, &proc_xray },
+    { { "44465007", "Sprain of ankle" }, 28, 0, &med_ibu, NULL },
+    { { "70704007", "Sprain of wrist" }, 28, 0, &med_ibu, NULL },
+    { { "284551006", "Laceration of foot" }, 21, 0, NULL, &proc_suture },
+    { { "39848009", "Whiplash injury to neck" }, 21, 0, &med_naproxen, NULL },
+    { { "403190006", "First degree burn" }, 14, 0, NULL, NULL },
+    { { "62106007", "Concussion with no loss of consciousness" },
+      28,
+      0,
+      NULL,
+      NULL },
+    { { "65966004", "Fracture of forearm" }, 56, 0, &med_ibu, &proc_immob },
 };
 const size_t gen_acute_defs_n = GEN_NELEM(gen_acute_defs);
 
@@ -123,11 +155,11 @@ static const struct {
     const char *code, *display;
     double w;
 } races[] = {
-    {"2106-3", "White", 0.70},
-    {"2054-5", "Black or African American", 0.12},
-    {"2028-9", "Asian", 0.08},
-    {"1002-5", "American Indian or Alaska Native", 0.02},
-    {"2131-1", "Other Race", 0.08},
+    { "2106-3", "White", 0.70 },
+    { "2054-5", "Black or African American", 0.12 },
+    { "2028-9", "Asian", 0.08 },
+    { "1002-5", "American Indian or Alaska Native", 0.02 },
+    { "2131-1", "Other Race", 0.08 },
 };
 
 static void write_patient(gen_pat *pt, uint64_t index, gen_rng *r)
@@ -224,10 +256,10 @@ static void write_patient(gen_pat *pt, uint64_t index, gen_rng *r)
     gen_out_lit(o, "\",\"country\":\"US\"}]");
     if (age >= 18) {
         static const char *const ms[][2] = {
-            {"M", "Married"},
-            {"S", "Never Married"},
-            {"D", "Divorced"},
-            {"W", "Widowed"},
+            { "M", "Married" },
+            { "S", "Never Married" },
+            { "D", "Divorced" },
+            { "W", "Widowed" },
         };
         int k = age > 70 && gen_rng_chance(r, 0.3)
                     ? 3
@@ -263,17 +295,17 @@ static const struct {
     gen_code code;
     const char *category;
 } allergies[] = {
-    {{"91935009", "Allergy to peanuts"}, "food"},
-    {{"91934008", "Allergy to nut"}, "food"},
-    {{"300913006", "Shellfish allergy"}, "food"},
-    {{"425525006", "Allergy to dairy product"}, "food"},
-    {{"419474003", "Allergy to mould"}, "environment"},
-    {{"232347008", "Dander (animal) allergy"}, "environment"},
-    {{"418689008", "Allergy to grass pollen"}, "environment"},
-    {{"232350006", "House dust mite allergy"}, "environment"},
-    {{"419263009", "Allergy to tree pollen"}, "environment"},
-    {{"424213003", "Allergy to bee venom"}, "environment"},
-    {{"91936005", "Allergy to penicillin"}, "medication"},
+    { { "91935009", "Allergy to peanuts" }, "food" },
+    { { "91934008", "Allergy to nut" }, "food" },
+    { { "300913006", "Shellfish allergy" }, "food" },
+    { { "425525006", "Allergy to dairy product" }, "food" },
+    { { "419474003", "Allergy to mould" }, "environment" },
+    { { "232347008", "Dander (animal) allergy" }, "environment" },
+    { { "418689008", "Allergy to grass pollen" }, "environment" },
+    { { "232350006", "House dust mite allergy" }, "environment" },
+    { { "419263009", "Allergy to tree pollen" }, "environment" },
+    { { "424213003", "Allergy to bee venom" }, "environment" },
+    { { "91936005", "Allergy to penicillin" }, "medication" },
 };
 
 static bool write_allergies(gen_pat *pt, const gen_enc *first)
@@ -521,7 +553,7 @@ bool gen_patient(gen_ctx *c, uint64_t index, gen_patient_info *info)
     pt.prov_r = &pr;
     gen_rng_uuid(&r, &pt.id);
     pt.gender = gen_rng_chance(&r, 0.5) ? 'm' : 'f';
-    static const int tzs[] = {-300, -300, -300, -360, -360, -420, -480};
+    static const int tzs[] = { -300, -300, -300, -360, -360, -420, -480 };
     pt.tz = tzs[gen_rng_range(&r, 0, (int64_t)GEN_NELEM(tzs) - 1)];
     double age =
         gen_rng_chance(&r, 0.08) ? gen_rng_unit(&r) * 5 : gen_rng_unit(&r) * 92;

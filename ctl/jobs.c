@@ -76,16 +76,18 @@ static int jobs_cancel(const ctl_globals *g, int argc, char **argv)
 int ctl_jobs_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"state", required_argument, NULL, 's'},
-        {"client", required_argument, NULL, 'c'},
-        {"limit", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        { "state", required_argument, NULL, 's' },
+        { "client", required_argument, NULL, 'c' },
+        { "limit", required_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
     static const char *const head[] = {
         "ID",       "CLIENT",        "LEVEL",         "STATE",
-        "PROGRESS", "CREATED (UTC)", "FINISHED (UTC)"};
-    static const char *const states[] = {"queued", "running", "completed",
-                                         "failed", "cancelled"};
+        "PROGRESS", "CREATED (UTC)", "FINISHED (UTC)"
+    };
+    static const char *const states[] = { "queued", "running", "completed",
+                                          "failed", "cancelled" };
     const char *state = NULL, *client = NULL, *limit = "100";
     const char *v[3];
     PGconn *conn;

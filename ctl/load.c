@@ -207,10 +207,11 @@ static void load_usage(FILE *out)
 int ctl_load_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"batch", required_argument, NULL, 'b'},
-        {"skip-invalid", no_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        { "batch", required_argument, NULL, 'b' },
+        { "skip-invalid", no_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
     load_ctx ctx, *c = &ctx;
     apr_hash_index_t *hi;
     double t0;

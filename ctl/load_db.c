@@ -43,9 +43,9 @@ static const char SQL_URNS[] =
  * older server, a build without lz4) and then simply does not apply.
  *   lz4 compresses large resources several times faster than pglz;
  *   a larger GIN pending list merges patient_ids entries in bulk. */
-static const char *const SQL_TUNING[] = {"SET default_toast_compression = lz4",
-                                         "SET gin_pending_list_limit = '32MB'",
-                                         NULL};
+static const char *const SQL_TUNING[] = { "SET default_toast_compression = lz4",
+                                          "SET gin_pending_list_limit = '32MB'",
+                                          NULL };
 static const char SQL_XID[] = "SELECT pg_current_xact_id()";
 static const char SQL_TS[] =
     "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"

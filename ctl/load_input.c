@@ -274,8 +274,8 @@ static const char *get_str(json_object *o, const char *key)
 
 static bool bundle_entries_are_resources(const char *type)
 {
-    static const char *const kinds[] = {"transaction", "batch",   "collection",
-                                        "searchset",   "history", NULL};
+    static const char *const kinds[] = { "transaction", "batch",   "collection",
+                                         "searchset",   "history", NULL };
     int i;
 
     for (i = 0; type && kinds[i]; i++)

@@ -57,13 +57,13 @@ static void cli_sink(void *baton, const char *file, int line,
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"database", required_argument, NULL, 'd'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
-    ctl_globals g = {"", 0};
+    static const struct option opts[] = { { "database", required_argument, NULL,
+                                            'd' },
+                                          { "verbose", no_argument, NULL, 'v' },
+                                          { "help", no_argument, NULL, 'h' },
+                                          { "version", no_argument, NULL, 'V' },
+                                          { NULL, 0, NULL, 0 } };
+    ctl_globals g = { "", 0 };
     apr_pool_t *pool = NULL;
     const char *cmd;
     int c, rc;

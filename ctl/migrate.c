@@ -246,11 +246,11 @@ static int check_pending(PGconn *conn, const apr_array_header_t *migs)
 
 int ctl_migrate_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"sql-dir", required_argument, NULL, 's'},
-        {"check", no_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = { { "sql-dir", required_argument, NULL,
+                                            's' },
+                                          { "check", no_argument, NULL, 'c' },
+                                          { "help", no_argument, NULL, 'h' },
+                                          { NULL, 0, NULL, 0 } };
     const char *dir = getenv("BULKFHIR_SQL_DIR");
     apr_array_header_t *migs;
     PGconn *conn = NULL;

@@ -25,7 +25,7 @@ static const char SQL_WORKERS[] =
 void ctl_print_table(PGresult *res, const char *const *head, int ncol,
                      const char *empty)
 {
-    int w[16] = {0};
+    int w[16] = { 0 };
     int r, c, rows = PQntuples(res);
 
     if (ncol > 16)
@@ -49,10 +49,11 @@ void ctl_print_table(PGresult *res, const char *const *head, int ncol,
 
 int ctl_workers_main(apr_pool_t *p, const ctl_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    static const char *const head[] = {
-        "ID", "HOST", "PID", "VERSION", "STARTED (UTC)", "HEARTBEAT", "TASK"};
+    static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+                                          { NULL, 0, NULL, 0 } };
+    static const char *const head[] = { "ID",      "HOST",          "PID",
+                                        "VERSION", "STARTED (UTC)", "HEARTBEAT",
+                                        "TASK" };
     PGconn *conn;
     PGresult *res;
     int c;

@@ -136,7 +136,7 @@ static const char *missing(apr_pool_t *p, long long from, long long to)
 static void check_row(apr_pool_t *p, bf_audit_verify_t *out, chain_state_t *cs,
                       PGresult *res, int i, bool since)
 {
-    static const unsigned char zero[32] = {0};
+    static const unsigned char zero[32] = { 0 };
     long long id = atoll(PQgetvalue(res, i, 0));
     long long seq = atoll(PQgetvalue(res, i, 2));
     const char *body = PQgetvalue(res, i, 3);
@@ -220,7 +220,7 @@ static bool load_chains(PGconn *conn, apr_pool_t *p, apr_hash_t **out)
 bool bf_audit_verify(PGconn *conn, apr_pool_t *p, const char *since,
                      bf_audit_verify_t *out)
 {
-    const char *v[] = {since};
+    const char *v[] = { since };
     chain_state_t cs;
     apr_hash_t *chains;
     apr_hash_index_t *hi;
@@ -353,25 +353,26 @@ typedef struct {
 
 /* action prefix -> AuditEvent type, subtype, action */
 static const event_map_t MAP[] = {
-    {"token", SYS_DCM, "110114", "User Authentication", SYS_DCM, "110122",
-     "Login", "E"},
-    {"kickoff", SYS_DCM, "110106", "Export", SYS_REST, "operation", "operation",
-     "E"},
-    {"download", SYS_DCM, "110106", "Export", SYS_REST, "read", "read", "R"},
-    {"status.delete", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST,
-     "delete", "delete", "D"},
-    {"status", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST, "read",
-     "read", "R"},
-    {"job.deleted", SYS_DCM, "110106", "Export", SYS_REST, "delete", "delete",
-     "D"},
-    {"job.files_removed", SYS_DCM, "110106", "Export", SYS_REST, "delete",
-     "delete", "D"},
-    {"job.cancelled", SYS_DCM, "110106", "Export", SYS_REST, "delete", "delete",
-     "D"},
-    {"job", SYS_DCM, "110106", "Export", SYS_REST, "operation", "operation",
-     "E"},
-    {"audit", SYS_DCM, "110101", "Audit Log Used", NULL, NULL, NULL, "D"},
-    {NULL, SYS_EVENT_TYPE, "rest", "RESTful Operation", NULL, NULL, NULL, "E"}};
+    { "token", SYS_DCM, "110114", "User Authentication", SYS_DCM, "110122",
+      "Login", "E" },
+    { "kickoff", SYS_DCM, "110106", "Export", SYS_REST, "operation",
+      "operation", "E" },
+    { "download", SYS_DCM, "110106", "Export", SYS_REST, "read", "read", "R" },
+    { "status.delete", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST,
+      "delete", "delete", "D" },
+    { "status", SYS_EVENT_TYPE, "rest", "RESTful Operation", SYS_REST, "read",
+      "read", "R" },
+    { "job.deleted", SYS_DCM, "110106", "Export", SYS_REST, "delete", "delete",
+      "D" },
+    { "job.files_removed", SYS_DCM, "110106", "Export", SYS_REST, "delete",
+      "delete", "D" },
+    { "job.cancelled", SYS_DCM, "110106", "Export", SYS_REST, "delete",
+      "delete", "D" },
+    { "job", SYS_DCM, "110106", "Export", SYS_REST, "operation", "operation",
+      "E" },
+    { "audit", SYS_DCM, "110101", "Audit Log Used", NULL, NULL, NULL, "D" },
+    { NULL, SYS_EVENT_TYPE, "rest", "RESTful Operation", NULL, NULL, NULL, "E" }
+};
 
 static const event_map_t *event_map(const char *action)
 {

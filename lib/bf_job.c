@@ -37,7 +37,7 @@ bool bf_job_is_uuid(const char *s)
 bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms)
 {
     char ms[32];
-    const char *v[1] = {ms};
+    const char *v[1] = { ms };
 
     snprintf(ms, sizeof ms, "%d", statement_timeout_ms);
     return bf_pq_exec(conn, "session setup",
@@ -48,11 +48,11 @@ bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms)
 bool bf_job_kickoff(PGconn *conn, apr_pool_t *p, const bf_job_kickoff_t *k,
                     const char **job_id, char sqlstate[6])
 {
-    const char *v[9] = {k->client_id,   k->level,
-                        k->group_id,    k->params,
-                        k->since,       k->until,
-                        k->request_url, k->requires_token ? "true" : "false",
-                        k->types};
+    const char *v[9] = { k->client_id,   k->level,
+                         k->group_id,    k->params,
+                         k->since,       k->until,
+                         k->request_url, k->requires_token ? "true" : "false",
+                         k->types };
     const char *u[5];
     char life[32];
     PGresult *res;
@@ -112,7 +112,7 @@ fail:
 bool bf_job_group_exists(PGconn *conn, const char *group_id, bool *exists,
                          char sqlstate[6])
 {
-    const char *v[1] = {group_id};
+    const char *v[1] = { group_id };
     PGresult *res;
 
     *exists = false;
@@ -143,47 +143,44 @@ static const struct {
     const char *sql;
     int nparams;
 } stmts[STMT_COUNT] = {
-    [STMT_STATUS] = {"bf_job_status",
-                     "SELECT * FROM bulkfhir.job_status($1::uuid, "
-                     "$2::integer, $3::boolean, $4, $5)",
-                     5},
-    [STMT_MANIFEST_STORE] = {"bf_job_manifest_store",
-                             "UPDATE bulkfhir.job SET manifest = $3, "
-                             "manifest_base = $2 "
-                             "WHERE id = $1::uuid AND state = 'completed'",
-                             3},
-    [STMT_FILES] = {"bf_job_files",
-                    "SELECT f.kind, f.resource_type, f.part, f.name, f.count, "
-                    "f.continues_in, f.id "
-                    "FROM bulkfhir.file f WHERE f.job_id = $1::uuid "
-                    "AND f.id > $2::bigint "
-                    "AND ($3::bigint IS NULL OR f.id <= $3::bigint) "
-                    "ORDER BY f.kind, f.resource_type, f.part, f.name",
-                    3},
-    [STMT_MANIFEST_PAGE] =
-        {"bf_job_manifest_page",
-         "SELECT lo, hi, final "
-         "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
-         2},
-    [STMT_FILE_LOOKUP] =
-        {"bf_job_file_lookup",
-         "SELECT bulkfhir.job_owner(j.auth_mode, j.requires_token, "
-         "j.client_id), "
-         "coalesce(j.expires_at < now(), false), "
-         "(j.params->'_type')::text "
-         "FROM bulkfhir.file f "
-         "JOIN bulkfhir.job j ON j.id = f.job_id "
-         "WHERE f.job_id = $1::uuid AND f.name = $2 "
-         "AND j.state <> 'cancelled'",
-         2},
-    [STMT_TOKEN_CHECK] =
-        {"bf_job_token_check",
-         "SELECT t.client_id, t.scope, "
-         "extract(epoch FROM t.expires_at)::float8 "
-         "FROM bulkfhir.token t "
-         "JOIN bulkfhir.client c ON c.id = t.client_id AND c.enabled "
-         "WHERE t.hash = $1::bytea AND t.expires_at > now()",
-         1},
+    [STMT_STATUS] = { "bf_job_status",
+                      "SELECT * FROM bulkfhir.job_status($1::uuid, "
+                      "$2::integer, $3::boolean, $4, $5)",
+                      5 },
+    [STMT_MANIFEST_STORE] = { "bf_job_manifest_store",
+                              "UPDATE bulkfhir.job SET manifest = $3, "
+                              "manifest_base = $2 "
+                              "WHERE id = $1::uuid AND state = 'completed'",
+                              3 },
+    [STMT_FILES] = { "bf_job_files",
+                     "SELECT f.kind, f.resource_type, f.part, f.name, f.count, "
+                     "f.continues_in, f.id "
+                     "FROM bulkfhir.file f WHERE f.job_id = $1::uuid "
+                     "AND f.id > $2::bigint "
+                     "AND ($3::bigint IS NULL OR f.id <= $3::bigint) "
+                     "ORDER BY f.kind, f.resource_type, f.part, f.name",
+                     3 },
+    [STMT_MANIFEST_PAGE] = { "bf_job_manifest_page",
+                             "SELECT lo, hi, final "
+                             "FROM bulkfhir.manifest_page_take($1::uuid, $2::integer)",
+                             2 },
+    [STMT_FILE_LOOKUP] = { "bf_job_file_lookup",
+                           "SELECT bulkfhir.job_owner(j.auth_mode, j.requires_token, "
+                           "j.client_id), "
+                           "coalesce(j.expires_at < now(), false), "
+                           "(j.params->'_type')::text "
+                           "FROM bulkfhir.file f "
+                           "JOIN bulkfhir.job j ON j.id = f.job_id "
+                           "WHERE f.job_id = $1::uuid AND f.name = $2 "
+                           "AND j.state <> 'cancelled'",
+                           2 },
+    [STMT_TOKEN_CHECK] = { "bf_job_token_check",
+                           "SELECT t.client_id, t.scope, "
+                           "extract(epoch FROM t.expires_at)::float8 "
+                           "FROM bulkfhir.token t "
+                           "JOIN bulkfhir.client c ON c.id = t.client_id AND c.enabled "
+                           "WHERE t.hash = $1::bytea AND t.expires_at > now()",
+                           1 },
 };
 
 /* A statement prepared once per connection under `name` (no parse/plan
@@ -286,8 +283,8 @@ bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
                    const bf_job_status_q_t *q, bf_job_t **job, char sqlstate[6])
 {
     char ms[16];
-    const char *v[5] = {job_id, ms, q->auth ? "true" : "false", q->client_id,
-                        q->base};
+    const char *v[5] = { job_id, ms, q->auth ? "true" : "false", q->client_id,
+                         q->base };
     PGresult *res;
     bf_job_t *j;
     char what[80];
@@ -328,7 +325,7 @@ bool bf_job_status(PGconn *conn, apr_pool_t *p, const char *job_id,
 bool bf_job_manifest_store(PGconn *conn, const char *job_id, const char *base,
                            const char *manifest, char sqlstate[6])
 {
-    const char *v[3] = {job_id, base, manifest};
+    const char *v[3] = { job_id, base, manifest };
     char what[80];
 
     snprintf(what, sizeof what, "job %s: store manifest", job_id);
@@ -339,7 +336,7 @@ bool bf_job_files(PGconn *conn, apr_pool_t *p, const char *job_id, long long lo,
                   long long hi, apr_array_header_t **files, char sqlstate[6])
 {
     char b_lo[24], b_hi[24];
-    const char *v[3] = {job_id, b_lo, hi < 0 ? NULL : b_hi};
+    const char *v[3] = { job_id, b_lo, hi < 0 ? NULL : b_hi };
     PGresult *res;
     int i, n;
     char what[80];
@@ -373,7 +370,7 @@ bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
                           bool *final, char sqlstate[6])
 {
     char b_page[16];
-    const char *v[2] = {job_id, b_page};
+    const char *v[2] = { job_id, b_page };
     PGresult *res;
     char what[80];
 
@@ -396,7 +393,7 @@ bool bf_job_manifest_page(PGconn *conn, const char *job_id, int page,
 bool bf_job_cancel(PGconn *conn, const char *job_id, bool *found,
                    char sqlstate[6])
 {
-    const char *v[1] = {job_id};
+    const char *v[1] = { job_id };
     PGresult *res;
     char what[80];
 
@@ -429,7 +426,7 @@ bool bf_job_file_lookup(PGconn *conn, apr_pool_t *p, const char *job_id,
                         bool *expired, const char **types_json,
                         char sqlstate[6])
 {
-    const char *v[2] = {job_id, name};
+    const char *v[2] = { job_id, name };
     PGresult *res;
     char what[80];
 
@@ -452,7 +449,7 @@ bool bf_job_token_check(PGconn *conn, apr_pool_t *p, const char *hash_hex,
                         bool *found, const char **client_id, const char **scope,
                         double *expires_at, char sqlstate[6])
 {
-    const char *v[1] = {hash_hex};
+    const char *v[1] = { hash_hex };
     PGresult *res;
 
     *found = false;

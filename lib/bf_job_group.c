@@ -12,7 +12,7 @@
 bool bf_job_group_read(PGconn *conn, apr_pool_t *p, const char *group_id,
                        const char **json, char sqlstate[6])
 {
-    const char *v[1] = {group_id};
+    const char *v[1] = { group_id };
     PGresult *res;
 
     *json = NULL;
@@ -33,8 +33,8 @@ bool bf_job_group_search(PGconn *conn, apr_pool_t *p, const bf_group_query_t *q,
                          long long *total, char sqlstate[6])
 {
     char b_limit[16];
-    const char *v[5] = {q->name, q->id_system, q->id_value, b_limit,
-                        q->id_system_none ? "true" : "false"};
+    const char *v[5] = { q->name, q->id_system, q->id_value, b_limit,
+                         q->id_system_none ? "true" : "false" };
     PGresult *res;
     int i, n;
 

@@ -12,7 +12,7 @@ bool bf_limits_admit(PGconn *conn, const char *mode, const char *client_id,
                      char sqlstate[6])
 {
     char max_s[16], rate_s[16];
-    const char *v[4] = {mode, client_id, max_s, rate_s};
+    const char *v[4] = { mode, client_id, max_s, rate_s };
     PGresult *res = NULL;
     const char *verdict;
 
@@ -46,7 +46,7 @@ bool bf_limits_refused(PGconn *conn, const char *mode, const char *client_id,
                        int rate_per_min, bf_admit_t *out, char sqlstate[6])
 {
     char rate_s[16];
-    const char *v[3] = {mode, client_id, rate_s};
+    const char *v[3] = { mode, client_id, rate_s };
     PGresult *res = NULL;
 
     memset(out, 0, sizeof *out);

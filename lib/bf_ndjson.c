@@ -789,7 +789,7 @@ bool bf_copybin_feed(bf_copybin_t *st, const char *buf, size_t len,
             return bad(st, st->ncols == 1 ? "expected one column"
                                           : "expected three columns");
         {
-            int64_t blk[2] = {-1, -1};
+            int64_t blk[2] = { -1, -1 };
             int c;
 
             for (c = 0; c + 1 < st->ncols; c++) {

@@ -30,21 +30,21 @@ static const struct {
     param_kind_e kind;
     bool supported;
 } known[] = {
-    {"_outputFormat", PK_FORMAT, true},
-    {"_since", PK_INSTANT, true},
-    {"_type", PK_TYPES, true},
-    {"_until", PK_INSTANT, true},
-    {"_elements", PK_LIST, true},
-    {"_typeFilter", PK_QUERY, true},
-    {"patient", PK_REF, true},
+    { "_outputFormat", PK_FORMAT, true },
+    { "_since", PK_INSTANT, true },
+    { "_type", PK_TYPES, true },
+    { "_until", PK_INSTANT, true },
+    { "_elements", PK_LIST, true },
+    { "_typeFilter", PK_QUERY, true },
+    { "patient", PK_REF, true },
     /* R25, R26: the two Provenance values of the IG's ValueSet; others
      * (and _custom values) are refused unless lenient */
-    {"includeAssociatedData", PK_LIST, true},
+    { "includeAssociatedData", PK_LIST, true },
     /* organizeOutputBy: only Patient (the workers' resource blocks) */
-    {"organizeOutputBy", PK_RTYPE, true},
+    { "organizeOutputBy", PK_RTYPE, true },
     /* the module serves partial manifests of the files published so far
      * (R46); the workers publish per part when the job asks */
-    {"allowPartialManifests", PK_BOOL, true},
+    { "allowPartialManifests", PK_BOOL, true },
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
@@ -175,8 +175,8 @@ static long item_limit(const ctx_t *c, const char *name, const char **dir)
 
 static const char *normal_format(const char *v)
 {
-    static const char *const ok[] = {NDJSON, "application/fhir ndjson",
-                                     "application/ndjson", "ndjson", NULL};
+    static const char *const ok[] = { NDJSON, "application/fhir ndjson",
+                                      "application/ndjson", "ndjson", NULL };
     int i;
 
     for (i = 0; ok[i]; i++)
@@ -520,7 +520,7 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
                 !isxdigit((unsigned char)s[i + 2]))
                 return NULL;
             {
-                char hex[3] = {s[i + 1], s[i + 2], 0};
+                char hex[3] = { s[i + 1], s[i + 2], 0 };
                 int ch = (int)strtol(hex, NULL, 16);
 
                 if (ch == 0)
@@ -588,7 +588,8 @@ static bool entry_value(ctx_t *c, int k, json_object *e, const char **v)
     static const char *const vx[] = {
         "valueString", "valueInstant", "valueDateTime",
         "valueCode",   "valueBoolean", "valueReference",
-        "valueCoding", "valueUri",     NULL};
+        "valueCoding", "valueUri",     NULL
+    };
     const char *name = known[k].name, *which = NULL;
     json_object *val = NULL, *sub;
     int i;

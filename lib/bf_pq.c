@@ -145,9 +145,9 @@ PGconn *bf_pq_connect(const char *conninfo, const char *appname,
                       int connect_timeout_s)
 {
     /* connect_timeout comes first so that a value in conninfo overrides it */
-    const char *keys[] = {"connect_timeout", "dbname", "application_name",
-                          NULL};
-    const char *vals[] = {NULL, conninfo ? conninfo : "", appname, NULL};
+    const char *keys[] = { "connect_timeout", "dbname", "application_name",
+                           NULL };
+    const char *vals[] = { NULL, conninfo ? conninfo : "", appname, NULL };
     char timeout[16];
     PGconn *conn;
 

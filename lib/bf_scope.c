@@ -105,7 +105,7 @@ bool bf_scope_allows(apr_pool_t *p, const char *granted, const char *type,
                      unsigned perms)
 {
     apr_array_header_t *have = parse_list(p, granted);
-    bf_scope want = {NULL, type, perms};
+    bf_scope want = { NULL, type, perms };
     int j;
 
     for (j = 0; j < have->nelts; j++)

@@ -19,7 +19,7 @@ static int cmp(const void *a, const void *b)
 
 const bf_searchparam *bf_searchparam_find(const char *base, const char *code)
 {
-    key k = {base, code};
+    key k = { base, code };
 
     if (!base || !code)
         return NULL;

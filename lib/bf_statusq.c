@@ -95,7 +95,7 @@ bool bf_statusq_fetch(PGconn *conn, apr_pool_t *p, int max_active,
                       int max_recent, const char **json, char sqlstate[6])
 {
     char a[16], b[16];
-    const char *v[2] = {a, b};
+    const char *v[2] = { a, b };
     PGresult *res = NULL;
     bool ok = false;
 

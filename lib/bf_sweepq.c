@@ -28,7 +28,7 @@ bool bf_sweepq_cancelled(PGconn *conn, apr_pool_t *p, int recheck_seconds,
                          int limit, apr_array_header_t **out)
 {
     char b_s[24], b_l[24];
-    const char *v[] = {b_s, b_l};
+    const char *v[] = { b_s, b_l };
 
     snprintf(b_s, sizeof b_s, "%d", recheck_seconds);
     snprintf(b_l, sizeof b_l, "%d", limit);
@@ -43,7 +43,7 @@ bool bf_sweepq_cancelled(PGconn *conn, apr_pool_t *p, int recheck_seconds,
 
 bool bf_sweepq_mark_removed(PGconn *conn, const char *job_id)
 {
-    const char *v[] = {job_id};
+    const char *v[] = { job_id };
 
     return bf_pq_exec(conn, "mark job files removed",
                       "UPDATE bulkfhir.job SET files_removed_at = now()"
@@ -55,7 +55,7 @@ bool bf_sweepq_expired(PGconn *conn, apr_pool_t *p, int limit,
                        apr_array_header_t **out)
 {
     char b_l[24];
-    const char *v[] = {b_l};
+    const char *v[] = { b_l };
 
     snprintf(b_l, sizeof b_l, "%d", limit);
     return id_list(conn, p, "sweep expired jobs",
@@ -67,7 +67,7 @@ bool bf_sweepq_expired(PGconn *conn, apr_pool_t *p, int limit,
 
 bool bf_sweepq_delete_expired(PGconn *conn, const char *job_id, bool *deleted)
 {
-    const char *v[] = {job_id};
+    const char *v[] = { job_id };
     long rows;
 
     *deleted = false;

@@ -58,8 +58,8 @@ bool bf_task_worker_beat(PGconn *conn, const char *worker_id, const char *host,
                          int pid, const char *version, int64_t task_id)
 {
     char b_pid[24], b_task[24];
-    const char *v[] = {worker_id, host, I64(b_pid, pid), version,
-                       I64(b_task, task_id)};
+    const char *v[] = { worker_id, host, I64(b_pid, pid), version,
+                        I64(b_task, task_id) };
 
     return bf_pq_exec(
         conn, "worker heartbeat",
@@ -74,7 +74,7 @@ bool bf_task_register(PGconn *conn, const char *worker_id, const char *host,
                       int pid, const char *version)
 {
     char b_pid[24];
-    const char *v[] = {worker_id, host, I64(b_pid, pid), version};
+    const char *v[] = { worker_id, host, I64(b_pid, pid), version };
 
     return bf_pq_exec(
         conn, "worker register",
@@ -88,7 +88,7 @@ bool bf_task_register(PGconn *conn, const char *worker_id, const char *host,
 
 bool bf_task_unregister(PGconn *conn, const char *worker_id)
 {
-    const char *v[] = {worker_id};
+    const char *v[] = { worker_id };
 
     return bf_pq_exec(conn, "worker unregister",
                       "DELETE FROM bulkfhir.worker WHERE id = $1", 1, v, NULL,
@@ -102,7 +102,7 @@ bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
                    int lease_seconds, bf_task_t **out)
 {
     char b_lease[24];
-    const char *v[] = {worker_id, I64(b_lease, lease_seconds)};
+    const char *v[] = { worker_id, I64(b_lease, lease_seconds) };
     PGresult *res;
     bf_task_t *t;
 
@@ -144,7 +144,7 @@ bool bf_task_claim(PGconn *conn, apr_pool_t *p, const char *worker_id,
 bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
                        bf_task_job_t **out)
 {
-    const char *v[] = {task->job_id};
+    const char *v[] = { task->job_id };
     PGresult *res;
     bf_task_job_t *j;
 
@@ -182,13 +182,13 @@ bool bf_task_job_fetch(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
 bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
                               char horizon[32], long *pending)
 {
-    const char *v[] = {job->snapshot, horizon[0] ? horizon : NULL};
+    const char *v[] = { job->snapshot, horizon[0] ? horizon : NULL };
     PGresult *res;
 
     *pending = 0;
     if (job->xid_horizon) {
         /* every xid below the kick-off's own has ended (0006) */
-        const char *vh[] = {job->xid_horizon};
+        const char *vh[] = { job->xid_horizon };
 
         if (!bf_pq_exec(
                 conn, "snapshot wait",
@@ -233,9 +233,9 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        bool *job_ended)
 {
     char b_id[24], b_f[24], b_l[24];
-    const char *v[] = {I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
-                       I64(b_l, lease_seconds)};
-    const char *vj[] = {task->job_id};
+    const char *v[] = { I64(b_id, task->id), worker_id, I64(b_f, task->fencing),
+                        I64(b_l, lease_seconds) };
+    const char *vj[] = { task->job_id };
     PGresult *res;
     long rows;
 
@@ -271,9 +271,9 @@ static bool lock_job_task(PGconn *conn, const bf_task_t *task,
                           const char *what, bool *ours, char state[16])
 {
     char b_id[24], b_f[24];
-    const char *vj[] = {task->job_id};
-    const char *vt[] = {I64(b_id, task->id), locked_by,
-                        I64(b_f, task->fencing)};
+    const char *vj[] = { task->job_id };
+    const char *vt[] = { I64(b_id, task->id), locked_by,
+                         I64(b_f, task->fencing) };
     PGresult *res;
 
     *ours = false;
@@ -309,7 +309,8 @@ static bool insert_file(PGconn *conn, const bf_task_t *task, const char *kind,
     const char *v[] = {
         task->job_id,        I64(b_id, task->id),   kind,
         resource_type,       I64(b_part, pt->part), pt->name,
-        I64(b_n, pt->count), I64(b_b, pt->bytes),   pt->continues_in};
+        I64(b_n, pt->count), I64(b_b, pt->bytes),   pt->continues_in
+    };
 
     return bf_pq_exec(
         conn, "publish file",
@@ -327,7 +328,7 @@ static bool publish_warnings(PGconn *conn, apr_pool_t *tp,
                              const bf_task_t *task, const char *dir,
                              bf_ndjson_t **ew)
 {
-    const char *v[] = {task->job_id};
+    const char *v[] = { task->job_id };
     const char *err = NULL;
     PGresult *res;
     int i, n;
@@ -434,8 +435,8 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task, const char *worker_id,
         }
     }
     {
-        const char *v[] = {I64(b_id, task->id), I64(b_n, total_n),
-                           I64(b_b, total_b)};
+        const char *v[] = { I64(b_id, task->id), I64(b_n, total_n),
+                            I64(b_b, total_b) };
         if (!bf_pq_exec(
                 conn, "publish task",
                 "UPDATE bulkfhir.task SET state = 'done', resources = $2::bigint,"
@@ -445,7 +446,7 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task, const char *worker_id,
             goto fail;
     }
     {
-        const char *v[] = {task->job_id};
+        const char *v[] = { task->job_id };
         long rows;
 
         if (!bf_pq_exec_rows(
@@ -514,7 +515,7 @@ bool bf_task_published_so_far(PGconn *conn, const bf_task_t *task,
                               int64_t *rows, int *parts)
 {
     char b_id[24];
-    const char *v[] = {I64(b_id, task->id)};
+    const char *v[] = { I64(b_id, task->id) };
     PGresult *res;
 
     *rows = 0;
@@ -552,9 +553,9 @@ bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
         return true;
     }
     {
-        const char *v[] = {I64(b_id, task->id),
-                           f->detail ? f->detail : "failed", locked_by,
-                           f->final ? "t" : "f"};
+        const char *v[] = { I64(b_id, task->id),
+                            f->detail ? f->detail : "failed", locked_by,
+                            f->final ? "t" : "f" };
         /* a final failure (too costly) is not retried: it would fail again */
         if (!bf_pq_exec(
                 conn, "fail task",
@@ -580,9 +581,9 @@ bool bf_task_fail(PGconn *conn, const bf_task_t *task, const char *locked_by,
     if (*job_failed) {
         /* what the client reads: the caller's outcome, never the detail
          * (SQL, SQLSTATE, task ids and paths stay in errors[] and the log) */
-        const char *v[] = {task->job_id,
-                           f->outcome ? f->outcome : "the export failed",
-                           f->code ? f->code : "exception"};
+        const char *v[] = { task->job_id,
+                            f->outcome ? f->outcome : "the export failed",
+                            f->code ? f->code : "exception" };
 
         if (!bf_pq_exec(
                 conn, "fail job",
@@ -614,7 +615,8 @@ bool bf_task_release(PGconn *conn, const bf_task_t *task, const char *worker_id,
                      bool *released)
 {
     char b_id[24], b_f[24];
-    const char *v[] = {I64(b_id, task->id), worker_id, I64(b_f, task->fencing)};
+    const char *v[] = { I64(b_id, task->id), worker_id,
+                        I64(b_f, task->fencing) };
     PGresult *res;
 
     *released = false;
@@ -641,7 +643,7 @@ bool bf_task_expired(PGconn *conn, apr_pool_t *p, int limit,
                      apr_array_header_t **out)
 {
     char b_l[24];
-    const char *v[] = {I64(b_l, limit)};
+    const char *v[] = { I64(b_l, limit) };
     PGresult *res;
     int i;
 
@@ -675,7 +677,7 @@ static bool id_list(PGconn *conn, apr_pool_t *p, const char *what,
                     const char *sql, int limit, apr_array_header_t **out)
 {
     char b_l[24];
-    const char *v[] = {I64(b_l, limit)};
+    const char *v[] = { I64(b_l, limit) };
     PGresult *res;
     int i;
 
@@ -703,7 +705,7 @@ bool bf_task_cancelled_jobs(PGconn *conn, apr_pool_t *p, int limit,
 
 bool bf_task_forget_files(PGconn *conn, const char *job_id)
 {
-    const char *v[] = {job_id};
+    const char *v[] = { job_id };
 
     return bf_pq_exec(conn, "forget files",
                       "DELETE FROM bulkfhir.file WHERE job_id = $1::uuid", 1, v,
@@ -723,7 +725,7 @@ bool bf_task_live_jobs(PGconn *conn, apr_pool_t *p, int limit,
 static bool string_set(PGconn *conn, apr_pool_t *p, const char *what,
                        const char *sql, const char *job_id, apr_hash_t **out)
 {
-    const char *v[] = {job_id};
+    const char *v[] = { job_id };
     PGresult *res;
     int i;
 
@@ -759,7 +761,7 @@ bool bf_task_file_names(PGconn *conn, apr_pool_t *p, const char *job_id,
 bool bf_task_prune_workers(PGconn *conn, int lease_seconds, long *deleted)
 {
     char b_l[24];
-    const char *v[] = {I64(b_l, lease_seconds)};
+    const char *v[] = { I64(b_l, lease_seconds) };
 
     return bf_pq_exec_rows(
         conn, "prune workers",

@@ -41,7 +41,9 @@ static long long days_from_civil(int y, int m, int d)
 
 bool bf_time_parse_instant(const char *s, apr_time_t *out)
 {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    static const int mdays[] = {
+        31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
     int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
     long long usec = 0, scale = 100000, secs;
 

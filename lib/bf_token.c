@@ -69,7 +69,7 @@ static apr_status_t json_put_cleanup(void *data)
 static int load_client(apr_pool_t *p, PGconn *conn, const char *id,
                        client_row *c)
 {
-    const char *params[1] = {id};
+    const char *params[1] = { id };
     PGresult *res;
     char state[6];
 

@@ -23,7 +23,8 @@
 static const char *const result_params[] = {
     "_sort",          "_count",  "_include",  "_revinclude",
     "_summary",       "_total",  "_elements", "_contained",
-    "_containedType", "_format", "_pretty",   NULL};
+    "_containedType", "_format", "_pretty",   NULL
+};
 
 const char *bf_sql_literal(apr_pool_t *p, const char *s)
 {
@@ -209,8 +210,8 @@ static bool valid_date(const char *s)
 
 static const char *date_prefix(const char *v, const char **rest)
 {
-    static const char *const prefixes[] = {"eq", "ne", "gt", "lt", "ge",
-                                           "le", "sa", "eb", NULL};
+    static const char *const prefixes[] = { "eq", "ne", "gt", "lt", "ge",
+                                            "le", "sa", "eb", NULL };
     int i;
 
     for (i = 0; prefixes[i]; i++) {
@@ -306,7 +307,7 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
     for (pair = apr_strtok(copy, "&", &last); pair;
          pair = apr_strtok(NULL, "&", &last)) {
         char *eq = strchr(pair, '='), *name, *colon;
-        bf_tf_clause c = {0};
+        bf_tf_clause c = { 0 };
 
         if (!eq || eq == pair || !eq[1]) {
             *err = apr_psprintf(p, "_typeFilter: '%s' is not param=value",
@@ -610,7 +611,7 @@ static void token_sql(sqlbuf *sb, const bf_tf_clause *c,
     apr_pool_t *p = sb->p;
     apr_array_header_t *groups = apr_array_make(p, 4, sizeof(tok_group));
     apr_hash_t *by_sys = apr_hash_make(p);
-    tok_group *simple[5] = {NULL};
+    tok_group *simple[5] = { NULL };
     int i;
 
     for (i = 0; i < c->values->nelts; i++) {
@@ -830,19 +831,19 @@ static void date_sql(sqlbuf *sb, const bf_tf_clause *c,
     /* t: the target's range, q.r: the search value's range (FHIR date
      * search semantics, half-open ranges) */
     static const char *const cmp[][2] = {
-        {"eq", "t <@ q.r"},
-        {"ne", "NOT (t <@ q.r)"},
-        {"gt", "(upper_inf(t) OR upper(t) > upper(q.r))"},
-        {"lt", "(lower_inf(t) OR lower(t) < lower(q.r))"},
-        {"ge", "(upper_inf(t) OR upper(t) > upper(q.r) OR t <@ q.r)"},
-        {"le", "(lower_inf(t) OR lower(t) < lower(q.r) OR t <@ q.r)"},
-        {"sa", "(NOT lower_inf(t) AND lower(t) >= upper(q.r))"},
-        {"eb", "(NOT upper_inf(t) AND upper(t) <= lower(q.r))"},
+        { "eq", "t <@ q.r" },
+        { "ne", "NOT (t <@ q.r)" },
+        { "gt", "(upper_inf(t) OR upper(t) > upper(q.r))" },
+        { "lt", "(lower_inf(t) OR lower(t) < lower(q.r))" },
+        { "ge", "(upper_inf(t) OR upper(t) > upper(q.r) OR t <@ q.r)" },
+        { "le", "(lower_inf(t) OR lower(t) < lower(q.r) OR t <@ q.r)" },
+        { "sa", "(NOT lower_inf(t) AND lower(t) >= upper(q.r))" },
+        { "eb", "(NOT upper_inf(t) AND upper(t) <= lower(q.r))" },
     };
     apr_pool_t *p = sb->p;
     apr_array_header_t *pfx =
         apr_array_make(p, c->values->nelts, sizeof(char *));
-    bool used[8] = {false};
+    bool used[8] = { false };
     int i, k;
 
     sb_add(sb, "EXISTS (SELECT 1 FROM unnest(");

@@ -336,7 +336,7 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
 static const char *flag_foreign(request_rec *r, audit_req_t *a,
                                 const char *body)
 {
-    const char *v[] = {a->job}, *owner;
+    const char *v[] = { a->job }, *owner;
     PGresult *res;
     bool foreign = false;
 

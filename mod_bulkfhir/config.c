@@ -400,12 +400,13 @@ const command_rec bf_cmds[] = {
                    "Download and manifest records a child buffers before "
                    "writing them, and their maximum age in seconds "
                    "(default 64 2)"),
-    {NULL}};
+    { NULL }
+};
 
 const char *bf_config_conninfo_safe(apr_pool_t *p, const char *conninfo)
 {
-    static const char *const shown[] = {"host",   "hostaddr", "port",
-                                        "dbname", "user",     NULL};
+    static const char *const shown[] = { "host",   "hostaddr", "port",
+                                         "dbname", "user",     NULL };
     PQconninfoOption *opts, *o;
     const char *s = "";
     int i;

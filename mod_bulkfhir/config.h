@@ -44,11 +44,11 @@
 #define BF_DEFAULT_MAX_BODY (1024 * 1024)
 #define BF_DEFAULT_TOKEN_LIFETIME 300 /* A12: at most 300 */
 #define BF_DEFAULT_JWKS_TIMEOUT 5
-#define BF_DEFAULT_MAX_ACTIVE_JOBS                                             \
-    5 /* clients without bulkfhir.client.max_jobs */
+/* clients without bulkfhir.client.max_jobs */
+#define BF_DEFAULT_MAX_ACTIVE_JOBS 5
 #define BF_DEFAULT_KICKOFF_RATE 60 /* kick-offs per client per minute */
-#define BF_DEFAULT_MIN_POLL_INTERVAL                                           \
-    500 /* ms between status polls of a job (R43) */
+/* ms between status polls of a job (R43) */
+#define BF_DEFAULT_MIN_POLL_INTERVAL 500
 #define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
 #define BF_DEFAULT_STATUS_CACHE "none"    /* httpd's caches are opt-in */
 #define BF_DEFAULT_STATUS_CACHE_TIMEOUT 1 /* s a cached status may be old */

@@ -130,7 +130,7 @@ static int spurl_cmp(const void *key, const void *elem)
 static const char *sp_definition(apr_pool_t *p, const char *base,
                                  const char *code)
 {
-    static const char *const up[] = {NULL, "DomainResource", "Resource"};
+    static const char *const up[] = { NULL, "DomainResource", "Resource" };
     bf_spurl key;
     const bf_spurl *hit;
     size_t i;

@@ -365,7 +365,7 @@ static void bf_register_hooks(apr_pool_t *p)
     bf_audit_register_hooks(p);
 }
 
-AP_DECLARE_MODULE(bulkfhir) = {STANDARD20_MODULE_STUFF, bf_create_dir_conf,
-                               bf_merge_dir_conf,       bf_create_srv_conf,
-                               bf_merge_srv_conf,       bf_cmds,
-                               bf_register_hooks,       AP_MODULE_FLAG_NONE};
+AP_DECLARE_MODULE(bulkfhir) = { STANDARD20_MODULE_STUFF, bf_create_dir_conf,
+                                bf_merge_dir_conf,       bf_create_srv_conf,
+                                bf_merge_srv_conf,       bf_cmds,
+                                bf_register_hooks,       AP_MODULE_FLAG_NONE };

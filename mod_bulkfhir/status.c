@@ -30,17 +30,17 @@ static int failed_status(const char *error)
     static const struct {
         const char *code;
         int status;
-    } map[] = {{"not-found", HTTP_NOT_FOUND},
-               {"forbidden", HTTP_FORBIDDEN},
-               {"security", HTTP_FORBIDDEN},
-               {"login", HTTP_UNAUTHORIZED},
-               {"invalid", HTTP_BAD_REQUEST},
-               {"structure", HTTP_BAD_REQUEST},
-               {"required", HTTP_BAD_REQUEST},
-               {"value", HTTP_BAD_REQUEST},
-               {"not-supported", HTTP_BAD_REQUEST},
-               {"too-costly", HTTP_BAD_REQUEST},
-               {NULL, 0}};
+    } map[] = { { "not-found", HTTP_NOT_FOUND },
+                { "forbidden", HTTP_FORBIDDEN },
+                { "security", HTTP_FORBIDDEN },
+                { "login", HTTP_UNAUTHORIZED },
+                { "invalid", HTTP_BAD_REQUEST },
+                { "structure", HTTP_BAD_REQUEST },
+                { "required", HTTP_BAD_REQUEST },
+                { "value", HTTP_BAD_REQUEST },
+                { "not-supported", HTTP_BAD_REQUEST },
+                { "too-costly", HTTP_BAD_REQUEST },
+                { NULL, 0 } };
     json_object *oo, *issues, *code;
     int status = HTTP_INTERNAL_SERVER_ERROR, i;
 

@@ -29,10 +29,10 @@
 
 typedef enum { FMT_HTML, FMT_JSON, FMT_METRICS } fmt_e;
 
-static const char *const job_states[] = {"queued", "running",   "completed",
-                                         "failed", "cancelled", NULL};
-static const char *const task_states[] = {"queued", "running",   "done",
-                                          "failed", "cancelled", NULL};
+static const char *const job_states[] = { "queued", "running",   "completed",
+                                          "failed", "cancelled", NULL };
+static const char *const task_states[] = { "queued", "running",   "done",
+                                           "failed", "cancelled", NULL };
 
 /* ---- json-c accessors: a missing or null member reads as empty/0 ------ */
 static json_object *jget(json_object *o, const char *key)
@@ -123,7 +123,7 @@ static const char *esc(apr_pool_t *p, const char *s)
 
 static const char *human_bytes(apr_pool_t *p, double b)
 {
-    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
     int i = 0;
 
     while (b >= 1024.0 && i < 4) {

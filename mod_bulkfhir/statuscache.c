@@ -148,8 +148,8 @@ int bf_statuscache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                server_rec *s)
 {
     /* ids are uuids; a completed job's entry holds its manifest */
-    static const struct ap_socache_hints hints = {KEY_LEN, 1024,
-                                                  apr_time_from_sec(60)};
+    static const struct ap_socache_hints hints = { KEY_LEN, 1024,
+                                                   apr_time_from_sec(60) };
     apr_status_t rv;
 
     if (!provider || !instance)

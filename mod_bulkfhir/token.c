@@ -59,12 +59,12 @@ static bool form_content_type(request_rec *r)
 static bool parse_form(apr_pool_t *p, const char *body, size_t len,
                        bf_token_request *req, const char **why)
 {
-    static const char *const names[] = {"grant_type", "scope",
-                                        "client_assertion_type",
-                                        "client_assertion", NULL};
-    const char **slots[4] = {&req->grant_type, &req->scope,
-                             &req->client_assertion_type,
-                             &req->client_assertion};
+    static const char *const names[] = { "grant_type", "scope",
+                                         "client_assertion_type",
+                                         "client_assertion", NULL };
+    const char **slots[4] = { &req->grant_type, &req->scope,
+                              &req->client_assertion_type,
+                              &req->client_assertion };
     const char *s = body, *end = body + len, *amp, *eq;
     char *key, *val;
     int i;
@@ -120,7 +120,7 @@ int bf_token_handle(bf_req_t *rq)
     bf_token_config cfg;
     bf_token_request req;
     bf_token_response res;
-    bf_conn_lender db = {lend_get, lend_put, rq};
+    bf_conn_lender db = { lend_get, lend_put, rq };
     const char *body, *why = NULL, *cl;
     apr_size_t len;
     int rc;

@@ -22,12 +22,14 @@ static json_object *strings(const char *const *v)
 
 int bf_wellknown_handle(bf_req_t *rq)
 {
-    static const char *const grants[] = {"client_credentials", NULL};
-    static const char *const methods[] = {"private_key_jwt", NULL};
-    static const char *const algs[] = {"RS384", "ES384", NULL};
-    static const char *const scopes[] = {"system/*.read", "system/*.rs", NULL};
-    static const char *const caps[] = {"client-confidential-asymmetric",
-                                       "permission-v1", "permission-v2", NULL};
+    static const char *const grants[] = { "client_credentials", NULL };
+    static const char *const methods[] = { "private_key_jwt", NULL };
+    static const char *const algs[] = { "RS384", "ES384", NULL };
+    static const char *const scopes[] = { "system/*.read", "system/*.rs",
+                                          NULL };
+    static const char *const caps[] = { "client-confidential-asymmetric",
+                                        "permission-v1", "permission-v2",
+                                        NULL };
     request_rec *r = rq->r;
     json_object *o;
     const char *body;

@@ -56,10 +56,10 @@ bool worker_parse_log_level(const char *s, bf_log_level_e *out)
         const char *n;
         bf_log_level_e l;
     } t[] = {
-        {"error", BF_LOG_ERR},     {"err", BF_LOG_ERR},
-        {"warn", BF_LOG_WARN},     {"warning", BF_LOG_WARN},
-        {"notice", BF_LOG_NOTICE}, {"info", BF_LOG_INFO},
-        {"debug", BF_LOG_DEBUG},
+        { "error", BF_LOG_ERR },     { "err", BF_LOG_ERR },
+        { "warn", BF_LOG_WARN },     { "warning", BF_LOG_WARN },
+        { "notice", BF_LOG_NOTICE }, { "info", BF_LOG_INFO },
+        { "debug", BF_LOG_DEBUG },
     };
     size_t i;
 

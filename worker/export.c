@@ -422,7 +422,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     worker_export_rc rc;
     const char *sql, *err = NULL, *dir;
     bf_ndjson_t *nd = NULL, *del = NULL;
-    part_pub_t pp = {w, task, NULL, false};
+    part_pub_t pp = { w, task, NULL, false };
     bool organized = task->kind && strcmp(task->kind, "organized") == 0;
     bool fallback;
     int64_t skip = -1, rss;

@@ -307,7 +307,7 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     const char *msg = NULL;
     worker_export_rc rc;
     bool published, ended, completed, applied, failed = false, released;
-    bf_task_failure_t f = {NULL, NULL, NULL, false};
+    bf_task_failure_t f = { NULL, NULL, NULL, false };
 
     worker_hb_set_task(&w->hb, task);
     bf_log(BF_LOG_INFO,

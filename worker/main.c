@@ -39,9 +39,9 @@ static void on_reload(int sig)
 
 int worker_wait(int fd, short events, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = fd, .events = events};
-    struct timespec ts = {.tv_sec = timeout_ms / 1000,
-                          .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+    struct pollfd pfd = { .fd = fd, .events = events };
+    struct timespec ts = { .tv_sec = timeout_ms / 1000,
+                           .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
     int rc;
 
     if (worker_stop_requested)
@@ -159,7 +159,7 @@ static void on_fatal(int sig)
 
 static void install_crash_handlers(void)
 {
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
     struct sigaction sa;
     void *warm[1];
     size_t i;
@@ -176,17 +176,17 @@ static void install_crash_handlers(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"database", required_argument, NULL, 'd'},
-        {"export-root", required_argument, NULL, 'e'},
-        {"foreground", no_argument, NULL, 'f'},
-        {"pidfile", required_argument, NULL, 'p'},
-        {"id", required_argument, NULL, 'i'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"once", no_argument, NULL, '1'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        { "config", required_argument, NULL, 'c' },
+        { "database", required_argument, NULL, 'd' },
+        { "export-root", required_argument, NULL, 'e' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "pidfile", required_argument, NULL, 'p' },
+        { "id", required_argument, NULL, 'i' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "once", no_argument, NULL, '1' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
     };
     worker_t w;
     bool foreground = false;

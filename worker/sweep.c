@@ -219,7 +219,8 @@ void worker_sweep(worker_t *w)
             bf_task_failure_t f = {
                 "its worker stopped responding (lease expired)",
                 worker_outcome(p, &s->task, WORKER_EXPORT_LOST, NULL),
-                "exception", false};
+                "exception", false
+            };
             bool applied, job_failed;
 
             if (!bf_task_fail(w->conn, &s->task, s->locked_by, &f, true,

@@ -3,8 +3,8 @@
 #include "fuzz_common.h"
 #include "bf_elements.h"
 
-static const char *types[] = {"Patient", "Observation", "Encounter",
-                              "MedicationRequest", "Bogus"};
+static const char *types[] = { "Patient", "Observation", "Encounter",
+                               "MedicationRequest", "Bogus" };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -4,7 +4,7 @@
 #include "fuzz_common.h"
 #include "bf_params.h"
 
-static const char *levels[] = {"system", "patient", "group", NULL};
+static const char *levels[] = { "system", "patient", "group", NULL };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)

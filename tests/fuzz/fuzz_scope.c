@@ -8,7 +8,7 @@
 #include "bf_scope.h"
 #include "bf_jwks.h"
 
-static const char *types[] = {"Patient", "Observation", "Group", "*", ""};
+static const char *types[] = { "Patient", "Observation", "Group", "*", "" };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p = fz_pool();
-    const char *f[4] = {"", "system/*.rs", "max-age=60", "https://x/jwks"};
+    const char *f[4] = { "", "system/*.rs", "max-age=60", "https://x/jwks" };
     const char *granted;
     apr_array_header_t *ts;
     bf_scope sc;

@@ -24,7 +24,7 @@ def code_directives():
     found = {}
     for f in sorted(MOD.glob("*.c")):
         text = f.read_text()
-        for table in re.finditer(r"command_rec\s+\w+\s*\[\]\s*=\s*\{(.*?)\n\};", text, re.S):
+        for table in re.finditer(r"command_rec\s+\w+\s*\[\]\s*=\s*\{(.*?)\}\s*;", text, re.S):
             for m in re.finditer(r"AP_INIT_\w+\(\s*([A-Za-z_0-9\"]+)\s*,\s*\w+\s*,\s*[^,]+,\s*([A-Z_| ]+?)\s*,",
                                  table.group(1)):
                 name = m.group(1)

@@ -18,7 +18,7 @@ static apr_pool_t *pool;
 
 static void test_hash_matches_postgresql(void **state)
 {
-    static const unsigned char zero[32] = {0};
+    static const unsigned char zero[32] = { 0 };
     unsigned char h[32];
     char hex[65];
     int i;
@@ -45,7 +45,7 @@ static void test_hash_matches_postgresql(void **state)
 
 static void test_array_literal(void **state)
 {
-    const char *v[] = {"{\"a\":\"b\\\\c\"}", "x"};
+    const char *v[] = { "{\"a\":\"b\\\\c\"}", "x" };
 
     (void)state;
     assert_string_equal(bf_audit_array_literal(pool, v, 2),

@@ -75,7 +75,7 @@ static void lend_put(void *baton)
  * nothing listens on 127.0.0.1 port 1, so the fetch fails at once. */
 static void test_negative_cache(void **state)
 {
-    bf_conn_lender db = {lend_get, lend_put, NULL};
+    bf_conn_lender db = { lend_get, lend_put, NULL };
     const char *url = "http://127.0.0.1:1/jwks.json", *err = NULL;
     json_object *jwks;
     apr_pool_t *p;

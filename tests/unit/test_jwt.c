@@ -121,7 +121,7 @@ static const char *check(const char *compact, json_object *jwks)
 
 static void test_b64url_roundtrip(void **state)
 {
-    const unsigned char data[] = {0xfb, 0xff, 0x00, 0x10, 0x7e};
+    const unsigned char data[] = { 0xfb, 0xff, 0x00, 0x10, 0x7e };
     unsigned char *out;
     size_t n, len;
 

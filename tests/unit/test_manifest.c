@@ -31,12 +31,12 @@ static void add(apr_array_header_t *a, const char *kind, const char *type,
 
 static json_object *build(bool token, apr_array_header_t *files)
 {
-    bf_manifest_t m = {"2024-01-02T03:04:05.123456Z",
-                       BASE "/$export?_type=Patient",
-                       token,
-                       BASE,
-                       JOB,
-                       files};
+    bf_manifest_t m = { "2024-01-02T03:04:05.123456Z",
+                        BASE "/$export?_type=Patient",
+                        token,
+                        BASE,
+                        JOB,
+                        files };
     const char *s = bf_manifest_json(pool, &m);
     json_object *o = json_tokener_parse(s);
 
@@ -122,12 +122,9 @@ static void test_order_and_urls(void **state)
 
 static void test_no_slash_escaping(void **state)
 {
-    bf_manifest_t m = {"2024-01-02T03:04:05Z",
-                       BASE "/Patient/$export",
-                       false,
-                       BASE,
-                       JOB,
-                       NULL};
+    bf_manifest_t m = {
+        "2024-01-02T03:04:05Z", BASE "/Patient/$export", false, BASE, JOB, NULL
+    };
     const char *s = bf_manifest_json(pool, &m);
 
     assert_non_null(strstr(s, "\"request\":\"" BASE "/Patient/$export\""));

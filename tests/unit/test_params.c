@@ -72,8 +72,8 @@ static void test_empty_query(void **state)
 
 static void test_output_format_aliases(void **state)
 {
-    const char *ok[] = {"application/fhir%2Bndjson", "application/fhir+ndjson",
-                        "application%2Fndjson", "ndjson", NULL};
+    const char *ok[] = { "application/fhir%2Bndjson", "application/fhir+ndjson",
+                         "application%2Fndjson", "ndjson", NULL };
     char *q;
     int i;
 
@@ -354,7 +354,8 @@ static void test_post_bad(void **state)
         "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":"
         "\"_outputFormat\",\"valueString\":\"ndjson\"},{\"name\":"
         "\"_outputFormat\",\"valueString\":\"ndjson\"}]}",
-        NULL};
+        NULL
+    };
     int i;
 
     for (i = 0; bad[i]; i++) {

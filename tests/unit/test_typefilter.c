@@ -142,13 +142,13 @@ static void test_sql_linear(void **state)
         const char *prefix, *fmt, *call;
         int per_value; /* bytes the SQL may grow by per value */
     } shapes[] = {
-        {"Observation?date=", "%sge20%02d", "EXISTS", 60},
-        {"Observation?code=", "%shttp://loinc.org|%d-1", "jsonb_path_exists",
-         40},
-        {"Observation?code=", "%s%d-1", "jsonb_path_exists", 30},
-        {"Patient?name=", "%sna%d", "EXISTS", 30},
-        {"Observation?subject=", "%sPatient/p%d", "EXISTS", 60},
-        {"Observation?category:not=", "%sc%d", "jsonb_path_exists", 30},
+        { "Observation?date=", "%sge20%02d", "EXISTS", 60 },
+        { "Observation?code=", "%shttp://loinc.org|%d-1", "jsonb_path_exists",
+          40 },
+        { "Observation?code=", "%s%d-1", "jsonb_path_exists", 30 },
+        { "Patient?name=", "%sna%d", "EXISTS", 30 },
+        { "Observation?subject=", "%sPatient/p%d", "EXISTS", 60 },
+        { "Observation?category:not=", "%sc%d", "jsonb_path_exists", 30 },
     };
     size_t i;
 
