@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "bf_elements.h"
+#include "bf_id.h"
 #include "bf_pq.h"
 #include "bf_r4.h"
 #include "bf_typefilter.h"
@@ -86,19 +87,6 @@ static const char *sb_join(const sb_t *b)
 
 #define ASSOC_LATEST 1
 #define ASSOC_RELEVANT 2
-
-/* FHIR id: [A-Za-z0-9\-\.]{1,64} */
-static bool valid_fhir_id(const char *s)
-{
-    size_t i, n;
-
-    if (!s || !(n = strlen(s)) || n > 64)
-        return false;
-    for (i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
-            return false;
-    return true;
-}
 
 static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
 {
@@ -384,7 +372,7 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         *err = "invalid resource type";
         return false;
     }
-    if (!job->transaction_time || !bf_task_valid_uuid(job->id)) {
+    if (!job->transaction_time || !bf_id_is_uuid(job->id)) {
         *err = "job without transaction time";
         return false;
     }
@@ -450,7 +438,8 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     if (job->level && strcmp(job->level, "group") == 0) {
         const char *g;
 
-        if (!valid_fhir_id(job->group_id) ||
+        if (!bf_id_is_fhir_id(job->group_id,
+                              job->group_id ? strlen(job->group_id) : 0) ||
             !(g = lit(conn, p, job->group_id))) {
             *err = "invalid group id";
             goto leave;

@@ -24,6 +24,7 @@
  * it (the chain row lock orders them). */
 #include "mod_bulkfhir.h"
 #include "bf_audit.h"
+#include "bf_id.h"
 #include "bf_job.h"
 #include "bf_pq.h"
 
@@ -313,7 +314,7 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
         if (!a->params && r->args)
             add_str(o, "query", r->args);
     }
-    add_str(o, "job", a->job && bf_job_is_uuid(a->job) ? a->job : NULL);
+    add_str(o, "job", a->job && bf_id_is_uuid(a->job) ? a->job : NULL);
     if (a->kind == AK_FILE) {
         add_str(o, "file", a->file);
         json_object_object_add(o, "bytes",
@@ -340,7 +341,7 @@ static const char *flag_foreign(request_rec *r, audit_req_t *a,
     PGresult *res;
     bool foreign = false;
 
-    if (r->status != HTTP_NOT_FOUND || !a->job || !bf_job_is_uuid(a->job) ||
+    if (r->status != HTTP_NOT_FOUND || !a->job || !bf_id_is_uuid(a->job) ||
         bf_dir_auth(a->rq->dc) == BF_AUTH_NONE || !bf_db_acquire(a->rq))
         return body;
     if (!bf_pq_exec(a->rq->conn, "audit: job owner",

@@ -15,6 +15,7 @@
  * (statuscache.c); what PostgreSQL answers is stored there. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
+#include "bf_id.h"
 #include "bf_manifest.h"
 #include "bf_oo.h"
 
@@ -257,7 +258,7 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
 
     if (r->method_number != M_GET && r->method_number != M_DELETE)
         return bf_http_not_allowed(rq, "GET, DELETE");
-    if (!bf_job_is_uuid(job_id))
+    if (!bf_id_is_uuid(job_id))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no export job %s",
                           job_id);
     /* GET: a fresh entry of the shared cache answers without PostgreSQL */

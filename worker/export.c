@@ -37,6 +37,7 @@
 #include <json-c/json.h>
 
 #include "bf_pq.h"
+#include "bf_id.h"
 
 static double now_s(void)
 {
@@ -434,7 +435,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     w->costly_why = NULL;
     if ((rc = wait_snapshot(w, p, task, job, msg)) != WORKER_EXPORT_OK)
         return rc;
-    if (!bf_task_valid_uuid(job->id)) {
+    if (!bf_id_is_uuid(job->id)) {
         *msg = "invalid job id";
         return WORKER_EXPORT_FAILED;
     }

@@ -18,6 +18,7 @@
  *   - worker rows silent for 3 leases are deleted. */
 #include "config.h"
 #include "worker.h"
+#include "bf_id.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,7 +77,7 @@ bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
     struct dirent *e;
     int removed = 0, left = 0;
 
-    if (!bf_task_valid_uuid(job_id))
+    if (!bf_id_is_uuid(job_id))
         return false;
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job_id, NULL);
     d = opendir(dir);
@@ -138,7 +139,7 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
     apr_hash_t *running, *published;
     int i;
 
-    if (!bf_task_valid_uuid(job_id))
+    if (!bf_id_is_uuid(job_id))
         return;
     /* order matters: list the directory first, then the running attempts,
      * then the file rows; a part listed here either belongs to an attempt
@@ -188,7 +189,7 @@ static void sweep_orphan_dirs(worker_t *w, apr_pool_t *p)
     if (!d)
         return;
     while ((e = readdir(d)) != NULL && ids->nelts < 1000)
-        if (bf_task_valid_uuid(e->d_name))
+        if (bf_id_is_uuid(e->d_name))
             APR_ARRAY_PUSH(ids, const char *) = apr_pstrdup(p, e->d_name);
     closedir(d);
     if (!bf_sweepq_orphans(w->conn, p, ids, &orphans))
