@@ -19,6 +19,7 @@
 #include "config.h"
 #include "worker.h"
 #include "bf_id.h"
+#include "bf_task_log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -228,18 +229,16 @@ void worker_sweep(worker_t *w)
                 !applied)
                 continue;
             if (job_failed)
-                bf_log(
-                    BF_LOG_WARN,
-                    "BF02034: job %s: task %" PRId64 " (%s): lease"
+                bf_log_task(
+                    BF_LOG_WARN, &s->task,
+                    "BF02034: lease"
                     " of worker %s expired on attempt %d of %d; the job failed",
-                    s->task.job_id, s->task.id, s->task.resource_type,
                     s->locked_by, s->task.attempt, s->task.max_attempts);
             else
-                bf_log(
-                    BF_LOG_WARN,
-                    "BF02035: job %s: task %" PRId64 " (%s): lease"
+                bf_log_task(
+                    BF_LOG_WARN, &s->task,
+                    "BF02035: lease"
                     " of worker %s expired on attempt %d of %d; queued again",
-                    s->task.job_id, s->task.id, s->task.resource_type,
                     s->locked_by, s->task.attempt, s->task.max_attempts);
         }
     }
