@@ -1,5 +1,6 @@
 /* bf_task: the worker's statements (see bf_task.h). */
 #include "bf_task.h"
+#include "bf_job_state.h"
 #include "bf_log.h"
 #include "bf_pq.h"
 
@@ -205,12 +206,6 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
     return true;
 }
 
-/* A job state in which its tasks may still run and publish ("" = deleted). */
-static bool job_live(const char *state)
-{
-    return strcmp(state, "queued") == 0 || strcmp(state, "running") == 0;
-}
-
 bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        const char *worker_id, int lease_seconds, bool *held,
                        bool *job_ended)
@@ -239,7 +234,8 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                     "SELECT state FROM bulkfhir.job WHERE id = $1::uuid", 1, vj,
                     &res, NULL))
         return false;
-    *job_ended = PQntuples(res) == 0 || !job_live(PQgetvalue(res, 0, 0));
+    *job_ended =
+        PQntuples(res) == 0 || !bf_job_state_is_live(PQgetvalue(res, 0, 0));
     PQclear(res);
     return true;
 }
@@ -396,8 +392,8 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task, const char *worker_id,
         return false;
     if (!lock_job_task(conn, task, worker_id, false, "publish", &ours, state))
         goto fail;
-    if (!ours || !job_live(state)) {
-        *job_ended = !job_live(state);
+    if (!ours || !bf_job_state_is_live(state)) {
+        *job_ended = !bf_job_state_is_live(state);
         bf_pq_rollback(conn, "publish");
         return true;
     }
@@ -477,7 +473,7 @@ bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
     if (!lock_job_task(conn, task, worker_id, false, "publish part", ours,
                        state))
         goto fail;
-    if (!*ours || !job_live(state)) {
+    if (!*ours || !bf_job_state_is_live(state)) {
         *ours = false;
         bf_pq_rollback(conn, "publish part");
         return true;

@@ -15,6 +15,7 @@
  * (statuscache.c); what PostgreSQL answers is stored there. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
+#include "bf_job_state.h"
 #include "bf_id.h"
 #include "bf_manifest.h"
 #include "bf_oo.h"
@@ -192,11 +193,11 @@ static int status_get(bf_req_t *rq, bf_job_t *job)
     request_rec *r = rq->r;
     char sqlstate[6];
     apr_array_header_t *files;
-    bool running;
+    bf_job_state_e state = bf_job_state_parse(job->state);
+    bool running = bf_job_state_live(state);
     const char *body;
     int wait_ms, min_ms = bf_dir_min_poll_interval(rq->dc);
 
-    running = !strcmp(job->state, "queued") || !strcmp(job->state, "running");
     /* R43: the status request itself is refused, whatever the job; the
      * gate ran in bulkfhir.job_status (bf_status_handle) */
     if (running && min_ms > 0 && job->poll_refused) {
@@ -214,20 +215,20 @@ static int status_get(bf_req_t *rq, bf_job_t *job)
                           "export job %s has expired; its files were or "
                           "will soon be removed",
                           job->id);
-    if (job->partial_manifests && (running || !strcmp(job->state, "completed")))
+    if (job->partial_manifests && (running || state == BF_JOB_STATE_COMPLETED))
         return partial_get(rq, job, running);
     if (running) {
         progress_headers(rq, job);
         return job_reply(rq, job, HTTP_ACCEPTED, BF_CT_FHIR_JSON, NULL);
     }
-    if (!strcmp(job->state, "failed")) {
+    if (state == BF_JOB_STATE_FAILED) {
         if (job->error)
             return job_reply(rq, job, failed_status(job->error),
                              BF_CT_FHIR_JSON, job->error);
         return job_oo(rq, job, HTTP_INTERNAL_SERVER_ERROR, "exception",
                       apr_psprintf(r->pool, "export job %s failed", job->id));
     }
-    if (strcmp(job->state, "completed") != 0)
+    if (state != BF_JOB_STATE_COMPLETED)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was cancelled", job->id);
 
@@ -286,7 +287,8 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
         return rc;
     }
 
-    if (!strcmp(job->state, "cancelled")) { /* e.g. by bulkfhirctl */
+    if (bf_job_state_parse(job->state) ==
+        BF_JOB_STATE_CANCELLED) { /* e.g. by bulkfhirctl */
         bf_statuscache_forget(rq, job->id);
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was already cancelled", job_id);
