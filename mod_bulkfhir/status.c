@@ -19,6 +19,7 @@
 #include "bf_id.h"
 #include "bf_manifest.h"
 #include "bf_oo.h"
+#include "bf_params.h"
 
 #include <apr_date.h>
 #include <apr_strings.h>
@@ -85,18 +86,17 @@ static int job_oo(bf_req_t *rq, const bf_job_t *job, int status,
 /* ?page=N (partial manifests); 1 when absent, 0 when malformed. */
 static int page_arg(request_rec *r)
 {
-    const char *a = r->args, *v;
-    char *end;
+    const char *cursor = r->args;
+    char *name, *value, *end;
     long n;
 
-    if (!a || !*a)
-        return 1;
-    for (; a && *a; a = strchr(a, '&') ? strchr(a, '&') + 1 : NULL) {
-        if (strncmp(a, "page=", 5) != 0)
+    while (bf_query_next(r->pool, &cursor, &name, &value)) {
+        if (!name || strcmp(name, "page") != 0)
             continue;
-        v = a + 5;
-        n = strtol(v, &end, 10);
-        if (end == v || (*end && *end != '&') || n < 1 || n > 1000000)
+        if (!value)
+            return 0;
+        n = strtol(value, &end, 10);
+        if (end == value || *end || n < 1 || n > 1000000)
             return 0;
         return (int)n;
     }
