@@ -27,6 +27,7 @@
 #include "bf_id.h"
 #include "bf_job.h"
 #include "bf_pq.h"
+#include "bf_sql.h"
 
 #include <apr_atomic.h>
 #include <apr_strings.h>
@@ -587,8 +588,7 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
 {
     request_rec *r = rq->r;
     audit_req_t *a = req_of(r);
-    const char *body;
-    char *chain, *arr;
+    const char *body, *chain, *arr;
     PGresult *res;
     bool ok;
 
@@ -602,14 +602,11 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
     body = body_of(r, a, &ok);
     if (!body)
         return true;
-    chain = PQescapeLiteral(rq->conn, child.chain, strlen(child.chain));
-    arr = PQescapeLiteral(rq->conn, bf_audit_array_literal(r->pool, &body, 1),
-                          strlen(bf_audit_array_literal(r->pool, &body, 1)));
-    if (!chain || !arr) {
-        PQfreemem(chain);
-        PQfreemem(arr);
+    chain = bf_sql_literal_utf8(r->pool, child.chain);
+    arr =
+        bf_sql_literal_utf8(r->pool, bf_audit_array_literal(r->pool, &body, 1));
+    if (!chain || !arr)
         return true;
-    }
     /* Whatever happens, the admission transaction must stay usable (its
      * COMMIT would silently roll back the job otherwise, e.g. before
      * migration 0074): a savepoint, and audit_append_safe returns NULL
@@ -619,8 +616,6 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
                               "SAVEPOINT bf_audit; SELECT "
                               "bulkfhir.audit_append_safe(%s, %s::text[])",
                               chain, arr));
-    PQfreemem(chain);
-    PQfreemem(arr);
     ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
     a->written = ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
     PQclear(res);

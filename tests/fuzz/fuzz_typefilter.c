@@ -9,6 +9,7 @@
 #include "fuzz_common.h"
 #include <ctype.h>
 #include <stdio.h>
+#include "bf_sql.h"
 #include "bf_typefilter.h"
 
 /* E'...' with '' and \\ doubled must decode to s exactly. */

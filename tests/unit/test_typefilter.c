@@ -11,6 +11,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "bf_sql.h"
 #include "bf_typefilter.h"
 
 static apr_pool_t *pool;
