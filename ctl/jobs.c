@@ -1,6 +1,7 @@
 /* bulkfhirctl jobs: list export jobs (filter by state and client) and
  * cancel one, as DELETE on its status URL would. */
 #include "ctl.h"
+#include "bf_id.h"
 #include "bf_job.h"
 #include "bf_log.h"
 #include "bf_pq.h"
@@ -50,7 +51,7 @@ static int jobs_cancel(const ctl_globals *g, int argc, char **argv)
         fprintf(stderr, "usage: bulkfhirctl jobs cancel ID\n");
         return 2;
     }
-    if (!bf_job_is_uuid(argv[1])) {
+    if (!bf_id_is_uuid(argv[1])) {
         fprintf(stderr, "bulkfhirctl jobs cancel: '%s' is not a job id\n",
                 argv[1]);
         return 2;

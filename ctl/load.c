@@ -73,23 +73,6 @@ void load_progress(load_ctx *c, bool final)
         fputs("\r\033[K", stderr);
 }
 
-/* FHIR id: [A-Za-z0-9\-\.]{1,64} */
-bool load_valid_id(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n == 0 || n > 64)
-        return false;
-    for (i = 0; i < n; i++) {
-        char ch = s[i];
-
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-              (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
-            return false;
-    }
-    return true;
-}
-
 static load_key *get_key(load_ctx *c, const char *type, const char *id,
                          size_t idlen)
 {

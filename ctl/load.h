@@ -101,7 +101,6 @@ void load_report(load_ctx *c, const load_item *it, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 double load_now(void);
 void load_progress(load_ctx *c, bool final);
-bool load_valid_id(const char *s, size_t n);
 
 /* load_db.c */
 bool load_db_prepare(load_ctx *c); /* lock, versions, urn lookups */

@@ -8,6 +8,7 @@
  *   COMMIT
  * A session advisory lock lets one loader at a time number versions. */
 #include "load.h"
+#include "bf_id.h"
 #include "bf_log.h"
 #include "bf_pq.h"
 
@@ -265,7 +266,7 @@ static bool lookup_urns(load_ctx *c)
     for (hi = apr_hash_first(c->pool, c->wanted); hi; hi = apr_hash_next(hi)) {
         const char *uuid = apr_hash_this_key(hi);
 
-        if (load_valid_id(uuid, strlen(uuid)) &&
+        if (bf_id_is_fhir_id(uuid, strlen(uuid)) &&
             !arr_add(&buf, &len, &cap, uuid, strlen(uuid)))
             goto leave;
     }

@@ -4,6 +4,7 @@
  *                          its entries; any other resource: itself
  * Directories are walked recursively in name order. */
 #include "load.h"
+#include "bf_id.h"
 #include "bf_log.h"
 #include "bf_r4.h"
 
@@ -304,7 +305,7 @@ static bool delete_target(apr_pool_t *p, const char *url, const char **type,
         prev--;
     *type = apr_pstrmemdup(p, prev, (size_t)(slash - prev));
     *id = slash + 1;
-    return bf_r4_is_type(*type) && load_valid_id(*id, strlen(*id));
+    return bf_r4_is_type(*type) && bf_id_is_fhir_id(*id, strlen(*id));
 }
 
 static bool walk_json(load_ctx *c, load_file *f, load_item_fn *fn, void *baton)

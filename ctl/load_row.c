@@ -4,6 +4,7 @@
  * compartment paths. */
 /* memmem: _GNU_SOURCE comes with the APR flags */
 #include "load.h"
+#include "bf_id.h"
 #include "bf_r4.h"
 
 #include <apr_strings.h>
@@ -46,7 +47,7 @@ bool load_check_item(load_ctx *c, const load_item *it, char *type,
     }
     *id = it->text + r->id_off;
     *idlen = r->id_len;
-    if (r->id_escaped || !load_valid_id(*id, *idlen)) {
+    if (r->id_escaped || !bf_id_is_fhir_id(*id, *idlen)) {
         load_report(c, it,
                     "%s id '%.*s' is not a FHIR id "
                     "([A-Za-z0-9-.]{1,64})",
@@ -99,7 +100,7 @@ static bool patient_of(const char *v, size_t n, const char **id, size_t *idn)
         return false;
     *id = p;
     *idn = e ? (size_t)(e - p) : (size_t)(v + n - p);
-    return load_valid_id(*id, *idn);
+    return bf_id_is_fhir_id(*id, *idn);
 }
 
 typedef struct patients {

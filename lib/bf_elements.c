@@ -1,7 +1,7 @@
 /* bf_elements: _elements parsing and the keep-list for SQL subsetting. */
 #include "bf_elements.h"
 #include "bf_r4.h"
-#include "bf_typefilter.h" /* bf_sql_literal */
+#include "bf_sql.h"
 
 #include <ctype.h>
 #include <stdlib.h>

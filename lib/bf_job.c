@@ -17,23 +17,6 @@ static const char *dup_or_null(apr_pool_t *p, PGresult *res, int row, int col)
                : apr_pstrdup(p, PQgetvalue(res, row, col));
 }
 
-bool bf_job_is_uuid(const char *s)
-{
-    int i;
-
-    if (!s || strlen(s) != 36)
-        return false;
-    for (i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool bf_job_session_setup(PGconn *conn, int statement_timeout_ms)
 {
     char ms[32];

@@ -151,7 +151,4 @@ bool bf_job_group_search(PGconn *conn, apr_pool_t *p, const bf_group_query_t *q,
                          int limit, apr_array_header_t **found,
                          long long *total, char sqlstate[6]);
 
-/* True when s is a canonical textual uuid (8-4-4-4-12 hex digits). */
-bool bf_job_is_uuid(const char *s);
-
 #endif

@@ -536,6 +536,28 @@ char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len)
     return out;
 }
 
+bool bf_query_next(apr_pool_t *p, const char **cursor, char **name,
+                   char **value)
+{
+    const char *seg = *cursor ? *cursor : "", *end, *eq;
+
+    while (*seg == '&')
+        seg++;
+    if (!*seg) {
+        *cursor = seg;
+        return false;
+    }
+    end = seg + strcspn(seg, "&");
+    eq = memchr(seg, '=', (size_t)(end - seg));
+    if (!eq)
+        eq = end;
+    *name = bf_params_form_decode(p, seg, (size_t)(eq - seg));
+    *value = bf_params_form_decode(p, eq < end ? eq + 1 : end,
+                                   (size_t)(end - (eq < end ? eq + 1 : end)));
+    *cursor = *end ? end + 1 : end;
+    return true;
+}
+
 bool bf_params_from_query(apr_pool_t *p, const char *query, const char *level,
                           bool lenient, bf_params_t **out)
 {
@@ -547,24 +569,14 @@ bool bf_params_from_query_lim(apr_pool_t *p, const char *query,
                               const bf_params_limits_t *lim, bf_params_t **out)
 {
     ctx_t c;
-    const char *seg, *end, *eq;
+    const char *cursor = query;
     char *name, *value;
     bool ok = false;
 
     ctx_init(&c, p, level, lenient, lim);
     c.from_query = true;
     *out = c.prm;
-    for (seg = query ? query : ""; *seg; seg = *end ? end + 1 : end) {
-        end = seg + strcspn(seg, "&");
-        if (end == seg)
-            continue;
-        eq = memchr(seg, '=', (size_t)(end - seg));
-        if (!eq)
-            eq = end;
-        name = bf_params_form_decode(p, seg, (size_t)(eq - seg));
-        value =
-            bf_params_form_decode(p, eq < end ? eq + 1 : end,
-                                  (size_t)(end - (eq < end ? eq + 1 : end)));
+    while (bf_query_next(p, &cursor, &name, &value)) {
         if (!name || !value) {
             fail(&c, "invalid", "malformed %%-escape in the query string");
             goto leave;

@@ -120,6 +120,14 @@ void bf_params_prefer_add(bf_prefer_t *pref, const char *value);
  * %XX escapes).  Returns NULL on a malformed escape or an embedded NUL. */
 char *bf_params_form_decode(apr_pool_t *p, const char *s, size_t len);
 
+/* The next name=value pair of a query string: segments split on '&' (empty
+ * ones skipped), then on their first '=' (none: the value is ""), both
+ * form-decoded into p.  *cursor starts at the query (NULL reads as "") and
+ * moves on.  False at the end; true with *name or *value NULL when that
+ * part has a malformed %-escape. */
+bool bf_query_next(apr_pool_t *p, const char **cursor, char **name,
+                   char **value);
+
 /* The PostgreSQL text[] literal for prm->types ({"A","B"}), or NULL. */
 const char *bf_params_types_literal(apr_pool_t *p, const bf_params_t *prm);
 

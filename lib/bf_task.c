@@ -1,5 +1,6 @@
 /* bf_task: the worker's statements (see bf_task.h). */
 #include "bf_task.h"
+#include "bf_job_state.h"
 #include "bf_log.h"
 #include "bf_pq.h"
 
@@ -20,23 +21,6 @@ static const char *dup_or_null(apr_pool_t *p, PGresult *res, int row, int col)
     if (PQgetisnull(res, row, col))
         return NULL;
     return apr_pstrdup(p, PQgetvalue(res, row, col));
-}
-
-bool bf_task_valid_uuid(const char *s)
-{
-    size_t i;
-
-    if (!s || strlen(s) != 36)
-        return false;
-    for (i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 bool bf_task_valid_type(const char *s)
@@ -222,12 +206,6 @@ bool bf_task_snapshot_pending(PGconn *conn, const bf_task_job_t *job,
     return true;
 }
 
-/* A job state in which its tasks may still run and publish ("" = deleted). */
-static bool job_live(const char *state)
-{
-    return strcmp(state, "queued") == 0 || strcmp(state, "running") == 0;
-}
-
 bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                        const char *worker_id, int lease_seconds, bool *held,
                        bool *job_ended)
@@ -256,7 +234,8 @@ bool bf_task_heartbeat(PGconn *conn, const bf_task_t *task,
                     "SELECT state FROM bulkfhir.job WHERE id = $1::uuid", 1, vj,
                     &res, NULL))
         return false;
-    *job_ended = PQntuples(res) == 0 || !job_live(PQgetvalue(res, 0, 0));
+    *job_ended =
+        PQntuples(res) == 0 || !bf_job_state_is_live(PQgetvalue(res, 0, 0));
     PQclear(res);
     return true;
 }
@@ -414,8 +393,8 @@ bool bf_task_publish(PGconn *conn, const bf_task_t *task, const char *worker_id,
         return false;
     if (!lock_job_task(conn, task, worker_id, false, "publish", &ours, state))
         goto fail;
-    if (!ours || !job_live(state)) {
-        *job_ended = !job_live(state);
+    if (!ours || !bf_job_state_is_live(state)) {
+        *job_ended = !bf_job_state_is_live(state);
         bf_pq_rollback(conn, "publish");
         return true;
     }
@@ -495,7 +474,7 @@ bool bf_task_publish_part(PGconn *conn, const bf_task_t *task,
     if (!lock_job_task(conn, task, worker_id, false, "publish part", ours,
                        state))
         goto fail;
-    if (!*ours || !job_live(state)) {
+    if (!*ours || !bf_job_state_is_live(state)) {
         *ours = false;
         bf_pq_rollback(conn, "publish part");
         return true;

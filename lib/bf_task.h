@@ -200,8 +200,6 @@ bool bf_task_file_names(PGconn *conn, apr_pool_t *p, const char *job_id,
 /* Delete worker rows whose heartbeat is older than 3 leases. */
 bool bf_task_prune_workers(PGconn *conn, int lease_seconds, long *deleted);
 
-/* True for a job id as the database prints a uuid. */
-bool bf_task_valid_uuid(const char *s);
 /* True for a resource type name: ^[A-Z][A-Za-z]{0,63}$. */
 bool bf_task_valid_type(const char *s);
 

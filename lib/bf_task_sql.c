@@ -1,7 +1,7 @@
 /* bf_task_sql: the COPY statements a task streams (see bf_task.h): the
  * output of a type task, its deleted Bundles, and the resource blocks of an
  * organized task.  COPY takes no parameters: every value is validated, then
- * quoted with PQescapeLiteral.
+ * quoted with bf_sql_literal_utf8 (bf_sql.h).
  *
  * Every statement selects the versions valid at the job's transactionTime T
  * (last_updated <= T and not superseded at T), DESIGN invariant 1.  Alias r
@@ -23,7 +23,9 @@
 #include <json-c/json.h>
 
 #include "bf_elements.h"
+#include "bf_id.h"
 #include "bf_pq.h"
+#include "bf_sql.h"
 #include "bf_r4.h"
 #include "bf_typefilter.h"
 
@@ -86,31 +88,6 @@ static const char *sb_join(const sb_t *b)
 
 #define ASSOC_LATEST 1
 #define ASSOC_RELEVANT 2
-
-/* FHIR id: [A-Za-z0-9\-\.]{1,64} */
-static bool valid_fhir_id(const char *s)
-{
-    size_t i, n;
-
-    if (!s || !(n = strlen(s)) || n > 64)
-        return false;
-    for (i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
-            return false;
-    return true;
-}
-
-static const char *lit(PGconn *conn, apr_pool_t *p, const char *s)
-{
-    char *q = PQescapeLiteral(conn, s, strlen(s));
-    const char *r;
-
-    if (!q)
-        return NULL;
-    r = apr_pstrdup(p, q);
-    PQfreemem(q);
-    return r;
-}
 
 /* FHIR date/dateTime text (possibly partial) as the first / the first
  * instant after the end of the interval it denotes. */
@@ -351,7 +328,7 @@ static bool materialize_members(xq_t *x, const char **err)
         return false;
     }
     arr = PQgetisnull(res, 0, 0) ? "{}" : PQgetvalue(res, 0, 0);
-    arr = lit(x->conn, x->p, arr);
+    arr = bf_sql_literal_utf8(x->p, arr);
     x->members_n = atoi(PQgetvalue(res, 0, 1));
     PQclear(res);
     if (!arr) {
@@ -384,13 +361,13 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         *err = "invalid resource type";
         return false;
     }
-    if (!job->transaction_time || !bf_task_valid_uuid(job->id)) {
+    if (!job->transaction_time || !bf_id_is_uuid(job->id)) {
         *err = "job without transaction time";
         return false;
     }
-    if (!(x->T = lit(conn, p, job->transaction_time)) ||
-        (job->since && !(x->since = lit(conn, p, job->since))) ||
-        (job->until && !(x->until = lit(conn, p, job->until)))) {
+    if (!(x->T = bf_sql_literal_utf8(p, job->transaction_time)) ||
+        (job->since && !(x->since = bf_sql_literal_utf8(p, job->since))) ||
+        (job->until && !(x->until = bf_sql_literal_utf8(p, job->until)))) {
         *err = "cannot quote a literal";
         return false;
     }
@@ -430,7 +407,7 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     /* the kick-off's `patient` list as text[] (NULL when absent) */
     plist_vals = NULL;
     if (params && json_object_object_get_ex(params, "patient", NULL)) {
-        const char *jid = lit(conn, p, job->id);
+        const char *jid = bf_sql_literal_utf8(p, job->id);
 
         if (!jid) {
             *err = "cannot quote the job id";
@@ -450,8 +427,9 @@ static bool xq_init(xq_t *x, PGconn *conn, apr_pool_t *p, const bf_task_t *task,
     if (job->level && strcmp(job->level, "group") == 0) {
         const char *g;
 
-        if (!valid_fhir_id(job->group_id) ||
-            !(g = lit(conn, p, job->group_id))) {
+        if (!bf_id_is_fhir_id(job->group_id,
+                              job->group_id ? strlen(job->group_id) : 0) ||
+            !(g = bf_sql_literal_utf8(p, job->group_id))) {
             *err = "invalid group id";
             goto leave;
         }
@@ -525,7 +503,7 @@ static bool has_outside_rows(const xq_t *x, const char *type, bool *has,
     sql = apr_pstrcat(x->p,
                       "SELECT EXISTS (SELECT 1 FROM fhir.resource_version r"
                       " WHERE r.resource_type = ",
-                      lit(x->conn, x->p, type),
+                      bf_sql_literal_utf8(x->p, type),
                       " AND r.patient_ids = '{}' AND NOT r.deleted AND ",
                       valid_at(x, "r", true), ")", NULL);
     if (!bf_pq_exec(x->conn, "export: rows outside compartments", sql, 0, NULL,
@@ -616,7 +594,7 @@ static bool refs_fill(const xq_t *x, const char **err)
                     &res, x->sqlstate) ||
         PQntuples(res) != 1)
         goto leave;
-    types = lit(x->conn, x->p, PQgetvalue(res, 0, 0));
+    types = bf_sql_literal_utf8(x->p, PQgetvalue(res, 0, 0));
     PQclear(res);
     res = NULL;
     if (!types)
@@ -744,7 +722,7 @@ bool bf_task_export_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         return false;
     if (!filter_for(&x, task->resource_type, &filter, err))
         return false;
-    type = lit(conn, p, task->resource_type);
+    type = bf_sql_literal_utf8(p, task->resource_type);
     is_patient = strcmp(task->resource_type, "Patient") == 0;
     sb_init(&q, p, 24);
     sb_add(&q, "COPY (SELECT ", column_for(&x, task->resource_type),
@@ -808,7 +786,7 @@ bool bf_task_deleted_sql(PGconn *conn, apr_pool_t *p, const bf_task_t *task,
         return true; /* Provenance was not requested: no deletions of it */
     if (!filter_for(&x, task->resource_type, &filter, err))
         return false;
-    type = lit(conn, p, task->resource_type);
+    type = bf_sql_literal_utf8(p, task->resource_type);
     /* r: the deleted version valid at T, with the patient_ids and resource
      * of the last version before it that was not deleted */
     q = apr_psprintf(

@@ -7,6 +7,7 @@
  * SQL against escaped literals. */
 #include "bf_typefilter.h"
 #include "bf_r4.h"
+#include "bf_sql.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -25,23 +26,6 @@ static const char *const result_params[] = {
     "_summary",       "_total",  "_elements", "_contained",
     "_containedType", "_format", "_pretty",   NULL
 };
-
-const char *bf_sql_literal(apr_pool_t *p, const char *s)
-{
-    size_t n = strlen(s), i, o = 0;
-    char *out = apr_palloc(p, n * 2 + 4);
-
-    out[o++] = 'E';
-    out[o++] = '\'';
-    for (i = 0; i < n; i++) {
-        if (s[i] == '\'' || s[i] == '\\')
-            out[o++] = s[i];
-        out[o++] = s[i];
-    }
-    out[o++] = '\'';
-    out[o] = '\0';
-    return out;
-}
 
 bool bf_utf8_valid(const char *s, size_t n)
 {

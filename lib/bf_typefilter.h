@@ -41,9 +41,6 @@ bool bf_typefilter_parse(apr_pool_t *p, const char *text, bf_typefilter **out,
 bool bf_typefilter_sql(apr_pool_t *p, const apr_array_header_t *filters,
                        const char **sql, const char **err);
 
-/* An escaped SQL string literal (E'...') for s. */
-const char *bf_sql_literal(apr_pool_t *p, const char *s);
-
 /* The number of paths of a search parameter (its '|'-separated list). */
 int bf_typefilter_paths(const bf_searchparam *sp);
 

@@ -24,8 +24,10 @@
  * it (the chain row lock orders them). */
 #include "mod_bulkfhir.h"
 #include "bf_audit.h"
+#include "bf_id.h"
 #include "bf_job.h"
 #include "bf_pq.h"
+#include "bf_sql.h"
 
 #include <apr_atomic.h>
 #include <apr_strings.h>
@@ -313,7 +315,7 @@ static const char *body_of(request_rec *r, audit_req_t *a, bool *now)
         if (!a->params && r->args)
             add_str(o, "query", r->args);
     }
-    add_str(o, "job", a->job && bf_job_is_uuid(a->job) ? a->job : NULL);
+    add_str(o, "job", a->job && bf_id_is_uuid(a->job) ? a->job : NULL);
     if (a->kind == AK_FILE) {
         add_str(o, "file", a->file);
         json_object_object_add(o, "bytes",
@@ -340,7 +342,7 @@ static const char *flag_foreign(request_rec *r, audit_req_t *a,
     PGresult *res;
     bool foreign = false;
 
-    if (r->status != HTTP_NOT_FOUND || !a->job || !bf_job_is_uuid(a->job) ||
+    if (r->status != HTTP_NOT_FOUND || !a->job || !bf_id_is_uuid(a->job) ||
         bf_dir_auth(a->rq->dc) == BF_AUTH_NONE || !bf_db_acquire(a->rq))
         return body;
     if (!bf_pq_exec(a->rq->conn, "audit: job owner",
@@ -586,8 +588,7 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
 {
     request_rec *r = rq->r;
     audit_req_t *a = req_of(r);
-    const char *body;
-    char *chain, *arr;
+    const char *body, *chain, *arr;
     PGresult *res;
     bool ok;
 
@@ -601,14 +602,11 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
     body = body_of(r, a, &ok);
     if (!body)
         return true;
-    chain = PQescapeLiteral(rq->conn, child.chain, strlen(child.chain));
-    arr = PQescapeLiteral(rq->conn, bf_audit_array_literal(r->pool, &body, 1),
-                          strlen(bf_audit_array_literal(r->pool, &body, 1)));
-    if (!chain || !arr) {
-        PQfreemem(chain);
-        PQfreemem(arr);
+    chain = bf_sql_literal_utf8(r->pool, child.chain);
+    arr =
+        bf_sql_literal_utf8(r->pool, bf_audit_array_literal(r->pool, &body, 1));
+    if (!chain || !arr)
         return true;
-    }
     /* Whatever happens, the admission transaction must stay usable (its
      * COMMIT would silently roll back the job otherwise, e.g. before
      * migration 0074): a savepoint, and audit_append_safe returns NULL
@@ -618,8 +616,6 @@ bool bf_audit_kickoff(bf_req_t *rq, const struct bf_job_kickoff_t *k,
                               "SAVEPOINT bf_audit; SELECT "
                               "bulkfhir.audit_append_safe(%s, %s::text[])",
                               chain, arr));
-    PQfreemem(chain);
-    PQfreemem(arr);
     ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
     a->written = ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
     PQclear(res);

@@ -25,6 +25,7 @@
  *   expiry    after the job's expires_at: 410 Gone. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
+#include "bf_id.h"
 
 #include <apr_buckets.h>
 #include <apr_portable.h>
@@ -280,7 +281,7 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 
     if (r->method_number != M_GET)
         return bf_http_not_allowed(rq, "GET, HEAD");
-    if (!bf_job_is_uuid(job_id) || !valid_name(name))
+    if (!bf_id_is_uuid(job_id) || !valid_name(name))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
     if (!rq->sc->export_root) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,

@@ -102,7 +102,7 @@ static int group_search(bf_req_t *rq)
 {
     request_rec *r = rq->r;
     bf_group_query_t q;
-    const char *seg, *end, *eq, *body, *self;
+    const char *cursor = r->args, *body, *self;
     char *name, *value, sqlstate[6];
     int count = DEFAULT_COUNT, rc, i;
     apr_array_header_t *hits;
@@ -110,17 +110,7 @@ static int group_search(bf_req_t *rq)
     json_object *bundle, *entries, *links, *l;
 
     memset(&q, 0, sizeof q);
-    for (seg = r->args ? r->args : ""; *seg; seg = *end ? end + 1 : end) {
-        end = seg + strcspn(seg, "&");
-        if (end == seg)
-            continue;
-        eq = memchr(seg, '=', (size_t)(end - seg));
-        if (!eq)
-            eq = end;
-        name = bf_params_form_decode(r->pool, seg, (size_t)(eq - seg));
-        value =
-            bf_params_form_decode(r->pool, eq < end ? eq + 1 : end,
-                                  (size_t)(end - (eq < end ? eq + 1 : end)));
+    while (bf_query_next(r->pool, &cursor, &name, &value)) {
         if (!name || !value)
             return bf_http_oo(rq, HTTP_BAD_REQUEST, "invalid",
                               "malformed %%-escape in the query string");

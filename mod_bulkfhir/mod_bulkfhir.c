@@ -10,6 +10,7 @@
  * OperationOutcome. */
 #define BF_MODULE_MAIN
 #include "mod_bulkfhir.h"
+#include "bf_id.h"
 #include "bf_jwks.h"
 #include "bf_log.h"
 
@@ -66,19 +67,6 @@ static void bf_child_init(apr_pool_t *pchild, server_rec *s)
     bf_jwks_global_init(); /* curl_global_init: once, before any thread */
 }
 
-/* FHIR id: [A-Za-z0-9\-\.]{1,64} */
-static bool valid_id(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n < 1 || n > 64)
-        return false;
-    for (i = 0; i < n; i++)
-        if (!apr_isalnum(s[i]) && s[i] != '-' && s[i] != '.')
-            return false;
-    return true;
-}
-
 typedef enum {
     RT_METADATA,
     RT_EXPORT,
@@ -115,13 +103,13 @@ static bool parse_route(apr_pool_t *p, const char *rel, route_t *rt)
         rt->kind = RT_PATIENT_EXPORT;
     } else if (!strcmp(rel, "Group") ||
                (!strncmp(rel, "Group/", 6) && !strchr(rel + 6, '/') &&
-                valid_id(rel + 6, strlen(rel + 6)))) {
+                bf_id_is_fhir_id(rel + 6, strlen(rel + 6)))) {
         rt->kind = RT_GROUP;
         rt->a = rel[5] ? rel + 6 : NULL;
     } else if (!strncmp(rel, "Group/", 6)) {
         slash = strchr(rel + 6, '/');
         if (!slash || strcmp(slash, "/$export") != 0 ||
-            !valid_id(rel + 6, (size_t)(slash - rel - 6)))
+            !bf_id_is_fhir_id(rel + 6, (size_t)(slash - rel - 6)))
             return false;
         rt->kind = RT_GROUP_EXPORT;
         rt->a = apr_pstrndup(p, rel + 6, (size_t)(slash - rel - 6));

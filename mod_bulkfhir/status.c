@@ -15,8 +15,11 @@
  * (statuscache.c); what PostgreSQL answers is stored there. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
+#include "bf_job_state.h"
+#include "bf_id.h"
 #include "bf_manifest.h"
 #include "bf_oo.h"
+#include "bf_params.h"
 
 #include <apr_date.h>
 #include <apr_strings.h>
@@ -83,18 +86,17 @@ static int job_oo(bf_req_t *rq, const bf_job_t *job, int status,
 /* ?page=N (partial manifests); 1 when absent, 0 when malformed. */
 static int page_arg(request_rec *r)
 {
-    const char *a = r->args, *v;
-    char *end;
+    const char *cursor = r->args;
+    char *name, *value, *end;
     long n;
 
-    if (!a || !*a)
-        return 1;
-    for (; a && *a; a = strchr(a, '&') ? strchr(a, '&') + 1 : NULL) {
-        if (strncmp(a, "page=", 5) != 0)
+    while (bf_query_next(r->pool, &cursor, &name, &value)) {
+        if (!name || strcmp(name, "page") != 0)
             continue;
-        v = a + 5;
-        n = strtol(v, &end, 10);
-        if (end == v || (*end && *end != '&') || n < 1 || n > 1000000)
+        if (!value)
+            return 0;
+        n = strtol(value, &end, 10);
+        if (end == value || *end || n < 1 || n > 1000000)
             return 0;
         return (int)n;
     }
@@ -191,11 +193,11 @@ static int status_get(bf_req_t *rq, bf_job_t *job)
     request_rec *r = rq->r;
     char sqlstate[6];
     apr_array_header_t *files;
-    bool running;
+    bf_job_state_e state = bf_job_state_parse(job->state);
+    bool running = bf_job_state_live(state);
     const char *body;
     int wait_ms, min_ms = bf_dir_min_poll_interval(rq->dc);
 
-    running = !strcmp(job->state, "queued") || !strcmp(job->state, "running");
     /* R43: the status request itself is refused, whatever the job; the
      * gate ran in bulkfhir.job_status (bf_status_handle) */
     if (running && min_ms > 0 && job->poll_refused) {
@@ -213,20 +215,20 @@ static int status_get(bf_req_t *rq, bf_job_t *job)
                           "export job %s has expired; its files were or "
                           "will soon be removed",
                           job->id);
-    if (job->partial_manifests && (running || !strcmp(job->state, "completed")))
+    if (job->partial_manifests && (running || state == BF_JOB_STATE_COMPLETED))
         return partial_get(rq, job, running);
     if (running) {
         progress_headers(rq, job);
         return job_reply(rq, job, HTTP_ACCEPTED, BF_CT_FHIR_JSON, NULL);
     }
-    if (!strcmp(job->state, "failed")) {
+    if (state == BF_JOB_STATE_FAILED) {
         if (job->error)
             return job_reply(rq, job, failed_status(job->error),
                              BF_CT_FHIR_JSON, job->error);
         return job_oo(rq, job, HTTP_INTERNAL_SERVER_ERROR, "exception",
                       apr_psprintf(r->pool, "export job %s failed", job->id));
     }
-    if (strcmp(job->state, "completed") != 0)
+    if (state != BF_JOB_STATE_COMPLETED)
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was cancelled", job->id);
 
@@ -257,7 +259,7 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
 
     if (r->method_number != M_GET && r->method_number != M_DELETE)
         return bf_http_not_allowed(rq, "GET, DELETE");
-    if (!bf_job_is_uuid(job_id))
+    if (!bf_id_is_uuid(job_id))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no export job %s",
                           job_id);
     /* GET: a fresh entry of the shared cache answers without PostgreSQL */
@@ -285,7 +287,8 @@ int bf_status_handle(bf_req_t *rq, const char *job_id)
         return rc;
     }
 
-    if (!strcmp(job->state, "cancelled")) { /* e.g. by bulkfhirctl */
+    if (bf_job_state_parse(job->state) ==
+        BF_JOB_STATE_CANCELLED) { /* e.g. by bulkfhirctl */
         bf_statuscache_forget(rq, job->id);
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found",
                           "export job %s was already cancelled", job_id);

@@ -35,6 +35,7 @@
  * expiry; unknown tokens are not cached. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
+#include "bf_job_state.h"
 
 #include <ap_provider.h>
 #include <ap_socache.h>
@@ -283,11 +284,6 @@ static bool decode(unsigned char *buf, unsigned int len, entry_t *e,
     return str[S_ID] && str[S_STATE];
 }
 
-static bool is_running(const char *state)
-{
-    return !strcmp(state, "queued") || !strcmp(state, "running");
-}
-
 /* socache expiry: the entry answers for the timeout, and keeps the R43
  * gate for the poll interval after its last poll */
 static apr_time_t store_expiry(const bf_req_t *rq, apr_time_t now)
@@ -335,7 +331,7 @@ bool bf_statuscache_get(bf_req_t *rq, const char *job_id, bf_job_t **out)
     if (rv != APR_SUCCESS || !decode(buf, len, &e, str))
         goto leave;
     job = apr_pcalloc(r->pool, sizeof *job);
-    running = is_running(str[S_STATE]);
+    running = bf_job_state_is_live(str[S_STATE]);
     /* R43 as bulkfhir.job_status: only for a job the caller may see */
     gate = running && min_ms > 0 && bf_auth_may_see(rq, str[S_CLIENT]);
     fresh = now - e.fetched <
@@ -351,7 +347,7 @@ bool bf_statuscache_get(bf_req_t *rq, const char *job_id, bf_job_t **out)
          * progress) shows at once, not up to the timeout later; its entry
          * only keeps the R43 gate */
         goto leave;
-    } else if (!strcmp(str[S_STATE], "completed") &&
+    } else if (bf_job_state_parse(str[S_STATE]) == BF_JOB_STATE_COMPLETED &&
                (!str[S_MANIFEST] || !str[S_BASE] ||
                 strcmp(str[S_BASE], rq->base) != 0)) {
         goto leave; /* rendered for another base: PostgreSQL renders it */
@@ -392,7 +388,8 @@ void bf_statuscache_put(bf_req_t *rq, const bf_job_t *job)
     if (!instance || !job || job->partial_manifests ||
         !make_key(rq, job->id, key))
         return;
-    if (!strcmp(job->state, "completed") && !job->manifest)
+    if (bf_job_state_parse(job->state) == BF_JOB_STATE_COMPLETED &&
+        !job->manifest)
         return; /* expired before it was rendered: PostgreSQL answers */
     memset(&e, 0, sizeof e);
     str[S_ID] = job->id;
@@ -418,7 +415,7 @@ void bf_statuscache_put(bf_req_t *rq, const bf_job_t *job)
     e.finished_at = job->finished_at;
     e.expires_at = job->expires_at;
     e.separate_status = job->separate_status;
-    if (is_running(job->state) && min_ms > 0 &&
+    if (bf_job_state_is_live(job->state) && min_ms > 0 &&
         bf_auth_may_see(rq, job->client_id))
         /* PostgreSQL's gate ran: allowed now, or refused because of a poll
          * min_ms - wait ago */

@@ -37,6 +37,8 @@
 #include <json-c/json.h>
 
 #include "bf_pq.h"
+#include "bf_task_log.h"
+#include "bf_id.h"
 
 static double now_s(void)
 {
@@ -163,11 +165,10 @@ static worker_export_rc wait_snapshot(worker_t *w, apr_pool_t *p,
         if (pending == 0)
             break;
         if (now_s() - logged >= 10) {
-            bf_log(BF_LOG_INFO,
-                   "job %s: task %" PRId64 " (%s): waiting for %ld"
-                   " transaction(s) older than the export to end (%.0f s)",
-                   job->id, task->id, task->resource_type, pending,
-                   now_s() - started);
+            bf_log_task(BF_LOG_INFO, task,
+                        "waiting for %ld"
+                        " transaction(s) older than the export to end (%.0f s)",
+                        pending, now_s() - started);
             logged = now_s();
         }
         if ((rc = interrupted(w)) != WORKER_EXPORT_OK)
@@ -230,8 +231,7 @@ static bool publish_closed_part(void *ctx, bf_ndjson_t *nd,
         return false;
     }
     part->published = true;
-    bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): published part %s",
-           pp->task->job_id, pp->task->id, pp->task->resource_type, part->name);
+    bf_log_task(BF_LOG_DEBUG, pp->task, "published part %s", part->name);
     return true;
 }
 
@@ -272,8 +272,7 @@ static bool param_true(const bf_task_job_t *job, const char *key)
 
 /* Stream one COPY statement into nd (ncols: see bf_copybin_t). */
 static worker_export_rc run_copy(worker_t *w, apr_pool_t *p,
-                                 const bf_task_t *task,
-                                 const bf_task_job_t *job, const char *sql,
+                                 const bf_task_t *task, const char *sql,
                                  int ncols, bf_ndjson_t *nd, const char **msg)
 {
     worker_export_rc rc;
@@ -286,8 +285,7 @@ static worker_export_rc run_copy(worker_t *w, apr_pool_t *p,
     int64_t rss;
     bool costly;
 
-    bf_log(BF_LOG_DEBUG, "job %s: task %" PRId64 " (%s): %s", job->id, task->id,
-           task->resource_type, sql);
+    bf_log_task(BF_LOG_DEBUG, task, "%s", sql);
     if (!PQsendQuery(w->conn, sql))
         return db_failure(w, p, msg, "COPY");
     res = PQgetResult(w->conn);
@@ -434,7 +432,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
     w->costly_why = NULL;
     if ((rc = wait_snapshot(w, p, task, job, msg)) != WORKER_EXPORT_OK)
         return rc;
-    if (!bf_task_valid_uuid(job->id)) {
+    if (!bf_id_is_uuid(job->id)) {
         *msg = "invalid job id";
         return WORKER_EXPORT_FAILED;
     }
@@ -453,11 +451,10 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
             w->id);
         w->limits_warned = true;
     }
-    bf_log(BF_LOG_DEBUG,
-           "job %s: task %" PRId64 " (%s): limits: jit off,"
-           " statement_timeout %" PRId64 " ms, work_mem %" PRId64 " kB",
-           job->id, task->id, task->resource_type,
-           w->limits.statement_timeout_ms, w->limits.work_mem_kb);
+    bf_log_task(BF_LOG_DEBUG, task,
+                "limits: jit off,"
+                " statement_timeout %" PRId64 " ms, work_mem %" PRId64 " kB",
+                w->limits.statement_timeout_ms, w->limits.work_mem_kb);
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
     if ((rc = read_compression(w, p, msg)) != WORKER_EXPORT_OK)
         return rc;
@@ -474,7 +471,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
             return rc;
         bf_ndjson_set_publish(nd, "output", NULL);
         *out = nd;
-        rc = run_copy(w, p, task, job, sql, 3, nd, msg);
+        rc = run_copy(w, p, task, sql, 3, nd, msg);
     } else {
         int first_part = 0;
 
@@ -494,7 +491,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
             bf_ndjson_set_first_part(nd, first_part);
             bf_ndjson_on_part_closed(nd, publish_closed_part, &pp);
         }
-        rc = run_copy(w, p, task, job, sql, 1, nd, msg);
+        rc = run_copy(w, p, task, sql, 1, nd, msg);
         if (rc == WORKER_EXPORT_OK) {
             double td = now_s();
 
@@ -507,7 +504,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
                 if (rc == WORKER_EXPORT_OK) {
                     bf_ndjson_set_publish(del, "deleted", "Bundle");
                     bf_ndjson_chain(nd, del);
-                    rc = run_copy(w, p, task, job, sql, 1, del, msg);
+                    rc = run_copy(w, p, task, sql, 1, del, msg);
                 }
             }
         }

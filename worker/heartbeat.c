@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bf_pq.h"
+#include "bf_task_log.h"
 
 static void deadline_after(struct timespec *ts, int seconds)
 {
@@ -75,24 +76,21 @@ static void *hb_main(void *arg)
         }
         if (has_task && (!conn || !ok))
             /* the lease may lapse; publish re-checks it, so keep going */
-            bf_log(BF_LOG_WARN,
-                   "BF02020: job %s: task %" PRId64 " (%s):"
-                   " heartbeat failed, retrying in %d s",
-                   job_id, task.id, task.resource_type, hb->interval_seconds);
+            bf_log_task(BF_LOG_WARN, &task,
+                        "BF02020: heartbeat failed, retrying in %d s",
+                        hb->interval_seconds);
 
         pthread_mutex_lock(&hb->mu);
         if (has_task && ok && !held && gen == hb->gen) {
             atomic_store(&hb->lease_lost, true);
             if (ended) /* the client cancelled, or another task failed it */
-                bf_log(BF_LOG_NOTICE,
-                       "job %s: task %" PRId64 " (%s): the job"
-                       " ended (cancelled or failed), stopping the task",
-                       job_id, task.id, task.resource_type);
+                bf_log_task(BF_LOG_NOTICE, &task,
+                            "the job"
+                            " ended (cancelled or failed), stopping the task");
             else
-                bf_log(BF_LOG_WARN,
-                       "BF02021: job %s: task %" PRId64 " (%s):"
-                       " lease lost (expired and taken over), stopping it",
-                       job_id, task.id, task.resource_type);
+                bf_log_task(
+                    BF_LOG_WARN, &task,
+                    "BF02021: lease lost (expired and taken over), stopping it");
         }
     }
     pthread_mutex_unlock(&hb->mu);

@@ -17,6 +17,7 @@
 #include <apr_strings.h>
 
 #include "bf_pq.h"
+#include "bf_task_log.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -259,20 +260,19 @@ static void backend_check(worker_t *w, const bf_task_t *task)
             mb = anon / 1024;
         if (mb <= bound)
             return;
-        bf_log(BF_LOG_NOTICE,
-               "job %s: task %" PRId64 " (%s): database backend"
-               " %d holds %" PRId64 " MiB (contexts %" PRId64
-               " MiB, RssAnon %" PRId64
-               " MiB), over task_backend_memory_mb %" PRId64 ";"
-               " reconnecting",
-               task->job_id, task->id, task->resource_type,
-               PQbackendPID(w->conn), mb, ctx < 0 ? -1 : ctx / (1024 * 1024),
-               anon < 0 ? -1 : anon / 1024, bound);
+        bf_log_task(BF_LOG_NOTICE, task,
+                    "database backend"
+                    " %d holds %" PRId64 " MiB (contexts %" PRId64
+                    " MiB, RssAnon %" PRId64
+                    " MiB), over task_backend_memory_mb %" PRId64 ";"
+                    " reconnecting",
+                    PQbackendPID(w->conn), mb,
+                    ctx < 0 ? -1 : ctx / (1024 * 1024),
+                    anon < 0 ? -1 : anon / 1024, bound);
     } else if (w->reconnect_wanted) {
-        bf_log(BF_LOG_NOTICE,
-               "job %s: task %" PRId64 " (%s): reconnecting to"
-               " release the memory the task held",
-               task->job_id, task->id, task->resource_type);
+        bf_log_task(BF_LOG_NOTICE, task,
+                    "reconnecting to"
+                    " release the memory the task held");
     } else {
         return;
     }
@@ -310,11 +310,10 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
     bf_task_failure_t f = { NULL, NULL, NULL, false };
 
     worker_hb_set_task(&w->hb, task);
-    bf_log(BF_LOG_INFO,
-           "job %s: task %" PRId64 " (%s): claimed, attempt %d of %d,"
-           " fencing %" PRId64,
-           task->job_id, task->id, task->resource_type, task->attempt,
-           task->max_attempts, task->fencing);
+    bf_log_task(BF_LOG_INFO, task,
+                "claimed, attempt %d of %d,"
+                " fencing %" PRId64,
+                task->attempt, task->max_attempts, task->fencing);
     if (!bf_task_job_fetch(w->conn, p, task, &job)) {
         rc = bf_pq_healthy(w->conn) ? WORKER_EXPORT_FAILED
                                     : WORKER_EXPORT_DBERROR;
@@ -339,41 +338,36 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
                              &completed)) {
             /* outcome unknown (the commit may have happened): keep the parts;
              * if unpublished they are stale once the lease moves on */
-            bf_log(BF_LOG_WARN,
-                   "BF02042: job %s: task %" PRId64 " (%s): publish"
-                   " failed; the lease will expire and the task run again",
-                   task->job_id, task->id, task->resource_type);
+            bf_log_task(
+                BF_LOG_WARN, task,
+                "BF02042: publish"
+                " failed; the lease will expire and the task run again");
             break;
         }
         if (!published) {
             if (ended) /* the client cancelled, or another task failed it */
-                bf_log(BF_LOG_NOTICE,
-                       "job %s: task %" PRId64 " (%s): not"
-                       " published, the job ended meanwhile (cancelled or"
-                       " failed); parts deleted",
-                       task->job_id, task->id, task->resource_type);
+                bf_log_task(BF_LOG_NOTICE, task,
+                            "not"
+                            " published, the job ended meanwhile (cancelled or"
+                            " failed); parts deleted");
             else
-                bf_log(
-                    BF_LOG_WARN,
-                    "BF02043: job %s: task %" PRId64 " (%s): not"
+                bf_log_task(
+                    BF_LOG_WARN, task,
+                    "BF02043: not"
                     " published, the task is no longer ours (taken over after"
-                    " its lease expired); parts deleted",
-                    task->job_id, task->id, task->resource_type);
+                    " its lease expired); parts deleted");
             bf_ndjson_abort(nd);
             break;
         }
-        bf_log(BF_LOG_INFO,
-               "job %s: task %" PRId64 " (%s): published %zu file(s)",
-               task->job_id, task->id, task->resource_type,
-               bf_ndjson_part_count(nd));
+        bf_log_task(BF_LOG_INFO, task, "published %zu file(s)",
+                    bf_ndjson_part_count(nd));
         if (completed) {
             bf_log(BF_LOG_NOTICE, "job %s: completed", task->job_id);
             worker_sweep_job_parts(w, p, task->job_id);
         }
         break;
     case WORKER_EXPORT_DBERROR:
-        bf_log(BF_LOG_WARN, "BF02044: job %s: task %" PRId64 " (%s): %s",
-               task->job_id, task->id, task->resource_type, msg);
+        bf_log_task(BF_LOG_WARN, task, "BF02044: %s", msg);
         bf_ndjson_abort(nd);
         if (!worker_db_ensure(w))
             break; /* stopping: the lease will expire */
@@ -391,24 +385,21 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         if (!bf_task_fail(w->conn, task, w->id, &f, false, &applied, &failed))
             applied = true; /* not recorded: still worth a warning */
         if (applied && f.final)
-            bf_log(BF_LOG_WARN,
-                   "BF02050: job %s: task %" PRId64 " (%s): too costly"
-                   " on attempt %d, not retried: %s (%s)",
-                   task->job_id, task->id, task->resource_type, task->attempt,
-                   w->costly_why, msg);
+            bf_log_task(BF_LOG_WARN, task,
+                        "BF02050: too costly"
+                        " on attempt %d, not retried: %s (%s)",
+                        task->attempt, w->costly_why, msg);
         if (!applied) /* cancelled (or taken over) under us: not a fault */
-            bf_log(
-                BF_LOG_NOTICE,
-                "job %s: task %" PRId64 " (%s): attempt %d"
+            bf_log_task(
+                BF_LOG_NOTICE, task,
+                "attempt %d"
                 " failed after the task stopped being ours (%s); not counted",
-                task->job_id, task->id, task->resource_type, task->attempt,
-                msg);
+                task->attempt, msg);
         else if (!f.final)
-            bf_log(BF_LOG_WARN,
-                   "BF02045: job %s: task %" PRId64 " (%s): attempt %d"
-                   " of %d failed: %s",
-                   task->job_id, task->id, task->resource_type, task->attempt,
-                   task->max_attempts, msg);
+            bf_log_task(BF_LOG_WARN, task,
+                        "BF02045: attempt %d"
+                        " of %d failed: %s",
+                        task->attempt, task->max_attempts, msg);
         if (applied && failed)
             bf_log(BF_LOG_WARN,
                    "BF02046: job %s: failed: task %" PRId64 " (%s)"
@@ -420,19 +411,17 @@ static void run_task(worker_t *w, apr_pool_t *p, const bf_task_t *task)
         break;
     case WORKER_EXPORT_LOST:
         bf_ndjson_abort(nd);
-        bf_log(BF_LOG_NOTICE,
-               "job %s: task %" PRId64 " (%s): stopped, lease lost"
-               " (%s); parts deleted",
-               task->job_id, task->id, task->resource_type,
-               msg ? msg : "cancelled or taken over");
+        bf_log_task(BF_LOG_NOTICE, task,
+                    "stopped, lease lost"
+                    " (%s); parts deleted",
+                    msg ? msg : "cancelled or taken over");
         break;
     case WORKER_EXPORT_STOPPED:
         bf_ndjson_abort(nd);
         if (bf_task_release(w->conn, task, w->id, &released) && released)
-            bf_log(BF_LOG_NOTICE,
-                   "job %s: task %" PRId64 " (%s): shutting down,"
-                   " lease released",
-                   task->job_id, task->id, task->resource_type);
+            bf_log_task(BF_LOG_NOTICE, task,
+                        "shutting down,"
+                        " lease released");
         break;
     }
     worker_hb_set_task(&w->hb, NULL);

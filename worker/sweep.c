@@ -18,6 +18,8 @@
  *   - worker rows silent for 3 leases are deleted. */
 #include "config.h"
 #include "worker.h"
+#include "bf_id.h"
+#include "bf_task_log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,7 +78,7 @@ bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
     struct dirent *e;
     int removed = 0, left = 0;
 
-    if (!bf_task_valid_uuid(job_id))
+    if (!bf_id_is_uuid(job_id))
         return false;
     dir = apr_pstrcat(p, w->cfg.export_root, "/", job_id, NULL);
     d = opendir(dir);
@@ -138,7 +140,7 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
     apr_hash_t *running, *published;
     int i;
 
-    if (!bf_task_valid_uuid(job_id))
+    if (!bf_id_is_uuid(job_id))
         return;
     /* order matters: list the directory first, then the running attempts,
      * then the file rows; a part listed here either belongs to an attempt
@@ -188,7 +190,7 @@ static void sweep_orphan_dirs(worker_t *w, apr_pool_t *p)
     if (!d)
         return;
     while ((e = readdir(d)) != NULL && ids->nelts < 1000)
-        if (bf_task_valid_uuid(e->d_name))
+        if (bf_id_is_uuid(e->d_name))
             APR_ARRAY_PUSH(ids, const char *) = apr_pstrdup(p, e->d_name);
     closedir(d);
     if (!bf_sweepq_orphans(w->conn, p, ids, &orphans))
@@ -228,18 +230,16 @@ void worker_sweep(worker_t *w)
                 !applied)
                 continue;
             if (job_failed)
-                bf_log(
-                    BF_LOG_WARN,
-                    "BF02034: job %s: task %" PRId64 " (%s): lease"
+                bf_log_task(
+                    BF_LOG_WARN, &s->task,
+                    "BF02034: lease"
                     " of worker %s expired on attempt %d of %d; the job failed",
-                    s->task.job_id, s->task.id, s->task.resource_type,
                     s->locked_by, s->task.attempt, s->task.max_attempts);
             else
-                bf_log(
-                    BF_LOG_WARN,
-                    "BF02035: job %s: task %" PRId64 " (%s): lease"
+                bf_log_task(
+                    BF_LOG_WARN, &s->task,
+                    "BF02035: lease"
                     " of worker %s expired on attempt %d of %d; queued again",
-                    s->task.job_id, s->task.id, s->task.resource_type,
                     s->locked_by, s->task.attempt, s->task.max_attempts);
         }
     }

@@ -77,7 +77,12 @@ static void fz_quiet_log(void *baton, const char *file, int line,
     (void)msg;
 }
 
-/* Called from LLVMFuzzerInitialize. */
+/* The libFuzzer entry points every harness defines. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Called from LLVMFuzzerInitialize (FZ_DEFAULT_INITIALIZE when that is all
+ * a harness needs). */
 static __attribute__((unused)) void fz_init(void)
 {
     if (fz_root)
@@ -89,6 +94,15 @@ static __attribute__((unused)) void fz_init(void)
     bf_log_set(fz_quiet_log, NULL, BF_LOG_ERR);
     fz_hook_on = 1;
 }
+
+#define FZ_DEFAULT_INITIALIZE()                                                \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                          \
+    {                                                                          \
+        (void)argc;                                                            \
+        (void)argv;                                                            \
+        fz_init();                                                             \
+        return 0;                                                              \
+    }
 
 /* A pool for one input. */
 static __attribute__((unused)) apr_pool_t *fz_pool(void)

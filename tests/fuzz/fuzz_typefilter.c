@@ -9,6 +9,7 @@
 #include "fuzz_common.h"
 #include <ctype.h>
 #include <stdio.h>
+#include "bf_sql.h"
 #include "bf_typefilter.h"
 
 /* E'...' with '' and \\ doubled must decode to s exactly. */
@@ -65,16 +66,8 @@ static void check_sql(const char *q)
         abort();
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    fz_init();
-    return 0;
-}
+FZ_DEFAULT_INITIALIZE()
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p = fz_pool();

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <apr_general.h>
 #include <json-c/json.h>
 
@@ -139,12 +141,6 @@ int main(void)
         cmocka_unit_test(test_event_download),
         cmocka_unit_test(test_event_refused_token_and_kickoff),
     };
-    int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, &pool);
 }

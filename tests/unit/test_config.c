@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "bf_test.h"
 #include <string.h>
 
 #include <apr_general.h>
@@ -137,12 +139,6 @@ int main(void)
         cmocka_unit_test(test_dir_merge),
         cmocka_unit_test(test_cost_limits),
     };
-    int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, &pool);
 }

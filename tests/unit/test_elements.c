@@ -7,6 +7,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <apr_general.h>
 #include <apr_strings.h>
 
@@ -96,12 +98,6 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_keep_lists),
     };
-    int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, &pool);
 }

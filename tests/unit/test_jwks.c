@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <string.h>
 
 #include <apr_general.h>
@@ -107,5 +109,5 @@ int main(void)
         cmocka_unit_test(test_negative_cache),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return bf_test_run(tests, NULL);
 }

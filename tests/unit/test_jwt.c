@@ -7,6 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <openssl/core_names.h>
@@ -260,14 +262,10 @@ int main(void)
     };
     int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
     rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    rc = bf_test_run(tests, &pool);
     EVP_PKEY_free(rsa);
     EVP_PKEY_free(ec);
-    apr_pool_destroy(pool);
-    apr_terminate();
     return rc;
 }

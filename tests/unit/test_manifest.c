@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <json-c/json.h>
@@ -197,12 +199,6 @@ int main(void)
         cmocka_unit_test(test_no_slash_escaping),
         cmocka_unit_test(test_organized_deleted_error_link),
     };
-    int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, &pool);
 }

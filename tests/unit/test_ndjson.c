@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -538,11 +540,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ndjson_012_gzip_writer_error,
                                         setup, teardown),
     };
-    int rc;
 
-    apr_initialize();
     umask(077); /* the writer must still produce 0644 / 0755 */
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, NULL);
 }

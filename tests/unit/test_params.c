@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <apr_general.h>
 #include <apr_strings.h>
 #include <json-c/json.h>
@@ -584,12 +586,6 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_warnings_capped),
     };
-    int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, &pool);
 }

@@ -8,9 +8,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "bf_test.h"
+
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "bf_sql.h"
 #include "bf_typefilter.h"
 
 static apr_pool_t *pool;
@@ -205,12 +208,6 @@ int main(void)
         cmocka_unit_test(test_terms),
         cmocka_unit_test(test_utf8),
     };
-    int rc;
 
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return rc;
+    return bf_test_run(tests, &pool);
 }
