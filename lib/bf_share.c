@@ -168,10 +168,16 @@ apr_status_t bf_share_open_part(apr_file_t **fd, bool *gzip, const char **path,
 bool bf_share_unlink_unused(int dirfd, const char *name, int *err,
                             const char **op)
 {
-    int fd =
-        openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    const int how = O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    /* open for writing: over NFS, flock(LOCK_EX) is a whole-file write
+     * lock, refused (EBADF) on a read-only descriptor; read-only where
+     * writing is not allowed (a local flock needs no more) */
+    int fd = openat(dirfd, name, O_RDWR | how);
     bool ok = true;
 
+    if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS ||
+                   errno == EISDIR || errno == ETXTBSY))
+        fd = openat(dirfd, name, O_RDONLY | how);
     *err = 0;
     *op = "remove";
     if (fd < 0) {

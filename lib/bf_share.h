@@ -39,10 +39,10 @@
  *     until the response is done (bf_share_open_served()); a file unlinked
  *     between its open and that lock counts as gone (ENOENT).
  * flock() locks belong to the open file description: closing the
- * descriptor releases them.  (Over NFS, Linux emulates flock() with
- * whole-file fcntl() locks, where an exclusive lock needs a descriptor open
- * for writing; the sweeper opens read-only, so there it reports EBADF and
- * removes nothing until the job's directory goes.) */
+ * descriptor releases them.  Over NFS, Linux emulates flock() with
+ * whole-file fcntl() locks (flock(2)), where an exclusive lock needs a
+ * descriptor open for writing: the sweeper opens the file read-write when
+ * it may. */
 #ifndef BF_SHARE_H
 #define BF_SHARE_H
 
@@ -102,12 +102,12 @@ apr_status_t bf_share_open_part(apr_file_t **fd, bool *gzip, const char **path,
                                 const char *name, apr_int32_t flags,
                                 apr_pool_t *p);
 
-/* Unlink dirfd/name unless it is being served: open it (O_NOFOLLOW), take
- * flock(LOCK_EX|LOCK_NB), unlink, close.  True when it was unlinked or was
- * gone already (a symlink or an entry that cannot be opened is unlinked
- * without a lock: nothing serves it).  False otherwise, with *err
- * EWOULDBLOCK when a reader holds LOCK_SH (try again later), or the errno
- * of the failed step *op ("flock" or "remove"). */
+/* Unlink dirfd/name unless it is being served: open it (O_NOFOLLOW;
+ * read-write, else read-only), take flock(LOCK_EX|LOCK_NB), unlink, close. True
+ * when it was unlinked or was gone already (a symlink or an entry that cannot
+ * be opened is unlinked without a lock: nothing serves it).  False otherwise,
+ * with *err EWOULDBLOCK when a reader holds LOCK_SH (try again later), or the
+ * errno of the failed step *op ("flock" or "remove"). */
 bool bf_share_unlink_unused(int dirfd, const char *name, int *err,
                             const char **op);
 
