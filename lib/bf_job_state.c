@@ -8,11 +8,11 @@ bf_job_state_e bf_job_state_parse(const char *s)
     static const struct {
         const char *name;
         bf_job_state_e state;
-    } names[] = {{"queued", BF_JOB_STATE_QUEUED},
-                 {"running", BF_JOB_STATE_RUNNING},
-                 {"completed", BF_JOB_STATE_COMPLETED},
-                 {"failed", BF_JOB_STATE_FAILED},
-                 {"cancelled", BF_JOB_STATE_CANCELLED}};
+    } names[] = { { "queued", BF_JOB_STATE_QUEUED },
+                  { "running", BF_JOB_STATE_RUNNING },
+                  { "completed", BF_JOB_STATE_COMPLETED },
+                  { "failed", BF_JOB_STATE_FAILED },
+                  { "cancelled", BF_JOB_STATE_CANCELLED } };
     size_t i;
 
     if (!s)

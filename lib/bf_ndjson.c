@@ -2,6 +2,7 @@
  * bf_ndjson.h). */
 #include "config.h"
 #include "bf_ndjson.h"
+#include "bf_share.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -83,11 +84,6 @@ void bf_ndjson_set_default_compression(int level)
 int bf_ndjson_default_compression(void)
 {
     return default_level;
-}
-
-const char *bf_ndjson_file_name(apr_pool_t *p, const char *name, int level)
-{
-    return level >= 0 ? apr_pstrcat(p, name, ".gz", NULL) : name;
 }
 
 static void z_end(bf_ndjson_t *w)
@@ -515,9 +511,13 @@ static bool open_part(bf_ndjson_t *w)
     part = apr_array_push(w->parts);
     memset(part, 0, sizeof *part);
     part->part = w->first_part + w->parts->nelts - 1;
-    part->name = apr_psprintf(w->pool, "%s.%" PRId64 ".%" PRId64 ".%d.ndjson",
-                              w->type, w->task_id, w->fencing, part->part);
-    part->file = bf_ndjson_file_name(w->pool, part->name, w->level);
+    part->name = bf_share_part_name(w->pool, w->type, w->task_id, w->fencing,
+                                    part->part);
+    if (!part->name) {
+        apr_array_pop(w->parts);
+        return fail(w, EINVAL, "name a part of", w->type);
+    }
+    part->file = bf_share_stored_name(w->pool, part->name, w->level >= 0);
     path = part_path(w, part);
     /* O_EXCL: the fencing token makes the name unique to this attempt */
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -663,6 +663,7 @@ void bf_ndjson_abort(bf_ndjson_t *w)
 
         if (part->published)
             continue; /* a client may be reading it already */
+        /* no file row: no one serves it, no lock needed (bf_share.h) */
         if (unlink(part_path(w, part)) != 0 && errno != ENOENT && !w->error)
             fail(w, errno, "unlink", part_path(w, part));
     }

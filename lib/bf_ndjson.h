@@ -1,11 +1,10 @@
 /* bf_ndjson: the buffered NDJSON part writer used by the worker, and the
  * parser for PostgreSQL's binary COPY stream that feeds it.
  *
- * A writer produces the part files of one task attempt:
- *   {dir}/{Type}.{task}.{fencing}.{part}.ndjson      (compression none)
- *   {dir}/{Type}.{task}.{fencing}.{part}.ndjson.gz   (gzip, the default of
- *                                                     the worker, issue #15)
- * through one large buffer, rolling to the next part at max_resources lines
+ * A writer produces the part files of one task attempt in dir, named as
+ * lib/bf_share.h says (bf_share_part_name, and bf_share_stored_name: ".gz"
+ * appended under gzip, the default of the worker, issue #15), through one
+ * large buffer, rolling to the next part at max_resources lines
  * or before max_bytes would be exceeded.  A part file is created only when
  * its first line is written (a task with no rows leaves no file).  Every
  * write, fsync and close error is reported (bf_ndjson_error) and the writer
@@ -64,8 +63,6 @@ void bf_ndjson_set_default_compression(int level);
 int bf_ndjson_default_compression(void);
 /* Override it for one writer, before its first line. */
 void bf_ndjson_set_compression(bf_ndjson_t *w, int level);
-/* The on-disk name of a published part name under a compression level. */
-const char *bf_ndjson_file_name(apr_pool_t *p, const char *name, int level);
 
 /* What the parts are published as (bulkfhir.file kind and resource_type;
  * resource_type NULL for organized output).  Default: "output" and the

@@ -1,7 +1,7 @@
-/* mod_bulkfhir files: GET/HEAD bulkfiles/{job}/{name}, served from
- * {BulkFhirExportRoot}/{job}/{name}.gz, the part as the worker stored it
- * (compression = gzip, the default; issue #15), else {job}/{name}
- * (compression = none).
+/* mod_bulkfhir files: GET/HEAD bulkfiles/{job}/{name}, served from the
+ * part's stored file in {BulkFhirExportRoot}: gzip as the worker stored it
+ * (compression = gzip, the default; issue #15), else plain (compression =
+ * none).  Names, paths and locks: lib/bf_share.h.
  *
  * Stored gzip:
  *   gzip      (R51) when Accept-Encoding allows it: the stored bytes as they
@@ -18,49 +18,25 @@
  *   gzip      when Accept-Encoding allows it and no Range was sent: the file
  *             compressed here while it is sent (zlib, bounded buffers).
  * Vary: Accept-Encoding always.
- *   R8        the open file is held with flock(LOCK_SH) until the response
- *             is done (the descriptor closes with r->pool); the sweeper takes
- *             LOCK_EX|LOCK_NB before it unlinks, so it skips files being
- *             downloaded.  A file unlinked before we got the lock is 410.
+ *   R8        the open file is locked against the sweeper until the response
+ *             is done (the descriptor closes with r->pool), so it skips
+ *             files being downloaded (bf_share_open_served).  A file
+ *             unlinked before we got the lock is 410.
  *   expiry    after the job's expires_at: 410 Gone. */
 #include "mod_bulkfhir.h"
 #include "bf_job.h"
 #include "bf_id.h"
+#include "bf_share.h"
 
 #include <apr_buckets.h>
-#include <apr_portable.h>
 #include <apr_strings.h>
-#include <ctype.h>
-#include <errno.h>
 #include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <util_filter.h>
 #include <zlib.h>
 
 #define GZ_CHUNK (64 * 1024)
-
-/* {Type}.{task}.{fencing}.{part}.ndjson:
- * ^[A-Za-z]+\.[0-9]+\.[0-9]+\.[0-9]+\.ndjson$ */
-static bool valid_name(const char *s)
-{
-    const char *p = s;
-    int group;
-
-    if (!isalpha((unsigned char)*p))
-        return false;
-    while (isalpha((unsigned char)*p))
-        p++;
-    for (group = 0; group < 3; group++) {
-        if (*p++ != '.' || !isdigit((unsigned char)*p))
-            return false;
-        while (isdigit((unsigned char)*p))
-            p++;
-    }
-    return strcmp(p, ".ndjson") == 0;
-}
 
 /* Accept-Encoding allows gzip: "gzip"/"x-gzip" or "*" with q > 0, and
  * gzip not refused with q=0. */
@@ -97,32 +73,21 @@ static bool accepts_gzip(request_rec *r)
     return !gzip_zero && (gzip || star);
 }
 
-/* Open path read-only and take a shared flock for the life of r->pool.
- * APR_ENOENT when the file is gone (or was unlinked before the lock). */
-static apr_status_t open_locked(request_rec *r, const char *path,
-                                apr_file_t **fd, apr_finfo_t *fi)
+/* Open the stored file of part name and hold its lock for the life of
+ * r->pool (bf_share_open_part); *fi its info.  APR_ENOENT when it is gone
+ * (or was unlinked before the lock). */
+static apr_status_t open_part(request_rec *r, const char *root,
+                              const char *job_id, const char *name,
+                              apr_file_t **fd, bool *gz, const char **path,
+                              apr_finfo_t *fi)
 {
     core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
-    apr_os_file_t os;
-    struct stat st;
     apr_status_t rv;
 
-    rv = apr_file_open(fd, path,
-                       APR_READ | APR_BINARY |
-                           AP_SENDFILE_ENABLED(cd->enable_sendfile),
-                       0, r->pool);
+    rv = bf_share_open_part(fd, gz, path, root, job_id, name,
+                            AP_SENDFILE_ENABLED(cd->enable_sendfile), r->pool);
     if (rv != APR_SUCCESS)
         return rv;
-    apr_os_file_get(&os, *fd);
-    while (flock(os, LOCK_SH) != 0) {
-        if (errno != EINTR)
-            return APR_FROM_OS_ERROR(errno);
-    }
-    /* the sweeper may have unlinked it between our open and our lock */
-    if (fstat(os, &st) != 0)
-        return APR_FROM_OS_ERROR(errno);
-    if (st.st_nlink == 0)
-        return APR_ENOENT;
     return apr_file_info_get(fi, APR_FINFO_NORM, *fd);
 }
 
@@ -226,7 +191,7 @@ static apr_status_t send_inflated(request_rec *r, apr_file_t *fd,
             zrc = inflate(&zs, Z_NO_FLUSH);
             if (zrc != Z_OK && zrc != Z_STREAM_END) {
                 ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                              "BF01100: job %s: stored file %s.gz cannot be "
+                              "BF01100: job %s: stored file %s cannot be "
                               "inflated (zlib %d, after %lu bytes)",
                               job_id, name, zrc, (unsigned long)zs.total_out);
                 rv = APR_EGENERAL;
@@ -241,7 +206,7 @@ static apr_status_t send_inflated(request_rec *r, apr_file_t *fd,
     }
     if (zrc != Z_STREAM_END) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "BF01101: job %s: stored file %s.gz is truncated "
+                      "BF01101: job %s: stored file %s is truncated "
                       "(%lu bytes inflated)",
                       job_id, name, (unsigned long)zs.total_out);
         rv = APR_EGENERAL;
@@ -272,6 +237,7 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
     request_rec *r = rq->r;
     const char *path, *client, *types;
     char sqlstate[6], buf[120];
+    bf_share_part_t pt;
     bool found, expired, gzip, stored_gz, as_stored;
     apr_file_t *fd;
     apr_finfo_t fi;
@@ -281,7 +247,7 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 
     if (r->method_number != M_GET)
         return bf_http_not_allowed(rq, "GET, HEAD");
-    if (!bf_id_is_uuid(job_id) || !valid_name(name))
+    if (!bf_id_is_uuid(job_id) || !bf_share_part_parse(name, &pt))
         return bf_http_oo(rq, HTTP_NOT_FOUND, "not-found", "no such file");
     if (!rq->sc->export_root) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -302,13 +268,9 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         return bf_http_oo(rq, HTTP_GONE, "not-found",
                           "the file has expired; start a new export");
 
-    path =
-        apr_pstrcat(r->pool, rq->sc->export_root, "/", job_id, "/", name, NULL);
     /* the worker's stored gzip part, else a plain one (compression = none) */
-    rv = open_locked(r, apr_pstrcat(r->pool, path, ".gz", NULL), &fd, &fi);
-    stored_gz = rv == APR_SUCCESS;
-    if (APR_STATUS_IS_ENOENT(rv))
-        rv = open_locked(r, path, &fd, &fi);
+    rv = open_part(r, rq->sc->export_root, job_id, name, &fd, &stored_gz, &path,
+                   &fi);
     if (rv != APR_SUCCESS || fi.filetype != APR_REG) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "BF01031: job %s: published file %s missing on disk "
@@ -332,8 +294,7 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
 
     /* validators: r->finfo feeds ap_set_etag and ap_meets_conditions */
     r->finfo = fi;
-    r->filename = apr_pstrdup(
-        r->pool, stored_gz ? apr_pstrcat(r->pool, path, ".gz", NULL) : path);
+    r->filename = apr_pstrdup(r->pool, path);
     ap_update_mtime(r, fi.mtime);
     ap_set_last_modified(r);
     ap_set_etag(r);
@@ -358,7 +319,8 @@ int bf_files_handle(bf_req_t *rq, const char *job_id, const char *name)
         return OK;
 
     if (!as_stored && stored_gz) {
-        rv = send_inflated(r, fd, job_id, name);
+        rv = send_inflated(r, fd, job_id,
+                           bf_share_stored_name(r->pool, name, true));
     } else if (!as_stored) {
         rv = send_gzip(r, fd);
     } else {

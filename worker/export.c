@@ -39,6 +39,7 @@
 #include "bf_pq.h"
 #include "bf_task_log.h"
 #include "bf_id.h"
+#include "bf_share.h"
 
 static double now_s(void)
 {
@@ -455,7 +456,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
                 "limits: jit off,"
                 " statement_timeout %" PRId64 " ms, work_mem %" PRId64 " kB",
                 w->limits.statement_timeout_ms, w->limits.work_mem_kb);
-    dir = apr_pstrcat(p, w->cfg.export_root, "/", job->id, NULL);
+    dir = bf_share_job_dir(p, w->cfg.export_root, job->id);
     if ((rc = read_compression(w, p, msg)) != WORKER_EXPORT_OK)
         return rc;
     t0 = now_s();

@@ -10,9 +10,9 @@
  *   - expired jobs (expires_at passed): directory removed, then the job row
  *     with its tasks and file rows (status then answers 404);
  *   - directories in the export root that no job row owns (every 12th);
- * A file is unlinked only under flock(LOCK_EX|LOCK_NB): the module holds
- * LOCK_SH while it serves one (R8), and a busy file waits for the next
- * sweep.
+ * A file is unlinked only through bf_share_unlink_unused(): the module holds
+ * a lock while it serves one (R8, the protocol in lib/bf_share.h), and a
+ * busy file waits for the next sweep.
  *   - stale parts (every 12th sweep) in live jobs: a part whose attempt is
  *     not running and that has no file row is garbage (invariant 2);
  *   - worker rows silent for 3 leases are deleted. */
@@ -27,48 +27,35 @@
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <apr_strings.h>
 
+#include "bf_share.h"
 #include "bf_sweepq.h"
 
-/* Unlink dir/name under an exclusive, non-blocking flock.  1: removed or
- * already gone; 0: busy (being served), try again next sweep; -1: error. */
-static int unlink_locked(int dfd, const char *job_id, const char *name)
+/* Unlink dir/name unless it is being served (bf_share_unlink_unused).
+ * 1: removed or already gone; 0: busy, try again next sweep; -1: error. */
+static int unlink_unused(int dfd, const char *job_id, const char *name)
 {
-    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    int rc = 1;
+    const char *op;
+    int err;
 
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 1;
-        /* a symlink or something unreadable: no one serves it, just unlink */
-        if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-            return 1;
+    if (bf_share_unlink_unused(dfd, name, &err, &op))
+        return 1;
+    if (err == EWOULDBLOCK) {
+        bf_log(BF_LOG_INFO, "job %s: %s is being served, removing it later",
+               job_id, name);
+        return 0;
+    }
+    if (!strcmp(op, "flock"))
+        bf_log(BF_LOG_WARN, "BF02501: job %s: flock %s: %s", job_id, name,
+               strerror(err));
+    else
         bf_log(BF_LOG_WARN, "BF02500: job %s: remove %s: %s", job_id, name,
-               strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK || errno == EINTR) {
-            bf_log(BF_LOG_INFO, "job %s: %s is being served, removing it later",
-                   job_id, name);
-            rc = 0;
-        } else {
-            bf_log(BF_LOG_WARN, "BF02501: job %s: flock %s: %s", job_id, name,
-                   strerror(errno));
-            rc = -1;
-        }
-    } else if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
-        bf_log(BF_LOG_WARN, "BF02502: job %s: remove %s: %s", job_id, name,
-               strerror(errno));
-        rc = -1;
-    }
-    close(fd); /* drops the lock */
-    return rc;
+               strerror(err));
+    return -1;
 }
 
 bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
@@ -80,7 +67,7 @@ bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
 
     if (!bf_id_is_uuid(job_id))
         return false;
-    dir = apr_pstrcat(p, w->cfg.export_root, "/", job_id, NULL);
+    dir = bf_share_job_dir(p, w->cfg.export_root, job_id);
     d = opendir(dir);
     if (!d) {
         if (errno == ENOENT)
@@ -92,7 +79,7 @@ bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        if (unlink_locked(dirfd(d), job_id, e->d_name) == 1)
+        if (unlink_unused(dirfd(d), job_id, e->d_name) == 1)
             removed++;
         else
             left++;
@@ -113,22 +100,20 @@ bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id)
     return true;
 }
 
-/* "Type.task.fencing.part.ndjson" or its gzip form "….ndjson.gz" (the
- * writer's names, lib/bf_ndjson.h) -> "task.fencing" */
-static const char *attempt_of(apr_pool_t *p, const char *name)
+/* The attempt ("task.fencing", as bf_task_running_attempts has it) whose
+ * part is stored as name, NULL when name is not a part's (bf_share.h);
+ * *row gets the part's published name (its file row's name). */
+static const char *attempt_of(apr_pool_t *p, const char *name, const char **row)
 {
-    const char *dot = strchr(name, '.');
-    long long task, fencing;
-    int part, end = 0;
+    const char *published = bf_share_published_name(p, name, NULL);
+    bf_share_part_t pt;
 
-    if (!dot ||
-        sscanf(dot + 1, "%lld.%lld.%d.ndjson%n", &task, &fencing, &part,
-               &end) != 3 ||
-        end == 0 || (dot[1 + end] != '\0' && strcmp(dot + 1 + end, ".gz") != 0))
+    if (!bf_share_part_parse(published, &pt))
         return NULL;
-    /* (apr_psprintf knows no %lld) */
+    if (row)
+        *row = published;
     return apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT,
-                        (apr_int64_t)task, (apr_int64_t)fencing);
+                        (apr_int64_t)pt.task, (apr_int64_t)pt.fencing);
 }
 
 void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
@@ -138,18 +123,18 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
     struct dirent *e;
     apr_array_header_t *names = apr_array_make(p, 16, sizeof(const char *));
     apr_hash_t *running, *published;
-    int i;
+    int i, dfd;
 
     if (!bf_id_is_uuid(job_id))
         return;
     /* order matters: list the directory first, then the running attempts,
      * then the file rows; a part listed here either belongs to an attempt
      * still running at the second query or was published before the third */
-    dir = apr_pstrcat(p, w->cfg.export_root, "/", job_id, NULL);
+    dir = bf_share_job_dir(p, w->cfg.export_root, job_id);
     if (!(d = opendir(dir)))
         return;
     while ((e = readdir(d)) != NULL)
-        if (attempt_of(p, e->d_name))
+        if (attempt_of(p, e->d_name, NULL))
             APR_ARRAY_PUSH(names, const char *) = apr_pstrdup(p, e->d_name);
     closedir(d);
     if (names->nelts == 0)
@@ -157,23 +142,25 @@ void worker_sweep_job_parts(worker_t *w, apr_pool_t *p, const char *job_id)
     if (!bf_task_running_attempts(w->conn, p, job_id, &running) ||
         !bf_task_file_names(w->conn, p, job_id, &published))
         return;
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return;
     for (i = 0; i < names->nelts; i++) {
         const char *name = APR_ARRAY_IDX(names, i, const char *);
-        size_t n = strlen(name);
-        /* a file row names the part as published (.ndjson) */
-        const char *row = n > 3 && !strcmp(name + n - 3, ".gz")
-                              ? apr_pstrndup(p, name, n - 3)
-                              : name;
+        const char *row = NULL, *attempt = attempt_of(p, name, &row), *op;
+        int err;
 
-        if (apr_hash_get(running, attempt_of(p, name), APR_HASH_KEY_STRING) ||
+        if (apr_hash_get(running, attempt, APR_HASH_KEY_STRING) ||
             apr_hash_get(published, row, APR_HASH_KEY_STRING))
             continue;
-        if (unlink(apr_pstrcat(p, dir, "/", name, NULL)) == 0)
+        /* no file row: nothing serves it, but the share's one unlink path
+         * costs no more */
+        if (bf_share_unlink_unused(dfd, name, &err, &op))
             bf_log(BF_LOG_INFO, "job %s: removed stale part %s", job_id, name);
-        else if (errno != ENOENT)
-            bf_log(BF_LOG_WARN, "BF02033: job %s: remove stale part %s: %s",
-                   job_id, name, strerror(errno));
+        else if (err != EWOULDBLOCK)
+            bf_log(BF_LOG_WARN, "BF02033: job %s: %s stale part %s: %s", job_id,
+                   op, name, strerror(err));
     }
+    close(dfd);
 }
 
 /* Job directories in the export root with no job row (a job deleted while

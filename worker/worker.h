@@ -157,7 +157,7 @@ worker_export_rc worker_export(worker_t *w, apr_pool_t *p,
 /* ---- sweep.c ---- */
 void worker_sweep(worker_t *w);
 
-/* Remove the files (each under flock LOCK_EX|LOCK_NB) and the directory of
+/* Remove the files (each with bf_share_unlink_unused) and the directory of
  * one job; false when something is left (busy file, late writer, error). */
 bool worker_remove_job_dir(worker_t *w, apr_pool_t *p, const char *job_id);
 /* Remove the parts of a job that no running attempt and no file row owns. */
