@@ -6,6 +6,8 @@
 
 #include <apr_pools.h>
 
+#include "bf_params.h"
+
 /* directive names */
 #define BF_CMD_DATABASE "BulkFhirDatabase"
 #define BF_CMD_EXPORT_ROOT "BulkFhirExportRoot"
@@ -52,13 +54,8 @@
 #define BF_DEFAULT_AUTH_SCOPE_SOURCE "env:OIDC_CLAIM_scope"
 #define BF_DEFAULT_STATUS_CACHE "none"    /* httpd's caches are opt-in */
 #define BF_DEFAULT_STATUS_CACHE_TIMEOUT 1 /* s a cached status may be old */
-#define BF_DEFAULT_MAX_TYPE_FILTERS 8
-#define BF_DEFAULT_MAX_FILTER_VALUES 64
-#define BF_DEFAULT_MAX_FILTER_BYTES 16384
-#define BF_DEFAULT_MAX_FILTER_TERMS 1024
-#define BF_DEFAULT_MAX_ELEMENTS 500
-#define BF_DEFAULT_MAX_PATIENTS 1000
-#define BF_DEFAULT_MAX_TYPES 200
+/* BF_DEFAULT_MAX_* of the kick-off cost model: lib/bf_params.h, their one
+ * home (the parser's defaults are the directives' defaults) */
 
 /* The cost-model limits, one table: bf_cost_defs[i] gives the directive,
  * its default and its range; bf_dir_conf_t.cost[i] the configured value. */
